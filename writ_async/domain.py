@@ -1,0 +1,137 @@
+"""What a domain is to the engine, and the environment an episode runs tools in.
+
+A domain (``domains/airline``, ``domains/retail``) is data plus pure functions: a record
+schema, a toolbox, a default policy text, a loader for tau2-bench's ``db.json`` and a
+seeded generator. ``Domain`` bundles them; ``Environment`` is one episode's use of them
+(its overlay and the toolbox).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from writ_async.errors import DataError
+from writ_async.overlay import BaseDB, Copier, Overlay
+from writ_async.tools import Toolbox, ToolResult
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A domain as the engine sees it.
+
+    ``db_file_type`` is the msgspec Struct that a tau2-bench ``db.json`` decodes into; its
+    fields are the tables. ``generate`` builds a database from ``(seed, scale)``.
+    ``sample_call`` proposes a plausible tool call from an episode's live state (seeded
+    walks, benchmarks, load generation).
+    """
+
+    name: str
+    toolbox: Toolbox
+    db_file_type: type[msgspec.Struct]
+    generate: Callable[[int, float], msgspec.Struct]
+    policy_text: str
+    copiers: Mapping[str, Copier]
+    sample_call: Callable[[Overlay, random.Random], tuple[str, dict[str, Any]]]
+
+    def tables_of(self, db: msgspec.Struct) -> BaseDB:
+        tables = {f: getattr(db, f) for f in self.db_file_type.__struct_fields__}
+        hints = msgspec.structs.fields(self.db_file_type)
+        schema = {f.name: _value_type(f.type) for f in hints}
+        return BaseDB(tables, schema, self.copiers)
+
+    def load_db(self, path: Path | str) -> BaseDB:
+        """Decode a tau2-bench ``db.json``; a bad file is a DataError naming the field."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DataError(path, f"cannot read database: {exc.strerror or exc}") from None
+        try:
+            db = msgspec.json.decode(raw, type=self.db_file_type)
+        except msgspec.ValidationError as exc:
+            raise DataError(path, f"not a {self.name} database: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise DataError(path, f"malformed JSON: {exc}") from None
+        return self.tables_of(db)
+
+    def generate_db(self, seed: int = 0, scale: float = 1.0) -> BaseDB:
+        """The embedded default: a seeded synthetic database (same seed, same bytes)."""
+        return self.tables_of(self.generate(seed, scale))
+
+    def base(self, db_path: Path | str | None = None, seed: int = 0, scale: float = 1.0) -> BaseDB:
+        return self.load_db(db_path) if db_path is not None else self.generate_db(seed, scale)
+
+    def policy(self, path: Path | str | None = None) -> str:
+        if path is None:
+            return self.policy_text
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataError(path, f"cannot read policy: {exc.strerror or exc}") from None
+
+    def toolbox_with_schemas(self, path: Path | str | None = None) -> Toolbox:
+        """The toolbox, showing the schemas from a tools.json file when one is given."""
+        if path is None:
+            return self.toolbox
+        shown = load_tool_schemas(path, self.toolbox)
+        return self.toolbox.with_schemas(shown)
+
+    def environment(self, base: BaseDB, toolbox: Toolbox | None = None) -> Environment:
+        return Environment(base.overlay(), toolbox or self.toolbox)
+
+
+def _value_type(table_type: Any) -> type:
+    # dict[str, Record] -> Record
+    args = getattr(table_type, "__args__", None)
+    if not args or len(args) != 2:
+        raise TypeError(f"table type {table_type!r} is not dict[str, Record]")
+    return args[1]
+
+
+def load_tool_schemas(path: Path | str, toolbox: Toolbox) -> list[dict[str, Any]]:
+    """Read an OpenAI tools list and check it names exactly the toolbox's tools."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(path, f"cannot read tool schemas: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(path, "expected a JSON list of tool schemas")
+    names = []
+    for i, entry in enumerate(data):
+        fn = entry.get("function") if isinstance(entry, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise DataError(path, f"entry {i} is not an OpenAI function tool")
+        names.append(fn["name"])
+    if sorted(names) != sorted(toolbox.names()):
+        missing = sorted(set(toolbox.names()) - set(names))
+        extra = sorted(set(names) - set(toolbox.names()))
+        raise DataError(path, f"tool names differ from the domain: missing {missing}, extra {extra}")
+    return data
+
+
+class Environment:
+    """One episode's tools over its own overlay."""
+
+    __slots__ = ("overlay", "toolbox")
+
+    def __init__(self, overlay: Overlay, toolbox: Toolbox) -> None:
+        self.overlay = overlay
+        self.toolbox = toolbox
+
+    def call(self, name: Any, arguments: Mapping[str, Any]) -> ToolResult:
+        return self.toolbox.call(self.overlay, name, arguments)
+
+    def db_hash(self) -> str:
+        return self.overlay.db_hash()
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.toolbox.owner} {self.overlay!r}>"
