@@ -114,7 +114,9 @@ def load_tool_schemas(path: Path | str, toolbox: Toolbox) -> list[dict[str, Any]
     if sorted(names) != sorted(toolbox.names()):
         missing = sorted(set(toolbox.names()) - set(names))
         extra = sorted(set(names) - set(toolbox.names()))
-        raise DataError(path, f"tool names differ from the domain: missing {missing}, extra {extra}")
+        raise DataError(
+            path, f"tool names differ from the domain: missing {missing}, extra {extra}"
+        )
     return data
 
 

@@ -99,7 +99,7 @@ class BaseDB:
     path copy (the domain's tools then copy what they change below the top level).
     """
 
-    __slots__ = ("_index", "copiers", "schema", "tables")
+    __slots__ = ("_index", "_keys", "copiers", "schema", "tables")
 
     def __init__(
         self,
@@ -113,6 +113,14 @@ class BaseDB:
         self.schema = dict(schema)
         self.copiers = {name: (copiers or {}).get(name, deep_copy) for name in tables}
         self._index: _HashIndex | None = None
+        self._keys: dict[str, tuple[Any, ...]] = {}
+
+    def keys(self, table: str) -> tuple[Any, ...]:
+        """The base keys of a table, in order (cached: the base never changes)."""
+        found = self._keys.get(table)
+        if found is None:
+            found = self._keys[table] = tuple(self.tables[table])
+        return found
 
     @property
     def hash_index(self) -> _HashIndex:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
+from writ_async.calc import calculate as evaluate
+
 from writ_async import pyops
 from writ_async.canonical import to_plain
-from writ_async.calc import calculate as evaluate
 from writ_async.errors import ToolError
 from writ_async.overlay import Overlay
 from writ_async.tools import generic, read, write

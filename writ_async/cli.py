@@ -1,0 +1,313 @@
+"""The ``writ`` command line.
+
+    writ tools list --domain NAME [--tools-json PATH]
+    writ tools call --domain NAME [--db PATH] [--seed N] [--scale X] [FILE]
+    writ db hash --domain NAME [--db PATH] [--seed N] [--scale X]
+    writ db generate --domain NAME [--seed N] [--scale X] --out PATH
+    writ walk [--config PATH] [--domain NAME] [--episodes N] [--calls N] [--seed N]
+
+Every operator-facing failure is a ``WritError``; ``main`` prints it as one line,
+``writ: error: <message>``, and returns 2. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from domains import get_domain
+from writ_async.config import default_config, load_config
+from writ_async.domain import Domain
+from writ_async.errors import DataError, ToolCallFormatError, WritError
+from writ_async.logs import configure_logging, get_logger
+from writ_async.overlay import BaseDB
+from writ_async.tools import Toolbox
+
+Clock = Callable[[], float]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except WritError as exc:
+        sys.stdout.flush()  # what was already produced comes out before the error
+        print(f"writ: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`writ tools call ... | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+# -- arguments ---------------------------------------------------------------------------
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _add_database_args(parser: argparse.ArgumentParser, with_db: bool = True) -> None:
+    parser.add_argument("--domain", required=True, help="airline or retail")
+    if with_db:
+        parser.add_argument("--db", metavar="PATH", help="a tau2-bench db.json (default: generate)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument(
+        "--scale", type=_positive(float), default=1.0, help="generated size (default 1.0)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="writ", description="Synthesize verified tool-use trajectories (WRIT)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tools = commands.add_parser("tools", help="list or execute a domain's tools")
+    tool_commands = tools.add_subparsers(dest="tools_command", required=True, metavar="ACTION")
+    p = tool_commands.add_parser("list", help="print the tool schemas as a JSON list")
+    p.add_argument("--domain", required=True, help="airline or retail")
+    p.add_argument("--tools-json", metavar="PATH", help="show the schemas of this tools.json")
+    p.set_defaults(run=cmd_tools_list)
+    p = tool_commands.add_parser(
+        "call", help="execute JSON-lines tool calls on one episode, print results"
+    )
+    _add_database_args(p)
+    p.add_argument("file", nargs="?", metavar="FILE", help="JSON lines (default: stdin)")
+    p.set_defaults(run=cmd_tools_call)
+
+    db = commands.add_parser("db", help="inspect or generate a domain database")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    p = db_commands.add_parser("hash", help="print the tau2 DB hash and table sizes")
+    _add_database_args(p)
+    p.set_defaults(run=cmd_db_hash)
+    p = db_commands.add_parser("generate", help="write a generated database as db.json")
+    _add_database_args(p, with_db=False)
+    p.add_argument("--out", required=True, metavar="PATH", help="where to write db.json")
+    p.set_defaults(run=cmd_db_generate)
+
+    p = commands.add_parser("walk", help="run seeded random tool-call episodes, print a summary")
+    p.add_argument("--config", metavar="PATH", help="config.toml (default: built-in defaults)")
+    p.add_argument("--domain", help="overrides [run] domain")
+    p.add_argument("--episodes", type=_positive(int), help="overrides [walk] episodes")
+    p.add_argument("--calls", type=_positive(int), help="overrides [walk] calls_per_episode")
+    p.add_argument("--seed", type=int, help="overrides [run] seed")
+    p.set_defaults(run=cmd_walk)
+    return parser
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+def cmd_tools_list(args: argparse.Namespace) -> int:
+    toolbox = get_domain(args.domain).toolbox_with_schemas(args.tools_json)
+    print(json.dumps(toolbox.schemas(), indent=2))
+    return 0
+
+
+def cmd_tools_call(args: argparse.Namespace) -> int:
+    domain = get_domain(args.domain)
+    env = domain.environment(domain.base(args.db, args.seed, args.scale))
+    source = args.file or "<stdin>"
+    out = sys.stdout
+    with _open_input(args.file) as stream:
+        for name, arguments in read_tool_calls(stream, source):
+            result = env.call(name, arguments)
+            line = {"output": result.output, "error": result.error, "db_hash": env.db_hash()}
+            out.write(json.dumps(line) + "\n")
+            out.flush()  # a caller driving us line by line sees each result at once
+    return 0
+
+
+def _open_input(path: str | None) -> AbstractContextManager[IO[bytes]]:
+    if path is None:
+        return nullcontext(sys.stdin.buffer)  # stdin is not ours to close
+    try:
+        return open(path, "rb")  # closed by the caller's `with`
+    except OSError as exc:
+        raise DataError(path, f"cannot read tool calls: {exc.strerror or exc}") from None
+
+
+def read_tool_calls(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(name, arguments)`` for each non-blank JSON line, lazily, in order.
+
+    A malformed line raises ``ToolCallFormatError`` when it is reached, so the calls
+    before it have already been run.
+    """
+    for line_no, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ToolCallFormatError(source, line_no, "not UTF-8 text") from None
+        if not text.strip():
+            continue
+        try:
+            # The stdlib parser keeps 100 and 100.0 distinct, as tau2 sees them.
+            call = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ToolCallFormatError(source, line_no, f"not valid JSON: {exc.msg}") from None
+        if not isinstance(call, dict):
+            raise ToolCallFormatError(source, line_no, "expected a JSON object")
+        if not isinstance(call.get("name"), str):
+            raise ToolCallFormatError(source, line_no, 'expected a string "name"')
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, dict):
+            raise ToolCallFormatError(source, line_no, '"arguments" must be a JSON object')
+        yield call["name"], arguments
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+def describe_db(base: BaseDB) -> str:
+    rows = [("db_hash", base.db_hash())]
+    rows += [(name, str(len(table))) for name, table in base.tables.items()]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def cmd_db_hash(args: argparse.Namespace) -> int:
+    print(describe_db(get_domain(args.domain).base(args.db, args.seed, args.scale)))
+    return 0
+
+
+def cmd_db_generate(args: argparse.Namespace) -> int:
+    domain = get_domain(args.domain)
+    db = domain.generate(args.seed, args.scale)
+    # tau2-bench's db.json layout: one JSON object of tables, fields in model order.
+    text = msgspec.json.format(msgspec.json.encode(db), indent=4) + b"\n"
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(text)
+        tmp.replace(out)  # never leave a half-written db.json behind
+    except OSError as exc:
+        raise DataError(out, f"cannot write database: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
+    print(describe_db(domain.tables_of(db)))
+    return 0
+
+
+# -- walk --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ToolCounts:
+    calls: int = 0
+    errors: int = 0
+
+    @property
+    def ok(self) -> int:
+        return self.calls - self.errors
+
+
+@dataclass(slots=True)
+class WalkStats:
+    episodes: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    per_tool: dict[str, ToolCounts] = field(default_factory=dict)
+    final_hashes: set[str] = field(default_factory=set)
+
+
+def walk(
+    domain: Domain,
+    base: BaseDB,
+    toolbox: Toolbox,
+    *,
+    episodes: int,
+    calls: int,
+    seed: int,
+    clock: Clock = time.perf_counter,
+) -> WalkStats:
+    """Run independent seeded episodes, each on a fresh overlay, and count the outcomes."""
+    stats = WalkStats(per_tool={name: ToolCounts() for name in toolbox.names()})
+    start = clock()
+    for episode in range(episodes):
+        # String seeds are hashed with SHA-512 by `random`, so this is stable across
+        # processes and Python versions, and one episode replays without the others.
+        rng = random.Random(f"{seed}:{episode}")
+        env = domain.environment(base, toolbox)
+        for _ in range(calls):
+            name, arguments = domain.sample_call(env.overlay, rng)
+            result = env.call(name, arguments)
+            counts = stats.per_tool.setdefault(name, ToolCounts())
+            counts.calls += 1
+            counts.errors += result.error
+        stats.final_hashes.add(env.db_hash())
+        stats.episodes += 1
+        stats.calls += calls
+    stats.seconds = clock() - start
+    return stats
+
+
+def render_walk(stats: WalkStats, load_seconds: float, base_unchanged: bool) -> str:
+    width = max([len("tool"), *(len(n) for n in stats.per_tool)])
+    lines = [f"{'tool':<{width}}  {'calls':>8}  {'ok':>8}  {'errors':>8}"]
+    for name, c in stats.per_tool.items():
+        lines.append(f"{name:<{width}}  {c.calls:>8}  {c.ok:>8}  {c.errors:>8}")
+    errors = sum(c.errors for c in stats.per_tool.values())
+    lines.append(f"{'total':<{width}}  {stats.calls:>8}  {stats.calls - errors:>8}  {errors:>8}")
+    rate = f"{stats.calls / stats.seconds:.0f}" if stats.seconds > 0 else "-"
+    lines += [
+        "",
+        f"load time                 {load_seconds:.3f} s",
+        f"walk time                 {stats.seconds:.3f} s",
+        f"calls/s                   {rate}",
+        f"distinct final DB hashes  {len(stats.final_hashes)} of {stats.episodes} episodes",
+        f"base DB unchanged         {'yes' if base_unchanged else 'NO (a tool mutated it)'}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
+    config = load_config(args.config) if args.config else default_config()
+    configure_logging(config.logging.level, config.logging.format)
+    name = args.domain or config.run.domain
+    seed = config.run.seed if args.seed is None else args.seed
+    episodes = args.episodes or config.walk.episodes
+    calls = args.calls or config.walk.calls_per_episode
+    settings = config.domain_settings(name)
+    log = get_logger(domain=name, seed=seed)
+
+    domain = get_domain(name)
+    start = clock()
+    base = domain.base(settings.db_path, seed, settings.scale)
+    base_hash = base.db_hash()  # builds the hash index, so the walk times only the calls
+    toolbox = domain.toolbox_with_schemas(settings.tools_path)
+    domain.policy(settings.policy_path)  # a bad policy path fails now, not mid-run
+    load_seconds = clock() - start
+    sizes = {table: len(records) for table, records in base.tables.items()}
+    log.info("walk.loaded", db_hash=base_hash, tables=sizes, seconds=round(load_seconds, 3))
+
+    stats = walk(domain, base, toolbox, episodes=episodes, calls=calls, seed=seed, clock=clock)
+    # Episodes must only ever change their overlays; recomputing the base text proves it.
+    unchanged = base.verify_unchanged()
+    log.info("walk.done", calls=stats.calls, seconds=round(stats.seconds, 3))
+    print(f"walk {name}: seed {seed}, {episodes} episodes x {calls} calls, base DB {base_hash}")
+    print(render_walk(stats, load_seconds, unchanged))
+    return 0 if unchanged else 1

@@ -1,0 +1,185 @@
+"""The run configuration: ``config.toml`` decoded into typed, frozen msgspec Structs.
+
+Every section is a Struct whose fields all have defaults, so an empty file is a valid
+run and a new section is one Struct plus one field on ``Config``. Unknown keys are
+refused (a typo must not silently fall back to a default), and every problem becomes a
+``ConfigError`` naming the file and the dotted key path, never a traceback.
+
+Relative paths in the file (database, policy, tool schemas, output directory) are
+resolved against the directory of the config file, so a run does not depend on the
+directory it is started from.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from writ_async.errors import ConfigError
+
+DomainName = Literal["airline", "retail"]
+LogFormat = Literal["auto", "console", "json"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base of every section: unknown keys are errors, fields are keyword-only."""
+
+
+class RunConfig(Section):
+    seed: int = 0
+    domain: DomainName = "airline"
+    out_dir: str = "runs"
+
+
+class DomainConfig(Section):
+    """Where one domain's data comes from; ``None`` means the embedded default."""
+
+    db_path: str | None = None  # tau2-bench db.json; None: the seeded generator
+    scale: PositiveFloat = 1.0  # size of the generated database (ignored with db_path)
+    policy_path: str | None = None  # policy text shown to the agent
+    tools_path: str | None = None  # tau2-bench tools.json: the schemas shown to models
+
+
+class DomainsConfig(Section):
+    airline: DomainConfig = msgspec.field(default_factory=DomainConfig)
+    retail: DomainConfig = msgspec.field(default_factory=DomainConfig)
+
+
+class WalkConfig(Section):
+    episodes: PositiveInt = 200
+    calls_per_episode: PositiveInt = 20
+
+
+class LoggingConfig(Section):
+    level: LogLevel = "info"
+    format: LogFormat = "auto"  # auto: console on a terminal, JSON lines otherwise
+
+
+class Config(Section):
+    run: RunConfig = msgspec.field(default_factory=RunConfig)
+    domains: DomainsConfig = msgspec.field(default_factory=DomainsConfig)
+    walk: WalkConfig = msgspec.field(default_factory=WalkConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+    def domain_settings(self, name: str) -> DomainConfig:
+        """The ``[domains.<name>]`` section, or the defaults for a domain without one."""
+        settings = getattr(self.domains, name, None)
+        return settings if isinstance(settings, DomainConfig) else DomainConfig()
+
+
+def default_config() -> Config:
+    """The configuration of an empty file: the embedded airline default."""
+    return Config()
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, decode and check a config file; any problem is a ``ConfigError``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        message, key_path = explain(str(exc))
+        raise ConfigError(path, message, key_path) from None
+    return _resolve_paths(config, path.parent)
+
+
+# -- error messages ----------------------------------------------------------------------
+
+_AT = re.compile(r"^(?P<message>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
+
+
+def explain(error: str) -> tuple[str, str | None]:
+    """A msgspec validation message as ``(message, dotted key path)`` for a person.
+
+    ``Expected `int` - at `$.walk.episodes``` becomes ``("expected `int`", "walk.episodes")``;
+    an unknown key is named in the path itself and listed against the keys that exist,
+    and a value outside a fixed set of choices is shown with the choices.
+    """
+    m = _AT.match(error)
+    message, key_path = (m["message"], m["path"].lstrip(".")) if m else (error, "")
+    unknown = _UNKNOWN.match(message)
+    if unknown:
+        key = unknown["key"]
+        known = list(_fields(_type_at(key_path)))
+        key_path = f"{key_path}.{key}" if key_path else key
+        message = f"unknown key `{key}`"
+        if known:
+            message += f" (known keys: {', '.join(known)})"
+        return message, key_path
+    if message[:1].isupper() and not message[1:2].isupper():
+        message = message[0].lower() + message[1:]
+    message = message.replace("`object`", "`table`")  # say it in TOML's words
+    if message.startswith("invalid enum value"):
+        choices = typing.get_args(_type_at(key_path))
+        if choices:
+            message += f" (expected one of: {', '.join(map(str, choices))})"
+    return message, key_path or None
+
+
+def _type_at(key_path: str) -> Any:
+    """The declared type at ``key_path`` (``a.b[0].c``) below ``Config``, or None."""
+    current: Any = Config
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key_path):
+        if part.startswith("["):  # a list element: step into the item type
+            args = typing.get_args(current)
+            current = args[0] if args else None
+        else:
+            current = _fields(current).get(part)
+        if current is None:
+            return None
+    return current
+
+
+def _fields(struct_type: Any) -> dict[str, Any]:
+    if isinstance(struct_type, type) and issubclass(struct_type, msgspec.Struct):
+        return {f.name: f.type for f in msgspec.structs.fields(struct_type)}
+    return {}
+
+
+# -- paths -------------------------------------------------------------------------------
+
+
+def _resolve(value: str | None, base_dir: Path) -> str | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else base_dir / p)
+
+
+def _resolve_domain(d: DomainConfig, base_dir: Path) -> DomainConfig:
+    return msgspec.structs.replace(
+        d,
+        db_path=_resolve(d.db_path, base_dir),
+        policy_path=_resolve(d.policy_path, base_dir),
+        tools_path=_resolve(d.tools_path, base_dir),
+    )
+
+
+def _resolve_paths(config: Config, base_dir: Path) -> Config:
+    replace = msgspec.structs.replace
+    domains = {
+        name: _resolve_domain(getattr(config.domains, name), base_dir)
+        for name in DomainsConfig.__struct_fields__
+    }
+    run = replace(config.run, out_dir=_resolve(config.run.out_dir, base_dir) or "")
+    return replace(config, run=run, domains=replace(config.domains, **domains))
