@@ -60,3 +60,73 @@ class ToolCallFormatError(WritError):
         self.source = source
         self.line = line
         super().__init__(f"{source}:{line}: {message}")
+
+
+# -- model calls ---------------------------------------------------------------------------
+# Retry decisions are made on these kinds (see writ_async/models/retry.py): rate limits
+# shrink concurrency and wait as told, transient faults back off with jitter, permanent
+# ones fail fast and trip the endpoint's circuit breaker.
+
+
+class ModelCallError(WritError):
+    """A chat-completion call failed; ``endpoint`` names where, ``status`` the HTTP code."""
+
+    def __init__(self, message: str, *, endpoint: str = "", status: int | None = None) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.detail = message
+        where = f"{endpoint}: " if endpoint else ""
+        code = f"HTTP {status}: " if status is not None else ""
+        super().__init__(f"{where}{code}{message}")
+
+
+class RateLimited(ModelCallError):
+    """429 (or 503 with retry-after): wait ``retry_after`` seconds if the server said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class TransientError(ModelCallError):
+    """5xx, 408, a reset connection: worth retrying after a backoff."""
+
+
+class CallTimeout(TransientError):
+    """A timeout; ``phase`` is connect, first_token, idle (gap between chunks) or total."""
+
+    def __init__(self, phase: str, seconds: float, **kw: object) -> None:
+        super().__init__(f"{phase} timeout after {seconds:g} s", **kw)  # type: ignore[arg-type]
+        self.phase = phase
+        self.seconds = seconds
+
+
+class PermanentError(ModelCallError):
+    """400, 401, 403, 404, 422: retrying cannot help."""
+
+
+class ContextLengthExceeded(PermanentError):
+    """The prompt does not fit the model's context window."""
+
+
+class MalformedResponse(ModelCallError):
+    """A 2xx whose body is not a usable completion (error object, HTML, bad JSON, no
+    choices, no usage, truncated by length or content filter, invalid tool arguments)."""
+
+    def __init__(self, reason: str, message: str, **kw: object) -> None:
+        super().__init__(f"{reason}: {message}", **kw)  # type: ignore[arg-type]
+        self.reason = reason
+
+
+class CircuitOpen(ModelCallError):
+    """Every endpoint of a role is refusing calls after permanent failures."""
+
+
+class RetriesExhausted(ModelCallError):
+    """The retry budget (attempts or deadline) ran out; ``last`` is the final failure."""
+
+    def __init__(self, last: ModelCallError, attempts: int, why: str) -> None:
+        super().__init__(f"gave up after {attempts} attempt(s) ({why}): {last}",
+                         endpoint=last.endpoint, status=last.status)
+        self.last = last
+        self.attempts = attempts
