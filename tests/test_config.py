@@ -155,7 +155,7 @@ def test_explain_turns_msgspec_paths_into_key_paths() -> None:
         "a.b[0].c",
     )
     assert explain("Object contains unknown field `x`") == (
-        "unknown key `x` (known keys: run, domains, walk, logging)",
+        "unknown key `x` (known keys: run, domains, walk, logging, models)",
         "x",
     )
     assert explain("Something odd") == ("something odd", None)
@@ -175,3 +175,21 @@ def test_every_section_forbids_unknown_keys() -> None:
     for section in sections(Config):
         assert section.__struct_config__.forbid_unknown_fields, section
         assert section.__struct_config__.frozen, section
+
+
+def test_roles_must_name_known_endpoints(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[models.roles]\nagent = ["mock", "gpt"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key_path == "models.roles.agent[1]"
+    assert "unknown endpoint `gpt`" in str(info.value)
+
+
+def test_endpoint_settings_are_typed(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[models.endpoints.a]\nbase_url = "http://127.0.0.1:9/v1"\n'
+                    'requests_per_minute = "fast"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key_path == "models.endpoints.a.requests_per_minute"

@@ -64,11 +64,58 @@ class LoggingConfig(Section):
     format: LogFormat = "auto"  # auto: console on a terminal, JSON lines otherwise
 
 
+class TimeoutsConfig(Section):
+    """Seconds per phase of one model call; ``total`` caps the others."""
+
+    connect: PositiveFloat = 10.0
+    first_token: PositiveFloat = 120.0
+    idle: PositiveFloat = 60.0  # longest gap between two streamed chunks
+    total: PositiveFloat = 600.0
+
+
+class EndpointConfig(Section):
+    """One OpenAI-compatible endpoint. ``base_url = "mock"`` is the embedded mock server."""
+
+    base_url: str = "mock"
+    model: str = "writ-mock"
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    requests_per_minute: PositiveFloat | None = None
+    tokens_per_minute: PositiveFloat | None = None
+    initial_concurrency: PositiveInt = 64
+    max_concurrency: PositiveInt = 1024
+    stream: bool = False
+    timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
+
+
+class RetryConfig(Section):
+    max_attempts: PositiveInt = 5
+    deadline_s: PositiveFloat = 300.0
+    backoff_base_s: PositiveFloat = 0.5
+    backoff_cap_s: PositiveFloat = 8.0
+
+
+def _default_endpoints() -> dict[str, EndpointConfig]:
+    return {"mock": EndpointConfig()}
+
+
+def _default_roles() -> dict[str, list[str]]:
+    return {"agent": ["mock"], "user": ["mock"], "judge": ["mock"]}
+
+
+class ModelsConfig(Section):
+    """Named endpoints, and the roles (agent, user, judge) each is used for."""
+
+    endpoints: dict[str, EndpointConfig] = msgspec.field(default_factory=_default_endpoints)
+    roles: dict[str, list[str]] = msgspec.field(default_factory=_default_roles)
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+
+
 class Config(Section):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     domains: DomainsConfig = msgspec.field(default_factory=DomainsConfig)
     walk: WalkConfig = msgspec.field(default_factory=WalkConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
 
     def domain_settings(self, name: str) -> DomainConfig:
         """The ``[domains.<name>]`` section, or the defaults for a domain without one."""
@@ -98,8 +145,23 @@ def load_config(path: Path | str) -> Config:
         config = msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
         message, key_path = explain(str(exc))
+        if key_path and "[...]" in key_path:
+            key_path = _name_dict_keys(data, key_path)
         raise ConfigError(path, message, key_path) from None
+    _check_roles(config.models, path)
     return _resolve_paths(config, path.parent)
+
+
+def _check_roles(models: ModelsConfig, path: Path) -> None:
+    """Every role names at least one endpoint, and only endpoints that exist."""
+    for role, names in models.roles.items():
+        if not names:
+            raise ConfigError(path, "a role needs at least one endpoint", f"models.roles.{role}")
+        for i, name in enumerate(names):
+            if name not in models.endpoints:
+                known = ", ".join(models.endpoints) or "none"
+                raise ConfigError(path, f"unknown endpoint `{name}` (endpoints: {known})",
+                                  f"models.roles.{role}[{i}]")
 
 
 # -- error messages ----------------------------------------------------------------------
@@ -148,6 +210,40 @@ def _type_at(key_path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def _name_dict_keys(data: Any, key_path: str) -> str:
+    """Replace msgspec's ``[...]`` (an unnamed table key) with the key that fails.
+
+    msgspec does not name the key of a ``dict`` entry in its error path; the failing
+    entry is found by converting each entry of that table on its own.
+    """
+    current: Any = Config
+    out: list[str] = []
+    for part in re.findall(r"[^.\[\]]+|\[\.\.\.\]|\[\d+\]", key_path):
+        if part == "[...]" and isinstance(data, dict):
+            value_type = (typing.get_args(current) or (Any, Any))[-1]
+            for key, value in data.items():
+                try:
+                    msgspec.convert(value, value_type)
+                except msgspec.ValidationError:
+                    out.append(f".{key}")
+                    data, current = value, value_type
+                    break
+            else:
+                out.append(part)
+            continue
+        if part.startswith("["):
+            index = int(part[1:-1])
+            data = data[index] if isinstance(data, list) and index < len(data) else None
+            args = typing.get_args(current)
+            current = args[0] if args else None
+            out.append(part)
+            continue
+        data = data.get(part) if isinstance(data, dict) else None
+        current = _fields(current).get(part)
+        out.append(f".{part}")
+    return "".join(out).lstrip(".")
 
 
 def _fields(struct_type: Any) -> dict[str, Any]:
