@@ -1,0 +1,24 @@
+"""The retail domain of tau2-bench: an online store's orders, users and products."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from domains.retail.data_model import RetailDB
+from domains.retail.generator import generate
+from domains.retail.tools import TOOLS
+from domains.retail.walk import sample_call
+from writ_async.domain import Domain
+from writ_async.tools import Toolbox
+
+POLICY_TEXT = files(__package__).joinpath("policy.md").read_text(encoding="utf-8")
+
+DOMAIN = Domain(
+    name="retail",
+    toolbox=Toolbox(owner="RetailTools", functions=TOOLS),
+    db_file_type=RetailDB,
+    generate=generate,
+    policy_text=POLICY_TEXT,
+    copiers={},
+    sample_call=sample_call,
+)
