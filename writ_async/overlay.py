@@ -24,13 +24,13 @@ import bisect
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
 
 from writ_async.canonical import dump_sorted
-from writ_async.errors import ToolError
+from writ_async.pyops import require_hashable
 
 Copier = Callable[[Any], Any]
 
@@ -144,13 +144,6 @@ class BaseDB:
         return f"<BaseDB {sizes}>"
 
 
-def _require_hashable(key: object) -> None:
-    # tau2 looks ids up in plain dicts, so an unhashable id from a model fails with
-    # Python's own message; say it the same way instead of letting TypeError escape.
-    if not isinstance(key, Hashable):
-        raise ToolError(f"unhashable type: '{type(key).__name__}'")
-
-
 class Overlay:
     """One episode's copy-on-write view of a ``BaseDB``."""
 
@@ -166,14 +159,14 @@ class Overlay:
 
     def get(self, table: str, key: Any) -> Any | None:
         """The record under ``key``, or None. The result must not be mutated."""
-        _require_hashable(key)
+        require_hashable(key)  # ids come from models
         changed = self._changed.get(table)
         if changed is not None and key in changed:
             return changed[key]
         return self.base.tables[table].get(key)
 
     def contains(self, table: str, key: Any) -> bool:
-        _require_hashable(key)
+        require_hashable(key)  # ids come from models
         changed = self._changed.get(table)
         return (changed is not None and key in changed) or key in self.base.tables[table]
 
@@ -203,7 +196,7 @@ class Overlay:
 
     def edit(self, table: str, key: Any) -> Any | None:
         """The record under ``key``, private to this overlay and safe to mutate."""
-        _require_hashable(key)
+        require_hashable(key)  # ids come from models
         self._version += 1
         changed = self._changed.setdefault(table, {})
         record = changed.get(key)
@@ -218,7 +211,7 @@ class Overlay:
 
     def insert(self, table: str, key: Any, record: Any) -> None:
         """Add or replace a whole record."""
-        _require_hashable(key)
+        require_hashable(key)  # ids come from models
         self._version += 1
         self._changed.setdefault(table, {})[key] = record
 

@@ -1,17 +1,20 @@
 """Python operations on model-supplied values, failing the way tau2-bench's tools fail.
 
-tau2-bench's tools do arithmetic and lookups directly on the JSON values a model sent,
-so a model that sends ``"total_baggages": "2"`` gets back Python's own TypeError text
-(``unsupported operand type(s) for -: 'str' and 'int'``). Reproducing that output means
-applying the same operation to the same values; these helpers do exactly one operation
-and turn *only its* TypeError into the ToolError the model sees. They are used solely on
-values that came from the model, never to paper over errors in our own code.
+tau2-bench does not check tool arguments against their schema: a model that sends
+``item_ids: null`` or ``"total_baggages": "2"`` reaches the tool body, and whatever
+Python raises there becomes the tool output ``"Error: <message>"``. These helpers perform
+the same operations on the JSON values a model can send and raise ``ToolError`` with the
+text CPython 3.12 gives. Where the wording differs between Python versions (lookups,
+iteration, ``len``) it is spelled out here; for arithmetic and comparisons, whose wording
+is stable, the helpers apply the one operation and turn *only its* TypeError into the
+ToolError. They are used solely on values that came from the model, never to paper over
+errors in our own code.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sized
 from typing import Any
 
 import msgspec
@@ -58,25 +61,11 @@ def py_max(a: Any, b: Any) -> Any:
     return b if apply(operator.gt, b, a) else a
 
 
-def py_len(value: Any) -> int:
-    try:
-        return len(value)
-    except TypeError as exc:
-        raise ToolError(str(exc)) from None
-
-
 def py_sum(values: Iterable[Any]) -> Any:
     total: Any = 0
     for v in values:
         total = apply(operator.add, total, v)
     return total
-
-
-def iterate(value: Any) -> list[Any]:
-    """The items ``for x in value`` would visit (a dict yields its keys)."""
-    if isinstance(value, list | str | dict | tuple):
-        return list(value)
-    raise ToolError(f"'{type(value).__name__}' object is not iterable")
 
 
 def attr(obj: Any, name: str) -> Any:
@@ -86,8 +75,62 @@ def attr(obj: Any, name: str) -> Any:
     raise ToolError(f"'{type(obj).__name__}' object has no attribute '{name}'")
 
 
-def key(value: Any) -> str:
-    """``dict[value]`` failing like Python for an unhashable key."""
-    if isinstance(value, list | dict | set):
-        raise ToolError(f"unhashable type: '{type(value).__name__}'")
-    return value
+
+def type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def require_hashable(key: Any) -> None:
+    """``key in some_dict`` raises this for a list or dict key."""
+    if not isinstance(key, Hashable):
+        raise ToolError(f"unhashable type: '{type_name(key)}'")
+
+
+def hashable(key: Any) -> Any:
+    """``key``, after failing as ``key in some_dict`` would for a list or dict."""
+    require_hashable(key)
+    return key
+
+
+def iterate(value: Any) -> list[Any]:
+    """The items ``for x in value`` visits (a dict yields its keys, a str its characters)."""
+    if not isinstance(value, Iterable):
+        raise ToolError(f"'{type_name(value)}' object is not iterable")
+    return list(value)
+
+
+def length(value: Any) -> int:
+    """``len(value)``."""
+    if not isinstance(value, Sized):
+        raise ToolError(f"object of type '{type_name(value)}' has no len()")
+    return len(value)
+
+
+def count(value: Any, item: Any) -> int:
+    """``value.count(item)``: a list counts equal elements, a str counts substrings."""
+    if isinstance(value, list):
+        return value.count(item)
+    if isinstance(value, str):
+        if not isinstance(item, str):
+            raise ToolError(f"must be str, not {type_name(item)}")
+        return value.count(item)
+    raise ToolError(f"'{type_name(value)}' object has no attribute 'count'")
+
+
+def lower(value: Any) -> str:
+    """``value.lower()``."""
+    if not isinstance(value, str):
+        raise ToolError(f"'{type_name(value)}' object has no attribute 'lower'")
+    return value.lower()
+
+
+def sorted_ids(value: Any) -> list[Any]:
+    """``sorted(value)`` of an id list that earlier checks already proved to be strings."""
+    items = iterate(value)
+    if all(isinstance(x, str) for x in items):
+        return sorted(items)
+    # Not reachable from the tools (every element was matched against string ids first);
+    # kept so that an impossible mix fails as data rather than escaping as a TypeError.
+    kinds = [type_name(x) for x in items]
+    other = next(k for k in kinds if k != "str")
+    raise ToolError(f"'<' not supported between instances of '{other}' and 'str'")

@@ -104,7 +104,7 @@ def _flight(db: Overlay, flight_number: Any) -> Flight:
 
 def _flight_date(db: Overlay, flight_number: Any, date: Any) -> Any:
     flight = _flight(db, flight_number)
-    if pyops.key(date) not in flight.dates:
+    if pyops.hashable(date) not in flight.dates:
         raise ToolError(f"Flight {flight_number} not found on date {date}")
     return flight.dates[date]
 
@@ -156,7 +156,7 @@ def _search(
             continue
         if destination is not None and flight.destination != destination:
             continue
-        if pyops.key(date) not in flight.dates:
+        if pyops.hashable(date) not in flight.dates:
             continue
         status = flight.dates[date]
         if not isinstance(status, Available):
@@ -179,7 +179,7 @@ def _search(
 def _payment_for_update(db: Overlay, user_id: str, payment_id: Any, amount: Any) -> Any:
     """Charge (or refund, if negative) ``amount`` for a change to a reservation."""
     user = _user(db, user_id)
-    if pyops.key(payment_id) not in user.payment_methods:
+    if pyops.hashable(payment_id) not in user.payment_methods:
         raise ToolError("Payment method not found")
     method = user.payment_methods[payment_id]
     if isinstance(method, Certificate):
@@ -499,7 +499,7 @@ def update_reservation_flights(
         if not isinstance(status, Available):
             raise ToolError(f"Flight {number} not available on date {date}")
         seats = status.available_seats
-        if pyops.key(cabin) not in seats:
+        if pyops.hashable(cabin) not in seats:
             raise ToolError(repr(cabin))  # tau2's KeyError text, e.g. 'first'
         if seats[cabin] < n_passengers:
             raise ToolError(f"Not enough seats on flight {number}")
@@ -533,7 +533,7 @@ def update_reservation_passengers(
     """
     passengers = _models(passengers, PASSENGER, Passenger)
     reservation = _reservation(db, reservation_id)
-    if pyops.py_len(passengers) != len(reservation.passengers):
+    if pyops.length(passengers) != len(reservation.passengers):
         raise ToolError("Number of passengers does not match")
     reservation = _reservation(db, reservation_id, edit=True)
     reservation.passengers = copy.deepcopy(passengers)

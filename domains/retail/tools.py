@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from domains.retail import pyops
 from domains.retail.data_model import (
     GiftCard,
     Order,
@@ -27,6 +26,7 @@ from domains.retail.data_model import (
     UserAddress,
     Variant,
 )
+from writ_async import pyops
 from writ_async.errors import ToolError
 from writ_async.overlay import Overlay
 from writ_async.tools import generic, read, write
