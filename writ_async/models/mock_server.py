@@ -1,0 +1,760 @@
+"""A mock OpenAI-compatible chat-completions server on loopback.
+
+It is both the engine's embedded default backend and the peer the client pool is tested
+and benchmarked against, so it is a real aiohttp server speaking the real wire format
+(``protocol.py``), with the behaviours a client must survive:
+
+* a latency model: time to first token plus time per output token, with jitter, drawn
+  from one seeded ``random.Random``; with every latency at zero no sleep is ever called,
+  so a benchmark measures the client;
+* OpenAI's rate limits: requests and tokens per window (token buckets refilling
+  continuously), ``x-ratelimit-*`` headers on every response, 429 with ``retry-after``
+  and ``retry-after-ms`` when over;
+* faults at configurable per-request probabilities (5xx, reset connection, stall,
+  truncated stream, malformed JSON, error object with 200, invalid tool arguments, no
+  usage), plus the permanent errors (400 context length, 401, 404 model, 400/422 body);
+* counters at ``GET /stats`` (also ``/metrics``), zeroed by ``POST /stats/reset``.
+
+What it answers is a ``ResponsePolicy`` (``policies.py``), injectable per server.
+
+Per request, the checks run in this order: authorization (401), body (400/422), model
+(404), context length (400), rate limits (429), then the drawn faults in the order of
+``FaultRates``'s fields: a stall delays and then answers normally; of reset, error_5xx,
+error_object_200 and malformed_json the first drawn wins; truncated_stream (streams
+only), invalid_tool_args (when the answer calls a tool) and no_usage alter the answer.
+A fault is counted when it is applied. Token counters include every completion the
+server generated, whether or not a fault kept it from the client in full.
+
+Entry points: ``MockConfig``, ``build_app``, ``open_mock_server``, ``serve_forever``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from writ_async.errors import ConfigError
+from writ_async.models.policies import (
+    CHARS_PER_TOKEN,
+    PlausiblePolicy,
+    ResponsePolicy,
+    completion_tokens,
+    prompt_tokens,
+)
+from writ_async.models.protocol import (
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    ErrorBody,
+    ErrorDetail,
+    FunctionCall,
+    Message,
+    ModelCard,
+    ModelList,
+    Usage,
+    encoder,
+    request_decoder,
+)
+
+Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class FaultRates(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Per-request probabilities of each injected fault (0 = never, 1 = always)."""
+
+    stall: Rate = 0.0  # wait stall_s (or until the client leaves), then answer
+    reset: Rate = 0.0  # drop the connection: before any byte, or after a chunk of a stream
+    error_5xx: Rate = 0.0  # 500, 502 or 503 with an error JSON body
+    error_object_200: Rate = 0.0  # 200 whose body is {"error": ...}
+    malformed_json: Rate = 0.0  # 200 with cut-off JSON or an HTML page
+    truncated_stream: Rate = 0.0  # a stream that ends early: no finish_reason, no [DONE]
+    invalid_tool_args: Rate = 0.0  # tool-call arguments that are not valid JSON
+    no_usage: Rate = 0.0  # usage left out
+
+
+class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Everything the mock server can be told; every field has a working default."""
+
+    host: str = "127.0.0.1"
+    port: Port = 0  # 0: the OS picks a free port
+    seed: int = 0
+    models: list[str] = msgspec.field(default_factory=list)  # allow-list; empty: any
+    api_key: str | None = None  # required bearer key; None: no auth
+    api_key_env: str | None = None  # or: the environment variable holding it
+    # latency model (milliseconds): first token after ttft, then tpot per output token
+    ttft_ms: NonNegativeFloat = 0.0
+    tpot_ms: NonNegativeFloat = 0.0
+    jitter_ms: NonNegativeFloat = 0.0  # each delay ± uniform(jitter), floored at 0
+    tokens_per_chunk: PositiveInt = 4  # stream granularity: one SSE chunk is not one token
+    reply_tokens_min: PositiveInt = 8  # length range of the default policy's text replies
+    reply_tokens_max: PositiveInt = 48
+    max_context_tokens: NonNegativeInt = 0  # 0: unlimited
+    # rate limits per rate_window_s (60 s: per minute); 0: unlimited
+    rpm_limit: NonNegativeInt = 0
+    tpm_limit: NonNegativeInt = 0
+    rate_window_s: PositiveFloat = 60.0
+    faults: FaultRates = msgspec.field(default_factory=FaultRates)
+    stall_s: PositiveFloat = 600.0
+    backlog: PositiveInt = 2048
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reply_tokens_min > self.reply_tokens_max:
+            raise ValueError("reply_tokens_min must not exceed reply_tokens_max")
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("set api_key or api_key_env, not both")
+
+
+def resolve_api_key(config: MockConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The key clients must present, reading ``api_key_env`` from ``environ`` if set."""
+    if config.api_key_env is None:
+        return config.api_key
+    value = environ.get(config.api_key_env)
+    if not value:
+        raise ConfigError("environment", f"variable {config.api_key_env} is not set",
+                          "api_key_env")
+    return value
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+FAULT_KINDS = (*FaultRates.__struct_fields__, "context_length", "unauthorized",
+               "model_not_found", "bad_request")
+
+
+class LatencySummary(msgspec.Struct, frozen=True):
+    """Server-side handling time of answered requests (ms); percentiles within 2 %."""
+
+    count: int = 0
+    mean_ms: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+class MockStats(msgspec.Struct, frozen=True):
+    """A snapshot of the server's counters, as ``GET /stats`` returns it."""
+
+    requests: int = 0  # chat-completion requests received
+    streamed: int = 0  # of which decoded with stream=true
+    completions: int = 0  # answers generated by the policy
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rate_limited: int = 0  # 429s sent
+    in_flight: int = 0
+    faults: dict[str, int] = msgspec.field(default_factory=dict)
+    statuses: dict[int, int] = msgspec.field(default_factory=dict)  # HTTP status: count
+    latency: LatencySummary = msgspec.field(default_factory=LatencySummary)
+
+
+stats_decoder = msgspec.json.Decoder(MockStats)
+
+_LOG_STEP = math.log(1.02)
+_LOG_FLOOR = math.floor(math.log(1e-3) / _LOG_STEP)  # 1 µs
+
+
+class _Latency:
+    """A log-bucketed histogram: O(1) to record, bounded memory, percentiles within 2 %."""
+
+    __slots__ = ("buckets", "count", "max_ms", "total_ms")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.total_ms = 0.0
+        self.max_ms = 0.0
+
+    def record(self, seconds: float) -> None:
+        ms = seconds * 1000.0
+        self.count += 1
+        self.total_ms += ms
+        if ms > self.max_ms:
+            self.max_ms = ms
+        key = math.floor(math.log(ms) / _LOG_STEP) if ms > 1e-3 else _LOG_FLOOR
+        self.buckets[key] = self.buckets.get(key, 0) + 1
+
+    def percentile(self, q: float) -> float:
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for key in sorted(self.buckets):
+            seen += self.buckets[key]
+            if seen >= rank:
+                return min(self.max_ms, math.exp((key + 1) * _LOG_STEP))
+        return self.max_ms
+
+    def summary(self) -> LatencySummary:
+        if not self.count:
+            return LatencySummary()
+        return LatencySummary(self.count, self.total_ms / self.count, self.percentile(0.5),
+                              self.percentile(0.99), self.max_ms)
+
+
+class _Counters:
+    __slots__ = ("completion_tokens", "completions", "faults", "in_flight", "latency",
+                 "prompt_tokens", "rate_limited", "requests", "statuses", "streamed")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Zero every counter but ``in_flight``, which tracks requests still running."""
+        self.requests = self.streamed = self.completions = 0
+        self.prompt_tokens = self.completion_tokens = self.rate_limited = 0
+        self.faults = dict.fromkeys(FAULT_KINDS, 0)
+        self.statuses: dict[int, int] = {}
+        self.latency = _Latency()
+
+    def snapshot(self) -> MockStats:
+        return MockStats(self.requests, self.streamed, self.completions, self.prompt_tokens,
+                         self.completion_tokens, self.rate_limited, self.in_flight,
+                         dict(self.faults), dict(sorted(self.statuses.items())),
+                         self.latency.summary())
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI's reset headers write it: ``20ms``, ``1.5s``, ``6m0s``."""
+    ms = math.ceil(seconds * 1000.0 - 1e-6)
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    return f"{minutes}m{secs}" if minutes else secs
+
+
+class _Bucket:
+    """A token bucket of ``capacity`` refilling completely over ``window`` seconds."""
+
+    __slots__ = ("capacity", "level", "rate", "stamp")
+
+    def __init__(self, capacity: int, window: float, now: float) -> None:
+        self.capacity = capacity
+        self.rate = capacity / window
+        self.level = float(capacity)
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.level = min(float(self.capacity), self.level + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def shortfall(self, cost: int) -> float:
+        """Seconds until ``cost`` fits (0: it fits now; inf: it never can)."""
+        if cost <= self.level + 1e-6:  # a client that waited as told must get in
+            return 0.0
+        return math.inf if cost > self.capacity else (cost - self.level) / self.rate
+
+    def reset_in(self) -> float:
+        return (self.capacity - self.level) / self.rate
+
+
+class _Limits:
+    __slots__ = ("clock", "requests", "tokens")
+
+    def __init__(self, config: MockConfig, clock: Callable[[], float]) -> None:
+        now = clock()
+        window = config.rate_window_s
+        self.clock = clock
+        self.requests = _Bucket(config.rpm_limit, window, now) if config.rpm_limit else None
+        self.tokens = _Bucket(config.tpm_limit, window, now) if config.tpm_limit else None
+
+    def admit(self, tokens: int) -> tuple[float, str, dict[str, str]]:
+        """Take one request and ``tokens`` if both fit: ``(0, "", headers)``; otherwise
+        take nothing and return the wait, what ran out, and headers with retry-after."""
+        now = self.clock()
+        wait, why = 0.0, ""
+        for bucket, cost, what in ((self.requests, 1, "requests"),
+                                   (self.tokens, tokens, "tokens")):
+            if bucket is not None:
+                bucket.refill(now)
+                short = bucket.shortfall(cost)
+                if short > wait:
+                    wait, why = short, what
+        if wait == 0.0:
+            if self.requests is not None:
+                self.requests.level -= 1
+            if self.tokens is not None:
+                self.tokens.level -= tokens
+            return 0.0, "", self.headers()
+        headers = self.headers()
+        if math.isinf(wait):  # larger than the whole budget: say when it is full again
+            assert self.tokens is not None
+            wait = max(self.tokens.reset_in(), 0.001)
+        headers["retry-after"] = str(max(1, math.ceil(wait)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000.0)))
+        return wait, why, headers
+
+    def peek(self) -> dict[str, str]:
+        now = self.clock()
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.refill(now)
+        return self.headers()
+
+    def headers(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for bucket, what in ((self.requests, "requests"), (self.tokens, "tokens")):
+            if bucket is not None:
+                out[f"x-ratelimit-limit-{what}"] = str(bucket.capacity)
+                out[f"x-ratelimit-remaining-{what}"] = str(max(0, int(bucket.level)))
+                out[f"x-ratelimit-reset-{what}"] = format_duration(bucket.reset_in())
+        return out
+
+
+# -- the service ---------------------------------------------------------------------------
+
+_JSON = "application/json"
+_SSE = "text/event-stream"
+_DONE = b"data: [DONE]\n\n"
+_HTML = (b"<html><head><title>502 Bad Gateway</title></head><body><center>"
+         b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n")
+
+
+def _event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def _error_bytes(message: str, type_: str | None, code: str | None,
+                 param: str | None = None) -> bytes:
+    return encoder.encode(ErrorBody(ErrorDetail(message, type_, code, param)))
+
+
+def _corrupt(arguments: str, rng: random.Random) -> str:
+    """Arguments a model might really emit that are not JSON: cut off, or fenced."""
+    if len(arguments) > 1 and rng.random() < 0.5:
+        return arguments[: rng.randint(1, len(arguments) - 1)]
+    return f"```json\n{arguments}\n```"
+
+
+class _MockService:
+    """The request handlers and the state they share (one per application)."""
+
+    def __init__(self, config: MockConfig, policy: ResponsePolicy,
+                 clock: Callable[[], float]) -> None:
+        self.config = config
+        self.policy = policy
+        self.rng = random.Random(config.seed)
+        self.counters = _Counters()
+        self.limits = _Limits(config, clock) if config.rpm_limit or config.tpm_limit else None
+        key = resolve_api_key(config)
+        self.auth = None if key is None else f"Bearer {key}".encode()
+        self.models = frozenset(config.models)
+        cards = [ModelCard(id=m) for m in config.models or ["mock"]]
+        self.models_body = encoder.encode(ModelList(data=cards))
+        self.fault_rates = tuple((kind, rate) for kind in FaultRates.__struct_fields__
+                                 if (rate := getattr(config.faults, kind)) > 0)
+        self.ttft = config.ttft_ms / 1000.0
+        self.tpot = config.tpot_ms / 1000.0
+        self.jitter = config.jitter_ms / 1000.0
+        self.paced = bool(self.ttft or self.tpot or self.jitter)
+        self.piece_chars = config.tokens_per_chunk * CHARS_PER_TOKEN
+        self.serial = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # -- small routes ----------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response()
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        if self.auth is not None and not self._authorized(request):
+            return self._unauthorized()
+        return web.Response(body=self.models_body, content_type=_JSON)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=encoder.encode(self.counters.snapshot()), content_type=_JSON)
+
+    async def reset_stats(self, request: web.Request) -> web.Response:
+        self.counters.clear()
+        return await self.stats(request)
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Cancel stalls and in-flight answers, so the runner's cleanup does not wait."""
+        for task in list(self.tasks):
+            task.cancel()
+
+    # -- chat completions ------------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        counters = self.counters
+        counters.requests += 1
+        counters.in_flight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        try:
+            response = await self._chat(request)
+        finally:
+            counters.in_flight -= 1
+            self.tasks.discard(task)  # type: ignore[arg-type]
+        if response is None:  # the connection was dropped on purpose: nothing to send
+            return web.Response()
+        statuses = counters.statuses
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        counters.latency.record(time.perf_counter() - started)
+        return response
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse | None:
+        if self.auth is not None and not self._authorized(request):
+            return self._unauthorized()
+        try:
+            chat = request_decoder.decode(await request.read())
+        except msgspec.ValidationError as exc:
+            return self._refuse(422, f"invalid request: {exc}", "bad_request")
+        except msgspec.DecodeError as exc:
+            return self._refuse(400, f"request body is not valid JSON: {exc}", "bad_request")
+        if not chat.messages:
+            return self._refuse(400, "'messages' must contain at least one message",
+                                "bad_request", param="messages")
+        if self.models and chat.model not in self.models:
+            return self._refuse(404, f"The model `{chat.model}` does not exist or you do not "
+                                "have access to it.", "model_not_found", code="model_not_found")
+        counters = self.counters
+        if chat.stream:
+            counters.streamed += 1
+        prompt = prompt_tokens(chat)
+        limit = self.config.max_context_tokens
+        if limit and prompt > limit:
+            return self._refuse(
+                400, f"This model's maximum context length is {limit} tokens. However, your "
+                f"messages resulted in {prompt} tokens. Please reduce the length of the "
+                "messages.", "context_length", code="context_length_exceeded",
+                param="messages")
+        headers: dict[str, str] | None = None
+        if self.limits is not None:
+            wait, why, headers = self.limits.admit(max(chat.max_tokens or 0, prompt))
+            if wait:
+                counters.rate_limited += 1
+                return web.Response(
+                    body=_error_bytes(self._limit_message(why, prompt, chat), "rate_limit_error",
+                                      "rate_limit_exceeded"),
+                    status=429, headers=headers, content_type=_JSON)
+        faults = self._draw_faults() if self.fault_rates else ()
+        if faults:
+            early = await self._early_fault(request, chat, faults, headers)
+            if early is not False:
+                return early
+        return await self._answer(request, chat, prompt, faults, headers)
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(given, self.auth or b"")
+
+    def _unauthorized(self) -> web.Response:
+        return self._refuse(401, "Incorrect API key provided.", "unauthorized",
+                            code="invalid_api_key")
+
+    def _refuse(self, status: int, message: str, fault: str, *, code: str | None = None,
+                param: str | None = None) -> web.Response:
+        self.counters.faults[fault] += 1
+        headers = self.limits.peek() if self.limits is not None else None
+        return web.Response(body=_error_bytes(message, "invalid_request_error", code, param),
+                            status=status, headers=headers, content_type=_JSON)
+
+    def _limit_message(self, why: str, prompt: int, chat: ChatRequest) -> str:
+        config = self.config
+        if why == "requests":
+            return (f"Rate limit reached for requests per {config.rate_window_s:g} s: "
+                    f"limit {config.rpm_limit}.")
+        cost = max(chat.max_tokens or 0, prompt)
+        if cost > config.tpm_limit:
+            return (f"Request too large for tokens per {config.rate_window_s:g} s: "
+                    f"limit {config.tpm_limit}, requested {cost}.")
+        return (f"Rate limit reached for tokens per {config.rate_window_s:g} s: "
+                f"limit {config.tpm_limit}, requested {cost}.")
+
+    def _draw_faults(self) -> tuple[str, ...]:
+        rng = self.rng
+        return tuple(kind for kind, rate in self.fault_rates if rng.random() < rate)
+
+    def _count(self, fault: str) -> None:
+        self.counters.faults[fault] += 1
+
+    async def _early_fault(self, request: web.Request, chat: ChatRequest,
+                           faults: tuple[str, ...],
+                           headers: dict[str, str] | None) -> web.StreamResponse | bool | None:
+        """Faults that replace the answer: a response, None (dropped), or False (none)."""
+        if "stall" in faults:  # cancelled if the client hangs up or the server shuts down
+            self._count("stall")
+            await asyncio.sleep(self.config.stall_s)
+        if "reset" in faults:
+            if chat.stream:  # dropped mid-stream, by _stream
+                return False
+            self._count("reset")
+            self._drop(request)
+            return None
+        if "error_5xx" in faults:
+            self._count("error_5xx")
+            status = self.rng.choice((500, 502, 503))
+            body = _error_bytes("The server had an error while processing your request. "
+                                "Sorry about that!", "server_error", None)
+            return web.Response(body=body, status=status, headers=headers, content_type=_JSON)
+        if "error_object_200" in faults:
+            self._count("error_object_200")
+            body = _error_bytes("The model produced invalid content.", "server_error",
+                                "internal_error")
+            if chat.stream:
+                return web.Response(body=_event(body) + _DONE, headers=headers,
+                                    content_type=_SSE)
+            return web.Response(body=body, headers=headers, content_type=_JSON)
+        if "malformed_json" in faults:
+            self._count("malformed_json")
+            cut = b'{"id":"chatcmpl-x","object":"chat.completion","choices":[{"index":0,' \
+                  b'"message":{"role":"assistant","content":"Sure, let me'
+            if chat.stream:
+                return web.Response(body=_event(cut) + _DONE, headers=headers,
+                                    content_type=_SSE)
+            if self.rng.random() < 0.5:
+                return web.Response(body=_HTML, headers=headers, content_type="text/html")
+            return web.Response(body=cut, headers=headers, content_type=_JSON)
+        return False
+
+    @staticmethod
+    def _drop(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+    def _delay(self, seconds: float) -> float:
+        if self.jitter:
+            seconds += self.rng.uniform(-self.jitter, self.jitter)
+        return seconds if seconds > 0.0 else 0.0
+
+    async def _answer(self, request: web.Request, chat: ChatRequest, prompt: int,
+                      faults: tuple[str, ...],
+                      headers: dict[str, str] | None) -> web.StreamResponse | None:
+        rng = self.rng if chat.seed is None else random.Random((self.config.seed << 64) ^ chat.seed)
+        message = self.policy.respond(chat, rng)
+        finish = "tool_calls" if message.tool_calls else "stop"
+        if chat.max_tokens and not message.tool_calls and message.content:
+            room = chat.max_tokens * CHARS_PER_TOKEN
+            if len(message.content) > room:
+                message = msgspec.structs.replace(message, content=message.content[:room])
+                finish = "length"
+        if "invalid_tool_args" in faults and message.tool_calls:
+            self._count("invalid_tool_args")
+            calls = [msgspec.structs.replace(c, function=FunctionCall(
+                c.function.name, _corrupt(c.function.arguments, self.rng)))
+                for c in message.tool_calls]
+            message = msgspec.structs.replace(message, tool_calls=calls)
+        completion = completion_tokens(message)
+        counters = self.counters
+        counters.completions += 1
+        counters.prompt_tokens += prompt
+        counters.completion_tokens += completion
+        usage: Usage | None = Usage(prompt, completion, prompt + completion)
+        if "no_usage" in faults:
+            self._count("no_usage")
+            usage = None
+        self.serial += 1
+        ident = f"chatcmpl-mock{self.serial:08d}"
+        created = int(time.time())
+        if chat.stream:
+            return await self._stream(request, chat, message, finish, usage, ident, created,
+                                      faults, headers)
+        if self.paced:
+            delay = self._delay(self.ttft + self.tpot * completion)
+            if delay:
+                await asyncio.sleep(delay)
+        choice = Choice(message=message, finish_reason=finish)
+        if usage is None:
+            body = encoder.encode({"id": ident, "object": "chat.completion", "created": created,
+                                   "model": chat.model, "choices": [choice]})
+        else:
+            body = encoder.encode(ChatCompletion(choices=[choice], id=ident, created=created,
+                                                 model=chat.model, usage=usage))
+        return web.Response(body=body, headers=headers, content_type=_JSON)
+
+    def _pieces(self, message: Message, chunk: Callable[[Delta], bytes]) -> list[tuple[bytes, int]]:
+        """The stream's content events, each with the tokens it carries (for pacing)."""
+        size = self.piece_chars
+        pieces: list[tuple[bytes, int]] = []
+        text = message.content or ""
+        for i in range(0, len(text), size):
+            part = text[i:i + size]
+            pieces.append((chunk(Delta(content=part)), -(-len(part) // CHARS_PER_TOKEN)))
+        for index, call in enumerate(message.tool_calls or ()):
+            head = DeltaToolCall(index=index, id=call.id, type=call.type,
+                                 function=DeltaFunction(name=call.function.name, arguments=""))
+            pieces.append((chunk(Delta(tool_calls=[head])), 1))
+            args = call.function.arguments
+            for i in range(0, len(args), size):
+                part = args[i:i + size]
+                delta = DeltaToolCall(index=index, function=DeltaFunction(arguments=part))
+                pieces.append((chunk(Delta(tool_calls=[delta])),
+                               -(-len(part) // CHARS_PER_TOKEN)))
+        if not pieces:
+            pieces.append((chunk(Delta(content="")), 1))
+        return pieces
+
+    async def _stream(self, request: web.Request, chat: ChatRequest, message: Message,
+                      finish: str, usage: Usage | None, ident: str, created: int,
+                      faults: tuple[str, ...],
+                      headers: dict[str, str] | None) -> web.StreamResponse | None:
+        model = chat.model
+
+        def chunk(delta: Delta, finish_reason: str | None = None) -> bytes:
+            choice = ChunkChoice(delta=delta, finish_reason=finish_reason)
+            return _event(encoder.encode(ChatChunk(choices=[choice], id=ident,
+                                                   created=created, model=model)))
+
+        role = chunk(Delta(role="assistant", content=""))
+        pieces = self._pieces(message, chunk)
+        tail = chunk(Delta(), finish)
+        options = chat.stream_options
+        if usage is not None and options is not None and options.include_usage:
+            tail += _event(encoder.encode(ChatChunk(id=ident, created=created, model=model,
+                                                    usage=usage)))
+        tail += _DONE
+        reset = "reset" in faults
+        if "truncated_stream" in faults:
+            self._count("truncated_stream")
+            pieces = pieces[: max(1, len(pieces) // 2)]
+            tail = b""
+        if not self.paced and not reset:
+            body = role + b"".join(p for p, _ in pieces) + tail
+            return web.Response(body=body, headers=headers, content_type=_SSE)
+        response = web.StreamResponse(headers=headers)
+        response.content_type = _SSE
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        for i, (piece, tokens) in enumerate(pieces):
+            if self.paced:
+                due += self._delay(self.tpot * tokens if i else self.ttft)
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await response.write(role + piece if i == 0 else piece)
+            if reset:  # mid-stream: the headers and one chunk went out
+                self._count("reset")
+                self._drop(request)
+                return None
+        if tail:
+            await response.write(tail)
+        await response.write_eof()
+        return response
+
+
+# -- the application and the server --------------------------------------------------------
+
+SERVICE_KEY: web.AppKey[_MockService] = web.AppKey("writ_mock_service", _MockService)
+_MAX_BODY = 64 * 1024 * 1024
+
+
+def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = None, *,
+              clock: Callable[[], float] = time.monotonic) -> web.Application:
+    """The mock's aiohttp application. ``policy`` answers requests (default:
+    ``PlausiblePolicy`` sized by the config); ``clock`` drives the rate limits.
+
+    To run it under your own ``web.AppRunner``, pass ``handler_cancellation=True`` so
+    that a client that hangs up during a stall does not leave its handler sleeping."""
+    config = config or MockConfig()
+    if policy is None:
+        policy = PlausiblePolicy(config.reply_tokens_min, config.reply_tokens_max)
+    service = _MockService(config, policy, clock)
+    app = web.Application(client_max_size=_MAX_BODY)
+    app[SERVICE_KEY] = service
+    app.router.add_post("/v1/chat/completions", service.chat)
+    app.router.add_get("/v1/models", service.list_models)
+    app.router.add_get("/health", service.health)
+    app.router.add_get("/stats", service.stats)
+    app.router.add_get("/metrics", service.stats)
+    app.router.add_post("/stats/reset", service.reset_stats)
+    app.on_shutdown.append(service.on_shutdown)
+    return app
+
+
+def app_statistics(app: web.Application) -> MockStats:
+    """The counters of an application made by ``build_app``."""
+    return app[SERVICE_KEY].counters.snapshot()
+
+
+class MockServer:
+    """A running mock server: where it listens and what it has counted."""
+
+    __slots__ = ("_service", "base_url", "config", "host", "port", "url")
+
+    def __init__(self, service: _MockService, host: str, port: int) -> None:
+        self._service = service
+        self.config = service.config
+        self.host = host
+        self.port = port
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.base_url = f"http://{netloc}"
+        self.url = f"{self.base_url}/v1"  # what an OpenAI client takes as base_url
+
+    def stats(self) -> MockStats:
+        return self._service.counters.snapshot()
+
+    def reset_stats(self) -> None:
+        self._service.counters.clear()
+
+    def __repr__(self) -> str:
+        c = self._service.counters
+        return (f"<MockServer {self.url} requests={c.requests} in_flight={c.in_flight} "
+                f"rate_limited={c.rate_limited}>")
+
+
+@asynccontextmanager
+async def open_mock_server(config: MockConfig | None = None,
+                           policy: ResponsePolicy | None = None, *,
+                           clock: Callable[[], float] = time.monotonic,
+                           ) -> AsyncIterator[MockServer]:
+    """Serve the mock on ``config.host``/``config.port`` (0: a free port) while inside.
+
+    On exit, stalled and in-flight requests are cancelled, connections closed and every
+    task the server started has finished."""
+    config = config or MockConfig()
+    app = build_app(config, policy, clock=clock)
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
+                           shutdown_timeout=1.0,
+                           **({} if config.access_log else {"access_log": None}))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=config.backlog)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield MockServer(app[SERVICE_KEY], host, port)
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forever(config: MockConfig | None = None,
+                        policy: ResponsePolicy | None = None, *,
+                        on_ready: Callable[[MockServer], object] | None = None) -> None:
+    """Serve until cancelled (Ctrl-C under ``asyncio.run``); ``on_ready`` gets the
+    server once it listens, e.g. to print its URL."""
+    async with open_mock_server(config, policy) as server:
+        if on_ready is not None:
+            on_ready(server)
+        await asyncio.get_running_loop().create_future()
