@@ -162,3 +162,14 @@ def test_unhashable_ids_fail_like_python() -> None:
         assert str(exc) == "unhashable type: 'list'"
     else:
         raise AssertionError("expected a ToolError")
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops, st.sampled_from([0, 1, 2, 2.5, 7]))
+def test_select_equals_a_scan(program: list, wanted: float) -> None:
+    base = make_base()
+    overlay = base.overlay()
+    apply(overlay, program)
+    for table in ("items", "other", "empty"):
+        scanned = [r for r in overlay.values(table) if r.value == wanted]
+        assert overlay.select(table, "value", wanted) == scanned

@@ -24,7 +24,7 @@ import bisect
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -99,7 +99,7 @@ class BaseDB:
     path copy (the domain's tools then copy what they change below the top level).
     """
 
-    __slots__ = ("_index", "_keys", "copiers", "schema", "tables")
+    __slots__ = ("_by", "_index", "_keys", "copiers", "schema", "tables")
 
     def __init__(
         self,
@@ -114,6 +114,17 @@ class BaseDB:
         self.copiers = {name: (copiers or {}).get(name, deep_copy) for name in tables}
         self._index: _HashIndex | None = None
         self._keys: dict[str, tuple[Any, ...]] = {}
+        self._by: dict[tuple[str, str], dict[Any, tuple[Any, ...]]] = {}
+
+    def index(self, table: str, attr: str) -> dict[Any, tuple[Any, ...]]:
+        """Keys of the base records grouped by ``record.<attr>``, in table order (cached)."""
+        found = self._by.get((table, attr))
+        if found is None:
+            groups: dict[Any, list[Any]] = {}
+            for key, record in self.tables[table].items():
+                groups.setdefault(getattr(record, attr), []).append(key)
+            found = self._by[(table, attr)] = {v: tuple(ks) for v, ks in groups.items()}
+        return found
 
     def keys(self, table: str) -> tuple[Any, ...]:
         """The base keys of a table, in order (cached: the base never changes)."""
@@ -170,22 +181,46 @@ class Overlay:
         changed = self._changed.get(table)
         return (changed is not None and key in changed) or key in self.base.tables[table]
 
-    def items(self, table: str) -> Iterator[tuple[Any, Any]]:
+    def items(self, table: str) -> Iterable[tuple[Any, Any]]:
         """All records in tau2's dict order: base order, then new records as inserted."""
         base = self.base.tables[table]
         changed = self._changed.get(table)
         if not changed:
-            yield from base.items()
-            return
+            return base.items()  # the common case costs no generator
+        return self._merged(base, changed)
+
+    @staticmethod
+    def _merged(base: Mapping[Any, Any], changed: Mapping[Any, Any]) -> Iterator[tuple[Any, Any]]:
         for key, record in base.items():
             yield key, changed.get(key, record)
         for key, record in changed.items():
             if key not in base:
                 yield key, record
 
-    def values(self, table: str) -> Iterator[Any]:
-        for _, record in self.items(table):
-            yield record
+    def values(self, table: str) -> Iterable[Any]:
+        base = self.base.tables[table]
+        changed = self._changed.get(table)
+        if not changed:
+            return base.values()
+        return (record for _, record in self._merged(base, changed))
+
+    def select(self, table: str, attr: str, value: Any) -> Iterable[Any]:
+        """The records whose ``attr`` equals ``value``, in table order, via the base index.
+
+        Falls back to a scan when this overlay added records or changed ``attr`` on one,
+        so the answer is always what a scan would give. ``value`` must be hashable.
+        """
+        base = self.base.tables[table]
+        changed = self._changed.get(table)
+        if changed and any(
+            key not in base or getattr(record, attr) != getattr(base[key], attr)
+            for key, record in changed.items()
+        ):
+            return [r for r in self.values(table) if getattr(r, attr) == value]
+        keys = self.base.index(table, attr).get(value, ())
+        if not changed:
+            return [base[k] for k in keys]
+        return [changed.get(k, base[k]) for k in keys]
 
     def size(self, table: str) -> int:
         changed = self._changed.get(table, {})

@@ -188,9 +188,13 @@ def find_user_id_by_email(db: Overlay, email: str) -> str:
     Args:
         email: The customer's email address, e.g. 'jane.roe123@example.com'.
     """
+    wanted: str | None = None
     for user_id, user in db.items("users"):
-        # Evaluated per user, as in tau2: a non-string email fails on the first user.
-        if user.email.lower() == pyops.lower(email):
+        # tau2 lowers the argument per user, so a non-string email fails only once there
+        # is a first user; lowering it then, once, gives the same result faster.
+        if wanted is None:
+            wanted = pyops.lower(email)
+        if user.email.lower() == wanted:
             return user_id
     raise ToolError("User not found")
 
@@ -206,14 +210,19 @@ def find_user_id_by_name_zip(db: Overlay, first_name: str, last_name: str, zip: 
         last_name: The customer's last name, e.g. 'Roe'.
         zip: The zip code of the customer's default address, e.g. '02139'.
     """
+    first: str | None = None
+    last: str | None = None
     for user_id, user in db.items("users"):
-        # Short-circuits like tau2's condition: last_name is only lowered when the first
-        # name matched, so a bad last_name type fails only then.
-        if (
-            user.name.first_name.lower() == pyops.lower(first_name)
-            and user.name.last_name.lower() == pyops.lower(last_name)
-            and user.address.zip == zip
-        ):
+        # Short-circuits like tau2's condition: last_name is only lowered when a first
+        # name matched, so a bad last_name type fails only then. Each argument is
+        # lowered once, at the first point tau2 would lower it.
+        if first is None:
+            first = pyops.lower(first_name)
+        if user.name.first_name.lower() != first:
+            continue
+        if last is None:
+            last = pyops.lower(last_name)
+        if user.name.last_name.lower() == last and user.address.zip == zip:
             return user_id
     raise ToolError("User not found")
 
