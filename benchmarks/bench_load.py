@@ -1,11 +1,17 @@
 """Time and memory to load each base database, and to build its hash index.
 
+Each row is measured in a fresh interpreter, so memory freed by an earlier row cannot
+hide the cost of a later one.
+
     python benchmarks/bench_load.py
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 import time
 
 from _common import SHARED_TAU2, rss_mib, table
@@ -34,13 +40,24 @@ def measure(domain: str, source: str, scale: float) -> list[object]:
             f"{indexed * 1000:.0f}", f"{after_index - after_load:.1f}"]
 
 
+def measured_apart(domain: str, source: str, scale: float) -> list[object]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", domain, source, str(scale)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--one":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3], float(sys.argv[4]))))
+        return
     rows = []
     for domain in ("airline", "retail"):
         if (SHARED_TAU2 / domain / "db.json").exists():
-            rows.append(measure(domain, "tau2", 1.0))
+            rows.append(measured_apart(domain, "tau2", 1.0))
         for scale in (1.0, 10.0):
-            rows.append(measure(domain, "gen", scale))
+            rows.append(measured_apart(domain, "gen", scale))
     print(table(["domain", "db", "records", "load ms", "load MiB", "hash index ms",
                  "index MiB"], rows))
 
