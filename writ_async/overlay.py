@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from writ_async.canonical import dump_sorted
+from writ_async.errors import ToolError
 from writ_async.pyops import require_hashable
 
 Copier = Callable[[Any], Any]
@@ -175,6 +176,14 @@ class Overlay:
         if changed is not None and key in changed:
             return changed[key]
         return self.base.tables[table].get(key)
+
+    def fetch(self, table: str, key: Any, missing: str, *, edit: bool = False) -> Any:
+        """The record under ``key`` (private and mutable with ``edit``), or the tool
+        error ``missing`` that the model sees."""
+        record = self.edit(table, key) if edit else self.get(table, key)
+        if record is None:
+            raise ToolError(missing)
+        return record
 
     def contains(self, table: str, key: Any) -> bool:
         require_hashable(key)  # ids come from models

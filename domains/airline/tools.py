@@ -82,24 +82,16 @@ RESERVATION = Model("Reservation", (
 
 
 def _user(db: Overlay, user_id: Any) -> User:
-    user = db.get("users", user_id)
-    if user is None:
-        raise ToolError(f"User {user_id} not found")
-    return user
+    return db.fetch("users", user_id, f"User {user_id} not found")
 
 
 def _reservation(db: Overlay, reservation_id: Any, *, edit: bool = False) -> Reservation:
-    found = (db.edit if edit else db.get)("reservations", reservation_id)
-    if found is None:
-        raise ToolError(f"Reservation {reservation_id} not found")
-    return found
+    return db.fetch("reservations", reservation_id, f"Reservation {reservation_id} not found",
+                    edit=edit)
 
 
 def _flight(db: Overlay, flight_number: Any) -> Flight:
-    flight = db.get("flights", flight_number)
-    if flight is None:
-        raise ToolError(f"Flight {flight_number} not found")
-    return flight
+    return db.fetch("flights", flight_number, f"Flight {flight_number} not found")
 
 
 def _flight_date(db: Overlay, flight_number: Any, date: Any) -> Any:

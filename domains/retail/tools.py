@@ -46,24 +46,15 @@ USER_ADDRESS = Model(
 
 
 def _order(db: Overlay, order_id: Any) -> Order:
-    order = db.get("orders", order_id)
-    if order is None:
-        raise ToolError("Order not found")
-    return order
+    return db.fetch("orders", order_id, "Order not found")
 
 
 def _user(db: Overlay, user_id: Any) -> User:
-    user = db.get("users", user_id)
-    if user is None:
-        raise ToolError("User not found")
-    return user
+    return db.fetch("users", user_id, "User not found")
 
 
 def _product(db: Overlay, product_id: Any) -> Product:
-    product = db.get("products", product_id)
-    if product is None:
-        raise ToolError("Product not found")
-    return product
+    return db.fetch("products", product_id, "Product not found")
 
 
 def _variant(db: Overlay, product_id: Any, item_id: Any) -> Variant:
@@ -100,17 +91,11 @@ def _adjust_gift_card(db: Overlay, user_id: str, method_id: str, delta: float) -
 
 
 def _user_for_edit(db: Overlay, user_id: str) -> User:
-    user = db.edit("users", user_id)
-    if user is None:
-        raise ToolError("User not found")
-    return user
+    return db.fetch("users", user_id, "User not found", edit=True)
 
 
 def _order_for_edit(db: Overlay, order_id: str) -> Order:
-    order = db.edit("orders", order_id)
-    if order is None:
-        raise ToolError("Order not found")
-    return order
+    return db.fetch("orders", order_id, "Order not found", edit=True)
 
 
 def _check_counts(order: Order, item_ids: Any, message: str) -> None:
