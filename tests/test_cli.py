@@ -387,3 +387,33 @@ def test_module_lists_airline_tools() -> None:
     schemas = json.loads(proc.stdout)
     assert isinstance(schemas, list)
     assert [s["function"]["name"] for s in schemas] == airline.DOMAIN.toolbox.names()
+
+
+def test_mock_server_command_serves_until_stopped() -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "writ_async", "mock-server", "--port", "0", "--seed", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("mock server listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(url + "/models", timeout=10) as resp:
+            assert b'"object":"list"' in resp.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_mock_server_bad_override_is_a_clear_error(capsys) -> None:
+    assert main(["mock-server", "--ttft-ms", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("writ: error:") and "ttft_ms" in err

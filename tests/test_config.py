@@ -155,7 +155,7 @@ def test_explain_turns_msgspec_paths_into_key_paths() -> None:
         "a.b[0].c",
     )
     assert explain("Object contains unknown field `x`") == (
-        "unknown key `x` (known keys: run, domains, walk, logging, models)",
+        "unknown key `x` (known keys: run, domains, walk, logging, models, mock)",
         "x",
     )
     assert explain("Something odd") == ("something odd", None)

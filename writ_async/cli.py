@@ -13,6 +13,7 @@ Every operator-facing failure is a ``WritError``; ``main`` prints it as one line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -29,7 +30,7 @@ import msgspec
 from domains import get_domain
 from writ_async.config import default_config, load_config
 from writ_async.domain import Domain
-from writ_async.errors import DataError, ToolCallFormatError, WritError
+from writ_async.errors import ConfigError, DataError, ToolCallFormatError, WritError
 from writ_async.logs import configure_logging, get_logger
 from writ_async.overlay import BaseDB
 from writ_async.tools import Toolbox
@@ -116,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=_positive(int), help="overrides [walk] calls_per_episode")
     p.add_argument("--seed", type=int, help="overrides [run] seed")
     p.set_defaults(run=cmd_walk)
+
+    p = commands.add_parser(
+        "mock-server", help="serve the mock OpenAI-compatible endpoint until interrupted"
+    )
+    p.add_argument("--config", metavar="PATH", help="config.toml whose [mock] section to use")
+    p.add_argument("--host", help="overrides [mock] host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="overrides [mock] port (0: pick a free one)")
+    p.add_argument("--ttft-ms", type=float, help="time to first token, milliseconds")
+    p.add_argument("--tpot-ms", type=float, help="time per output token, milliseconds")
+    p.add_argument("--jitter-ms", type=float, help="uniform jitter on each delay, milliseconds")
+    p.add_argument("--seed", type=int, help="overrides [mock] seed")
+    p.set_defaults(run=cmd_mock_server)
     return parser
 
 
@@ -311,3 +324,43 @@ def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
     print(f"walk {name}: seed {seed}, {episodes} episodes x {calls} calls, base DB {base_hash}")
     print(render_walk(stats, load_seconds, unchanged))
     return 0 if unchanged else 1
+
+
+# -- mock server -------------------------------------------------------------------------
+
+
+def cmd_mock_server(args: argparse.Namespace) -> int:
+    from writ_async.models.mock_server import MockServer, serve_forever
+
+    config = load_config(args.config) if args.config else default_config()
+    configure_logging(config.logging.level, config.logging.format)
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("ttft_ms", args.ttft_ms),
+                            ("tpot_ms", args.tpot_ms), ("jitter_ms", args.jitter_ms),
+                            ("seed", args.seed))
+        if value is not None
+    }
+    try:
+        mock = msgspec.convert({**msgspec.to_builtins(config.mock), **overrides},
+                               type(config.mock))
+    except msgspec.ValidationError as exc:
+        raise ConfigError(args.config or "<command line>", str(exc), "mock") from None
+
+    def ready(server: MockServer) -> None:
+        print(f"mock server listening on {server.url}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
+        _run_async(serve_forever(mock, on_ready=ready))
+    return 0
+
+
+def _run_async(coro: Any) -> Any:
+    """Run on uvloop where it is installed, else on the default asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for this platform
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)

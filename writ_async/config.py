@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from writ_async.errors import ConfigError
+from writ_async.models.mock_server import MockConfig
 
 DomainName = Literal["airline", "retail"]
 LogFormat = Literal["auto", "console", "json"]
@@ -116,6 +117,7 @@ class Config(Section):
     walk: WalkConfig = msgspec.field(default_factory=WalkConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
+    mock: MockConfig = msgspec.field(default_factory=MockConfig)  # the embedded endpoint
 
     def domain_settings(self, name: str) -> DomainConfig:
         """The ``[domains.<name>]`` section, or the defaults for a domain without one."""
