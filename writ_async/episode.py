@@ -1,0 +1,185 @@
+"""One conversation as a pure state machine (sans-IO).
+
+The episode is told what happened (the agent replied, the tools returned, the user
+replied, something failed) and answers with what to do next: ask the agent, ask the
+user, run these tool calls, or finish for a reason. It never awaits, reads a clock or
+draws a random number, so it is tested without an event loop and replays exactly.
+
+tau2-bench's protocol: the agent opens (a fixed greeting unless configured otherwise),
+the user answers; an agent message with tool calls (with or without text) is a tool call
+and its calls run in order before the agent speaks again; the user ends the episode with
+``###STOP###``, ``###TRANSFER###`` or ``###OUT-OF-SCOPE###``. The step limit counts
+messages and the error limit counts every tool error of the episode; both are checked
+only when no tool result is pending.
+
+Transitions (phase, event -> action):
+
+    start                  -> AskUser (after the greeting) | AskAgent (no greeting)
+    AGENT,  agent text     -> AskUser | Finished(agent_stop)
+    AGENT,  agent tools    -> RunTools
+    TOOLS,  tool results   -> AskAgent
+    USER,   user text      -> AskAgent | Finished(user_stop)
+    any,    failure        -> Finished(agent_error | user_error | infrastructure_error |
+                                       context_window_exceeded | timeout)
+    and before any AskAgent/AskUser: Finished(max_steps) or Finished(too_many_errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from writ_async.messages import (
+    STOP,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+    is_user_stop,
+)
+
+DEFAULT_GREETING = "Hi! How can I help you today?"
+
+
+class Termination(StrEnum):
+    USER_STOP = "user_stop"
+    AGENT_STOP = "agent_stop"
+    MAX_STEPS = "max_steps"
+    TIMEOUT = "timeout"
+    TOO_MANY_ERRORS = "too_many_errors"
+    AGENT_ERROR = "agent_error"
+    USER_ERROR = "user_error"
+    INFRASTRUCTURE_ERROR = "infrastructure_error"
+    CONTEXT_WINDOW_EXCEEDED = "context_window_exceeded"
+
+
+FAILURES = frozenset({
+    Termination.TIMEOUT, Termination.AGENT_ERROR, Termination.USER_ERROR,
+    Termination.INFRASTRUCTURE_ERROR, Termination.CONTEXT_WINDOW_EXCEEDED,
+})
+
+
+class Phase(StrEnum):
+    NEW = "new"
+    AGENT = "agent"  # waiting for the agent
+    TOOLS = "tools"  # waiting for tool results
+    USER = "user"  # waiting for the user
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_steps: int = 200
+    max_errors: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AskAgent:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AskUser:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunTools:
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: Termination
+
+
+Action = AskAgent | AskUser | RunTools | Finished
+
+
+class ProtocolError(RuntimeError):
+    """The shell fed an event the episode was not waiting for: a bug in the caller."""
+
+
+class Episode:
+    """The state of one conversation; see the module docstring for the transitions."""
+
+    __slots__ = ("errors", "greeting", "limits", "messages", "phase", "termination")
+
+    def __init__(self, limits: Limits | None = None,
+                 greeting: str | None = DEFAULT_GREETING) -> None:
+        self.limits = limits or Limits()
+        self.greeting = greeting
+        self.messages: list[Message] = []
+        self.phase = Phase.NEW
+        self.errors = 0
+        self.termination: Termination | None = None
+
+    def __repr__(self) -> str:
+        return (f"<Episode phase={self.phase} messages={len(self.messages)} "
+                f"errors={self.errors} termination={self.termination}>")
+
+    # -- events --------------------------------------------------------------------------
+
+    def start(self) -> Action:
+        self._expect(Phase.NEW)
+        if self.greeting is None:
+            self.phase = Phase.AGENT
+            return AskAgent()
+        self.messages.append(AssistantMessage(content=self.greeting, turn_idx=0))
+        return self._ask(Phase.USER)
+
+    def agent_replied(self, message: AssistantMessage) -> Action:
+        self._expect(Phase.AGENT)
+        self.messages.append(message)
+        if message.is_tool_call:
+            self.phase = Phase.TOOLS
+            assert message.tool_calls is not None
+            return RunTools(message.tool_calls)
+        if message.content and STOP in message.content:
+            return self._finish(Termination.AGENT_STOP)
+        return self._ask(Phase.USER)
+
+    def tools_returned(self, results: list[ToolMessage]) -> Action:
+        self._expect(Phase.TOOLS)
+        self.messages.extend(results)
+        self.errors += sum(1 for r in results if r.error)
+        return self._ask(Phase.AGENT)
+
+    def user_replied(self, message: UserMessage) -> Action:
+        self._expect(Phase.USER)
+        self.messages.append(message)
+        if is_user_stop(message.content):
+            return self._finish(Termination.USER_STOP)
+        return self._ask(Phase.AGENT)
+
+    def failed(self, reason: Termination) -> Finished:
+        """A participant or the infrastructure failed; the episode ends for ``reason``."""
+        if reason not in FAILURES:
+            raise ProtocolError(f"{reason} is not a failure")
+        if self.phase is Phase.DONE:
+            raise ProtocolError("the episode has already finished")
+        return self._finish(reason)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def next_turn(self) -> int:
+        return len(self.messages)
+
+    def _ask(self, phase: Phase) -> Action:
+        if len(self.messages) >= self.limits.max_steps:
+            return self._finish(Termination.MAX_STEPS)
+        if self.errors >= self.limits.max_errors:
+            return self._finish(Termination.TOO_MANY_ERRORS)
+        self.phase = phase
+        return AskAgent() if phase is Phase.AGENT else AskUser()
+
+    def _finish(self, reason: Termination) -> Finished:
+        self.phase = Phase.DONE
+        self.termination = reason
+        return Finished(reason)
+
+    def _expect(self, phase: Phase) -> None:
+        if self.phase is not phase:
+            raise ProtocolError(f"expected phase {phase}, episode is in {self.phase}")

@@ -1,0 +1,63 @@
+"""The messages of a conversation, as tau2-bench records them.
+
+Roles: ``assistant`` (the agent; text and/or tool calls), ``user`` (the simulated user;
+text), ``tool`` (one tool result, answering one call by id). Field names follow
+tau2-bench's results format so that exported data and ``results.json`` carry them
+unchanged. Tool-call arguments are kept as the parsed JSON object the model wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+STOP = "###STOP###"
+TRANSFER = "###TRANSFER###"
+OUT_OF_SCOPE = "###OUT-OF-SCOPE###"
+USER_STOP_TOKENS = (STOP, TRANSFER, OUT_OF_SCOPE)
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ToolCall(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    requestor: str = "assistant"
+
+
+class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="role"):
+    content: str | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
+    turn_idx: int = 0
+    usage: Usage | None = None
+
+    @property
+    def is_tool_call(self) -> bool:
+        # tau2: a message carrying both text and tool calls is a tool call.
+        return bool(self.tool_calls)
+
+
+class UserMessage(msgspec.Struct, frozen=True, tag="user", tag_field="role"):
+    content: str
+    turn_idx: int = 0
+    usage: Usage | None = None
+
+
+class ToolMessage(msgspec.Struct, frozen=True, tag="tool", tag_field="role"):
+    id: str  # the tool call this answers
+    content: str
+    error: bool = False
+    requestor: str = "assistant"
+    turn_idx: int = 0
+
+
+Message = AssistantMessage | UserMessage | ToolMessage
+
+
+def is_user_stop(text: str | None) -> bool:
+    return bool(text) and any(token in text for token in USER_STOP_TOKENS)
