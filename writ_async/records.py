@@ -1,0 +1,89 @@
+"""What a finished episode leaves behind: its record and its grade.
+
+``EpisodeRecord`` is written to the journal when an episode finishes and is the single
+source for results.json (tau2-bench's format) and for SFT export. Timing fields are
+kept apart (``timing``) so that two runs with the same seed compare equal on the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from writ_async.messages import Message
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True):
+    """One graded item: what was checked, whether it held, and why not."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class RewardInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """tau2-bench's reward and its components, plus writ's evidence check.
+
+    ``reward`` is the product over ``reward_basis`` of the graded components, zero unless
+    the user or the agent ended the episode. Components listed in ``not_graded`` (NL
+    assertions without a judge) are left out of the product and said so.
+    """
+
+    reward: float
+    reward_basis: list[str]
+    db_match: bool | None = None
+    gold_db_hash: str | None = None
+    final_db_hash: str | None = None
+    communicate_checks: list[Check] = msgspec.field(default_factory=list)
+    action_checks: list[Check] = msgspec.field(default_factory=list)
+    nl_assertions: list[Check] = msgspec.field(default_factory=list)
+    breakdown: dict[str, float] = msgspec.field(default_factory=dict)
+    not_graded: list[str] = msgspec.field(default_factory=list)
+    evidence_checks: list[Check] = msgspec.field(default_factory=list)
+    evidence_ok: bool = True
+    note: str = ""
+
+
+class Timing(msgspec.Struct, frozen=True, kw_only=True):
+    """Wall-clock facts, excluded from determinism comparisons."""
+
+    start_time: float = 0.0
+    end_time: float = 0.0
+    duration: float = 0.0
+    model_seconds: float = 0.0
+
+
+class EpisodeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    episode_id: str  # f"{task_id}:{trial}"
+    task_id: str
+    trial: int
+    seed: int
+    domain: str
+    termination: str
+    messages: list[Message]
+    final_db_hash: str
+    reward_info: RewardInfo | None = None
+    agent: str = ""  # "scripted" or a role name
+    user: str = ""
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    trajectory_type: str | None = None
+    axes: dict[str, int] | None = None
+    error: str | None = None  # the failure that ended it, for failed episodes
+    timing: Timing = msgspec.field(default_factory=Timing)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def episode_id(task_id: str, trial: int) -> str:
+    return f"{task_id}:{trial}"
+
+
+def derive_seed(run_seed: int, task_id: str, trial: int) -> int:
+    """The episode's seed: a function of (run seed, task, trial) only, never of the order
+    or concurrency in which episodes happen to run."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{run_seed}:{task_id}:{trial}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # fits a signed 64-bit seed field
