@@ -155,7 +155,7 @@ def test_explain_turns_msgspec_paths_into_key_paths() -> None:
         "a.b[0].c",
     )
     assert explain("Object contains unknown field `x`") == (
-        "unknown key `x` (known keys: run, domains, walk, logging, models, mock)",
+        "unknown key `x` (known keys: run, domains, walk, logging, models, mock, simulate, export)",
         "x",
     )
     assert explain("Something odd") == ("something odd", None)
@@ -193,3 +193,15 @@ def test_endpoint_settings_are_typed(tmp_path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key_path == "models.endpoints.a.requests_per_minute"
+
+
+def test_simulate_participants_must_be_scripted_or_a_role(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[simulate]\nagent = "gpt-5"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key_path == "simulate.agent"
+    assert "neither scripted" in str(info.value)
+    path.write_text('[simulate]\nagent = "agent"\nuser = "scripted-http"\n')
+    config = load_config(path)
+    assert (config.simulate.agent, config.simulate.user) == ("agent", "scripted-http")

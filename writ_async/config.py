@@ -111,6 +111,41 @@ class ModelsConfig(Section):
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
 
 
+Participant = str  # "scripted", "scripted-http", or a role of [models.roles]
+
+
+class SimulateConfig(Section):
+    """`writ simulate`: which tasks, who plays agent and user, how many at once."""
+
+    tasks: str | None = None  # a tau2-bench tasks.json; None: synthesize tasks
+    split: str | None = None  # a split of split_tasks.json beside the tasks file
+    task_count: PositiveInt = 200  # synthesized tasks per run when `tasks` is unset
+    trials: PositiveInt = 1
+    concurrency: PositiveInt = 256
+    agent: Participant = "scripted"
+    user: Participant = "scripted"
+    judge: str | None = None  # role grading NL assertions; unset: reported as not graded
+    max_steps: PositiveInt = 200
+    max_errors: PositiveInt = 10
+    greeting: str | None = "Hi! How can I help you today?"
+    episode_timeout_s: PositiveFloat | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_tokens: PositiveInt | None = None
+    agent_instructions_path: str | None = None  # default: writ's own instructions
+    user_guidelines_path: str | None = None  # default: writ's own simulator guidelines
+    mistake_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0  # scripted agent only
+    mistakes: list[str] | None = None  # allowed kinds; unset: all
+
+
+class ExportConfig(Section):
+    """Which episodes become SFT data."""
+
+    min_reward: float = 1.0
+    terminations: list[str] = msgspec.field(default_factory=lambda: ["user_stop", "agent_stop"])
+    require_evidence: bool = True
+    dedupe: bool = True
+
+
 class Config(Section):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     domains: DomainsConfig = msgspec.field(default_factory=DomainsConfig)
@@ -118,6 +153,8 @@ class Config(Section):
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     mock: MockConfig = msgspec.field(default_factory=MockConfig)  # the embedded endpoint
+    simulate: SimulateConfig = msgspec.field(default_factory=SimulateConfig)
+    export: ExportConfig = msgspec.field(default_factory=ExportConfig)
 
     def domain_settings(self, name: str) -> DomainConfig:
         """The ``[domains.<name>]`` section, or the defaults for a domain without one."""
@@ -151,7 +188,26 @@ def load_config(path: Path | str) -> Config:
             key_path = _name_dict_keys(data, key_path)
         raise ConfigError(path, message, key_path) from None
     _check_roles(config.models, path)
+    _check_participants(config, path)
     return _resolve_paths(config, path.parent)
+
+
+SCRIPTED = ("scripted", "scripted-http")
+
+
+def _check_participants(config: Config, path: Path) -> None:
+    """Agent and user are scripted or a configured role; the judge is a role."""
+    roles = config.models.roles
+    known = ", ".join(roles) or "none"
+    sim = config.simulate
+    for key in ("agent", "user"):
+        value = getattr(sim, key)
+        if value not in SCRIPTED and value not in roles:
+            raise ConfigError(path, f"`{value}` is neither scripted, scripted-http nor a role "
+                              f"of [models.roles] (roles: {known})", f"simulate.{key}")
+    if sim.judge is not None and sim.judge not in roles:
+        raise ConfigError(path, f"`{sim.judge}` is not a role of [models.roles] (roles: {known})",
+                          "simulate.judge")
 
 
 def _check_roles(models: ModelsConfig, path: Path) -> None:
@@ -280,4 +336,10 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         for name in DomainsConfig.__struct_fields__
     }
     run = replace(config.run, out_dir=_resolve(config.run.out_dir, base_dir) or "")
-    return replace(config, run=run, domains=replace(config.domains, **domains))
+    sim = config.simulate
+    sim = replace(
+        sim, tasks=_resolve(sim.tasks, base_dir),
+        agent_instructions_path=_resolve(sim.agent_instructions_path, base_dir),
+        user_guidelines_path=_resolve(sim.user_guidelines_path, base_dir),
+    )
+    return replace(config, run=run, domains=replace(config.domains, **domains), simulate=sim)
