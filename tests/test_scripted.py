@@ -1,0 +1,572 @@
+"""Scripted participants: with mistakes off every tau2-bench task ends in the gold state
+with every required string said; mistakes are seeded, recorded and have the effect their
+kind promises; the mock-server policy answers exactly as the in-process participants."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from conftest import require, tau2_dir
+
+from domains import get_domain
+from writ_async.domain import Domain
+from writ_async.episode import AskAgent, Episode, Limits, RunTools
+from writ_async.messages import (
+    STOP,
+    TRANSFER,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.models import protocol
+from writ_async.models.mock_server import open_mock_server
+from writ_async.models.scripted_policy import (
+    ScriptedPolicy,
+    ScriptedRequestError,
+    parse_request_tag,
+    request_tag,
+)
+from writ_async.overlay import BaseDB
+from writ_async.records import derive_seed, episode_id
+from writ_async.scripted import (
+    CLOSING_LINE,
+    CONFIRM_LINE,
+    TRANSFER_LINE,
+    MistakeConfig,
+    MistakeKind,
+    ScriptedAgent,
+    ScriptedUser,
+    run_scripted_episode,
+)
+from writ_async.tasks import Instructions, Task, load_tasks
+from writ_async.tools import ToolKind
+
+try:  # grading.py is written alongside; when present its reward is asserted too
+    from writ_async import grading
+except ImportError:  # pragma: no cover - depends on the checkout
+    grading = None  # type: ignore[assignment]
+
+DOMAINS = ("airline", "retail")
+RUN_SEED = 300
+
+
+@dataclass(frozen=True)
+class World:
+    name: str
+    domain: Domain
+    base: BaseDB
+    tasks: list[Task]
+    gold: dict[str, str]  # task id -> hash after replaying its gold actions
+
+    def seed(self, task: Task, trial: int = 0) -> int:
+        return derive_seed(RUN_SEED, task.id, trial)
+
+    def with_actions(self) -> list[Task]:
+        return [t for t in self.tasks if t.gold_actions]
+
+
+@pytest.fixture(scope="module", params=DOMAINS)
+def world(request: pytest.FixtureRequest) -> World:
+    folder = require(tau2_dir() / request.param, f"tau2-bench {request.param} data")
+    domain = get_domain(request.param)
+    base = domain.load_db(require(folder / "db.json", "tau2-bench db.json"))
+    tasks = load_tasks(require(folder / "tasks.json", "tau2-bench tasks.json"))
+    gold = {t.id: replay(domain, base, t.gold_actions) for t in tasks}
+    return World(request.param, domain, base, tasks, gold)
+
+
+def replay(domain: Domain, base: BaseDB, actions: Sequence[Any]) -> str:
+    env = domain.environment(base)
+    for action in actions:
+        env.call(action.name, action.arguments)  # some gold actions fail by design
+    return env.db_hash()
+
+
+def said(messages: Sequence[Message]) -> str:
+    """tau2-bench's COMMUNICATE view: agent text, lower-cased, commas removed."""
+    return " ".join((m.content or "").lower().replace(",", "")
+                    for m in messages if isinstance(m, AssistantMessage))
+
+
+def missing_info(task: Task, messages: Sequence[Message]) -> list[str]:
+    text = said(messages)
+    infos = (task.evaluation_criteria.communicate_info or []) if task.evaluation_criteria else []
+    return [i for i in infos if i.lower().replace(",", "") not in text]
+
+
+def calls(messages: Sequence[Message]) -> list[tuple[int, ToolCall]]:
+    return [(i, c) for i, m in enumerate(messages)
+            if isinstance(m, AssistantMessage) and m.tool_calls for c in m.tool_calls]
+
+
+def position(messages: Sequence[Message], name: str, arguments: dict[str, Any]) -> int | None:
+    return next((i for i, c in calls(messages) if c.name == name and c.arguments == arguments),
+                None)
+
+
+def grade(world: World, task: Task, episode: Episode, final: str) -> Any:
+    assert grading is not None
+    gold = grading.replay_gold(world.domain, world.base, task)
+    assert episode.termination is not None
+    return grading.grade(task, episode.messages, episode.termination.value, final, gold,
+                         world.domain.toolbox)
+
+
+def encode(messages: Sequence[Message]) -> bytes:
+    return msgspec.json.encode(list(messages))
+
+
+# -- mistakes off: the gold plan as a conversation -----------------------------------------
+
+
+def test_every_task_with_gold_actions_reaches_the_gold_state(world: World) -> None:
+    tasks = world.with_actions()
+    assert tasks, f"no {world.name} task has gold actions"
+    for task in tasks:
+        episode, final, agent = run_scripted_episode(world.domain, world.base, task,
+                                                     world.seed(task))
+        where = f"{world.name} task {task.id}"
+        assert agent.mistake is None, where
+        assert episode.termination == "user_stop", where
+        assert final == world.gold[task.id], where
+        assert missing_info(task, episode.messages) == [], where
+        # Every gold action was called, in order, once per gold entry.
+        made = [(c.name, c.arguments) for _, c in calls(episode.messages)]
+        assert made == [(a.name, a.arguments) for a in task.gold_actions], where
+        if grading is not None:
+            info = grade(world, task, episode, final)
+            assert info.reward == 1.0, (where, info.note)
+            assert info.evidence_ok, (where, info.evidence_checks)
+
+
+def test_tasks_without_gold_actions_ask_report_and_end(world: World) -> None:
+    for task in [t for t in world.tasks if not t.gold_actions]:
+        episode, final, _ = run_scripted_episode(world.domain, world.base, task,
+                                                 world.seed(task))
+        assert episode.termination == "user_stop", task.id
+        assert final == world.base.db_hash(), task.id
+        assert calls(episode.messages) == [], task.id
+        assert missing_info(task, episode.messages) == [], task.id
+
+
+def test_the_conversation_follows_the_protocol(world: World) -> None:
+    for task in world.with_actions():
+        episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+        messages = episode.messages
+        kinds = [world.domain.toolbox.kind(c.name) for _, c in calls(messages)]
+        # One tool call per assistant message, ids from the turn.
+        for i, call in calls(messages):
+            assert call.id == f"call_{i}_0"
+            assert len(messages[i].tool_calls or ()) == 1  # type: ignore[union-attr]
+        # Before each write: the agent asked for confirmation and the user said yes.
+        for (i, _), kind in zip(calls(messages), kinds, strict=True):
+            if kind is ToolKind.WRITE:
+                assert isinstance(messages[i - 1], UserMessage)
+                assert "yes" in messages[i - 1].content.lower()
+                assert CONFIRM_LINE in (messages[i - 2].content or "")
+        # The user spoke first with its reason for calling and ended the episode.
+        instructions = task.user_scenario.instructions
+        assert isinstance(instructions, Instructions)
+        assert messages[1] == UserMessage(content=instructions.reason_for_call.strip(),
+                                          turn_idx=1)
+        last_agent = messages[-2].content or ""
+        if any(a.name == "transfer_to_human_agents" for a in task.gold_actions):
+            assert TRANSFER_LINE in last_agent and messages[-1].content == TRANSFER
+        else:
+            assert CLOSING_LINE in last_agent and messages[-1].content == STOP
+
+
+def test_the_agent_can_open_the_conversation(world: World) -> None:
+    for task in world.with_actions()[:10]:
+        episode, final, _ = run_scripted_episode(world.domain, world.base, task,
+                                                 world.seed(task), greeting=None)
+        assert episode.termination == "user_stop"
+        assert final == world.gold[task.id]
+
+
+def test_same_seed_same_conversation(world: World) -> None:
+    mistakes = MistakeConfig(rate=0.7)
+    for task in world.tasks[:25]:
+        first = run_scripted_episode(world.domain, world.base, task, world.seed(task), mistakes)
+        again = run_scripted_episode(world.domain, world.base, task, world.seed(task), mistakes)
+        assert encode(first[0].messages) == encode(again[0].messages)
+        assert first[1] == again[1]
+        assert first[2].mistake == again[2].mistake
+
+
+# -- mistakes ------------------------------------------------------------------------------
+
+
+def forced(world: World, kind: MistakeKind) -> list[tuple[Task, Episode, str, ScriptedAgent]]:
+    """Every task with gold actions, run with ``kind`` forced; those where it applied."""
+    out = []
+    for task in world.with_actions():
+        episode, final, agent = run_scripted_episode(
+            world.domain, world.base, task, world.seed(task), MistakeConfig(forced=kind))
+        assert episode.termination == "user_stop", task.id
+        if agent.mistake is not None:
+            assert agent.mistake.kind is kind
+            out.append((task, episode, final, agent))
+    assert len(out) >= 5, f"{kind} applied to only {len(out)} {world.name} tasks"
+    return out
+
+
+def failed_gold(world: World, task: Task) -> frozenset[int]:
+    env = world.domain.environment(world.base)
+    return frozenset(i for i, a in enumerate(task.gold_actions)
+                     if env.call(a.name, a.arguments).error)
+
+
+def test_skipped_read(world: World) -> None:
+    for task, episode, final, agent in forced(world, MistakeKind.SKIPPED_READ):
+        assert agent.mistake is not None and agent.mistake.action is not None
+        skipped = task.gold_actions[agent.mistake.action]
+        assert world.domain.toolbox.kind(skipped.name) is ToolKind.READ
+        assert final == world.gold[task.id] and not missing_info(task, episode.messages)
+        # The read is made once less than the gold plan makes it.
+        def count(pairs: Sequence[tuple[str, Any]], read: Any = skipped) -> int:
+            return sum(1 for name, args in pairs if (name, args) == (read.name, read.arguments))
+
+        made = [(c.name, c.arguments) for _, c in calls(episode.messages)]
+        assert count(made) == count([(a.name, a.arguments) for a in task.gold_actions]) - 1
+        if grading is not None and agent.mistake.action not in failed_gold(world, task):
+            info = grade(world, task, episode, final)
+            assert info.db_match and not info.evidence_ok, task.id
+
+
+def test_premature_write(world: World) -> None:
+    for task, episode, final, agent in forced(world, MistakeKind.PREMATURE_WRITE):
+        assert agent.mistake is not None and agent.mistake.action is not None
+        write = task.gold_actions[agent.mistake.action]
+        assert final == world.gold[task.id] and not missing_info(task, episode.messages)
+        written = position(episode.messages, write.name, write.arguments)
+        assert written is not None
+        earlier_reads = [a for a in task.gold_actions[:agent.mistake.action]
+                         if world.domain.toolbox.kind(a.name) is ToolKind.READ]
+        late = [a for a in earlier_reads
+                if (position(episode.messages, a.name, a.arguments) or 0) > written]
+        assert late, task.id  # some read the gold plan makes first comes after the write
+        failed = failed_gold(world, task)
+        if grading is not None and agent.mistake.action not in failed and any(
+                k not in failed for k, a in enumerate(task.gold_actions) if a in late):
+            info = grade(world, task, episode, final)
+            assert info.db_match and not info.evidence_ok, task.id
+
+
+def test_missing_confirmation(world: World) -> None:
+    for task, episode, final, agent in forced(world, MistakeKind.MISSING_CONFIRMATION):
+        assert agent.mistake is not None and agent.mistake.action is not None
+        write = task.gold_actions[agent.mistake.action]
+        assert final == world.gold[task.id] and not missing_info(task, episode.messages)
+        written = position(episode.messages, write.name, write.arguments)
+        assert written is not None
+        previous = [m for m in episode.messages[:written] if isinstance(m, AssistantMessage)]
+        # Since the last write (or the start), no confirmation was asked.
+        since = []
+        for m in reversed(previous):
+            if m.tool_calls and world.domain.toolbox.kind(m.tool_calls[0].name) is ToolKind.WRITE:
+                break
+            since.append(m.content or "")
+        assert not any(CONFIRM_LINE in text for text in since), task.id
+        assert sum(CONFIRM_LINE in (m.content or "") for m in episode.messages
+                   if isinstance(m, AssistantMessage)) == sum(
+            world.domain.toolbox.kind(a.name) is ToolKind.WRITE for a in task.gold_actions) - 1
+        # The grader sees it when no earlier "yes" (for another write) is the last thing
+        # the user said: i.e. for the first write, when it succeeds.
+        first = not any(world.domain.toolbox.kind(a.name) is ToolKind.WRITE
+                        for a in task.gold_actions[:agent.mistake.action])
+        result = episode.messages[written + 1]
+        if grading is not None and first and not result.error:  # type: ignore[union-attr]
+            info = grade(world, task, episode, final)
+            assert info.db_match and not info.evidence_ok, task.id
+
+
+def _argument_effect(world: World, task: Task, episode: Episode, final: str,
+                     agent: ScriptedAgent) -> bool:
+    """One argument of the target write differs from gold, and nothing else does: the
+    final state is the gold plan's with that one call replaced. Returns the ground truth:
+    whether the state went wrong (a change can be a no-op: a write that fails either way,
+    or one that a later gold write undoes)."""
+    assert agent.mistake is not None and agent.mistake.action is not None
+    index = agent.mistake.action
+    gold = task.gold_actions[index]
+    made = [c for _, c in calls(episode.messages)]
+    assert len(made) == len(task.gold_actions), task.id
+    wrong = made[index]
+    assert wrong.name == gold.name and _leaf_diff(wrong.arguments, gold.arguments) == 1, task.id
+    others = [(c.name, c.arguments) for k, c in enumerate(made) if k != index]
+    assert others == [(a.name, a.arguments) for k, a in enumerate(task.gold_actions)
+                      if k != index], task.id
+    counterfactual = [*task.gold_actions[:index], wrong, *task.gold_actions[index + 1:]]
+    assert final == replay(world.domain, world.base, counterfactual), task.id
+    went_wrong = final != world.gold[task.id]
+    if grading is not None:
+        info = grade(world, task, episode, final)
+        assert info.db_match == (not went_wrong), task.id
+        if went_wrong:
+            assert info.reward == 0.0, task.id
+    return went_wrong
+
+
+def _leaf_diff(a: Any, b: Any) -> int:
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return sum(_leaf_diff(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return sum(_leaf_diff(x, y) for x, y in zip(a, b, strict=True))
+    return int(a != b)
+
+
+def test_wrong_argument(world: World) -> None:
+    applied = forced(world, MistakeKind.WRONG_ARGUMENT)
+    wrong = 0
+    for task, episode, final, agent in applied:
+        assert not missing_info(task, episode.messages)
+        wrong += _argument_effect(world, task, episode, final, agent)
+    # Most wrong arguments do change the outcome: the filter has something to reject.
+    assert wrong >= len(applied) * 0.8
+
+
+def test_hallucinated_value(world: World) -> None:
+    applied = forced(world, MistakeKind.HALLUCINATED_VALUE)
+    reported = 0
+    for task, episode, final, agent in applied:
+        assert agent.mistake is not None
+        if agent.mistake.path.startswith("communicate_info"):
+            reported += 1
+            assert final == world.gold[task.id]
+            index = int(agent.mistake.path.removeprefix("communicate_info[").rstrip("]"))
+            info = task.evaluation_criteria.communicate_info[index]  # type: ignore[union-attr,index]
+            assert missing_info(task, episode.messages) == [info], task.id
+            if grading is not None:
+                graded = grade(world, task, episode, final)
+                assert not all(c.passed for c in graded.communicate_checks)
+                if "COMMUNICATE" in graded.reward_basis:
+                    assert graded.reward == 0.0
+        else:  # no communicate string: a made-up argument value instead
+            assert not task.evaluation_criteria.communicate_info  # type: ignore[union-attr]
+            _argument_effect(world, task, episode, final, agent)
+    with_info = [t for t, *_ in applied if t.evaluation_criteria.communicate_info]  # type: ignore[union-attr]
+    assert reported == len(with_info)
+
+
+def test_a_mistake_that_cannot_apply_falls_back(world: World) -> None:
+    toolbox = world.domain.toolbox
+    no_writes = [t for t in world.tasks
+                 if not any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions)]
+    for task in no_writes:
+        # Forced: no mistake at all, the same conversation as with mistakes off.
+        plain = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+        got = run_scripted_episode(world.domain, world.base, task, world.seed(task),
+                                   MistakeConfig(forced=MistakeKind.MISSING_CONFIRMATION))
+        assert got[2].mistake is None
+        assert encode(got[0].messages) == encode(plain[0].messages)
+        # Drawn: the next allowed kind that applies, else none.
+        agent = ScriptedAgent(task, toolbox, world.seed(task), MistakeConfig(
+            rate=1.0, kinds=(MistakeKind.MISSING_CONFIRMATION, MistakeKind.PREMATURE_WRITE)))
+        assert agent.mistake is None
+    writes_without_reads = [
+        t for t in world.with_actions()
+        if ScriptedAgent(t, toolbox, 0, MistakeConfig(forced=MistakeKind.SKIPPED_READ)).mistake
+        is None and any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions)]
+    for task in writes_without_reads:
+        agent = ScriptedAgent(task, toolbox, world.seed(task), MistakeConfig(
+            rate=1.0, kinds=("skipped_read", "missing_confirmation")))  # type: ignore[arg-type]
+        assert agent.mistake is not None
+        assert agent.mistake.kind is MistakeKind.MISSING_CONFIRMATION
+
+
+def test_mistake_rate_is_seeded_per_episode(world: World) -> None:
+    config = MistakeConfig(rate=0.5)
+    kinds = set()
+    hits = 0
+    tasks = world.with_actions()
+    for task in tasks:
+        agent = ScriptedAgent(task, world.domain.toolbox, world.seed(task), config)
+        again = ScriptedAgent(task, world.domain.toolbox, world.seed(task), config)
+        assert agent.mistake == again.mistake
+        if agent.mistake is not None:
+            hits += 1
+            kinds.add(agent.mistake.kind)
+    assert 0.2 * len(tasks) < hits < 0.8 * len(tasks)
+    assert len(kinds) >= 3
+
+
+def test_mistake_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        MistakeConfig(rate=1.5)
+    with pytest.raises(ValueError, match="unknown mistake kind"):
+        MistakeConfig(kinds=("typo",))  # type: ignore[arg-type]
+    assert MistakeConfig(kinds=("wrong_argument",)).allowed() == [  # type: ignore[arg-type]
+        MistakeKind.WRONG_ARGUMENT]
+
+
+# -- the participants on their own ---------------------------------------------------------
+
+
+def test_the_user_sees_only_text(world: World) -> None:
+    task = world.with_actions()[0]
+    episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+    user = ScriptedUser(task, world.seed(task))
+    for i, message in enumerate(episode.messages):
+        if isinstance(message, UserMessage):
+            history = episode.messages[:i]
+            text_only = [m for m in history if not isinstance(m, ToolMessage)
+                         and not (isinstance(m, AssistantMessage) and m.tool_calls)]
+            assert user.reply(history).content == message.content
+            assert user.reply(text_only).content == message.content
+
+
+def test_the_user_gives_up_after_too_many_turns(world: World) -> None:
+    task = world.tasks[0]
+    user = ScriptedUser(task, 1, max_turns=3)
+    history: list[Message] = []
+    for _ in range(3):
+        history += [AssistantMessage(content="Hmm, let me think."), user.reply(history)]
+    assert all(m.content != STOP for m in history)
+    assert user.reply([*history, AssistantMessage(content="Still there?")]).content == STOP
+
+
+def test_a_declined_write_is_not_made(world: World) -> None:
+    toolbox = world.domain.toolbox
+    task = next(t for t in world.with_actions()
+                if any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions))
+    episode, _, agent = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+    at = next(i for i, m in enumerate(episode.messages)
+              if isinstance(m, AssistantMessage) and CONFIRM_LINE in (m.content or ""))
+    history = [*episode.messages[:at + 1], UserMessage(content="No, please don't.")]
+    reply = agent.reply(history)
+    assert not reply.tool_calls and reply.content
+
+
+# -- behind the mock server ----------------------------------------------------------------
+
+
+def agent_request(tag: str, history: Sequence[Message]) -> protocol.ChatRequest:
+    """The agent's chat request, written out by hand as the OpenAI format has it."""
+    wire = [protocol.Message(role="system", content="You are an agent.")]
+    for m in history:
+        if isinstance(m, AssistantMessage):
+            tool_calls = [protocol.ToolCall(id=c.id, function=protocol.FunctionCall(
+                c.name, msgspec.json.encode(c.arguments).decode()))
+                for c in m.tool_calls] if m.tool_calls else None
+            wire.append(protocol.Message(role="assistant", content=m.content,
+                                         tool_calls=tool_calls))
+        elif isinstance(m, ToolMessage):
+            wire.append(protocol.Message(role="tool", content=m.content, tool_call_id=m.id))
+        else:
+            wire.append(protocol.Message(role="user", content=m.content))
+    return protocol.ChatRequest(model="scripted", messages=wire, user=tag)
+
+
+def user_request(tag: str, history: Sequence[Message]) -> protocol.ChatRequest:
+    """The user simulator's request: text only, roles flipped."""
+    wire = [protocol.Message(role="system", content="You are a customer.")]
+    for m in history:
+        if isinstance(m, AssistantMessage) and m.content and not m.tool_calls:
+            wire.append(protocol.Message(role="user", content=m.content))
+        elif isinstance(m, UserMessage):
+            wire.append(protocol.Message(role="assistant", content=m.content))
+    return protocol.ChatRequest(model="scripted", messages=wire, user=tag)
+
+
+def expected_wire(message: AssistantMessage | UserMessage) -> protocol.Message:
+    if isinstance(message, UserMessage):
+        return protocol.Message(role="assistant", content=message.content)
+    tool_calls = [protocol.ToolCall(id=c.id, function=protocol.FunctionCall(
+        c.name, msgspec.json.encode(c.arguments).decode()))
+        for c in message.tool_calls] if message.tool_calls else None
+    return protocol.Message(role="assistant", content=message.content, tool_calls=tool_calls)
+
+
+def test_the_policy_answers_as_the_in_process_participants(world: World) -> None:
+    mistakes = MistakeConfig(rate=0.6)
+    policy = ScriptedPolicy({t.id: t for t in world.tasks},
+                            {world.name: world.domain.toolbox}, mistakes)
+    rng = random.Random(0)
+    checked = 0
+    for trial, task in enumerate(world.tasks[:30]):
+        seed = derive_seed(RUN_SEED, task.id, trial)
+        episode, _, _ = run_scripted_episode(world.domain, world.base, task, seed, mistakes)
+        eid = episode_id(task.id, trial)
+        for i, message in enumerate(episode.messages):
+            if i == 0:
+                continue  # the greeting is the episode's, not the agent's
+            if isinstance(message, AssistantMessage):
+                request = agent_request(request_tag(eid, "agent", seed), episode.messages[:i])
+            elif isinstance(message, UserMessage):
+                request = user_request(request_tag(eid, "user", seed), episode.messages[:i])
+            else:
+                continue
+            assert policy.respond(request, rng) == expected_wire(message), (task.id, i)
+            checked += 1
+    assert checked > 100
+
+
+def test_request_tags() -> None:
+    tag = request_tag(episode_id("a:b|c", 3), "user", 42)
+    parsed = parse_request_tag(tag)
+    assert (parsed.episode_id, parsed.role, parsed.seed, parsed.task_id) == (
+        "a:b|c:3", "user", 42, "a:b|c")
+    for bad in (None, "", "x|y|1", "x|agent|one", "|agent|1"):
+        with pytest.raises(ScriptedRequestError):
+            parse_request_tag(bad)
+    with pytest.raises(ValueError):
+        request_tag("t:0", "judge", 1)
+
+
+def test_the_policy_refuses_unknown_tasks(world: World) -> None:
+    policy = ScriptedPolicy({}, {world.name: world.domain.toolbox})
+    with pytest.raises(ScriptedRequestError, match="unknown task"):
+        policy.respond(user_request(request_tag("nope:0", "user", 1), []), random.Random(0))
+
+
+@pytest.mark.asyncio
+async def test_a_whole_episode_over_http(world: World) -> None:
+    """The scripted pair through the real mock server gives the in-process episode."""
+    task = world.with_actions()[0]
+    seed = world.seed(task)
+    eid = episode_id(task.id, 0)
+    policy = ScriptedPolicy({task.id: task}, {world.name: world.domain.toolbox})
+    expected, final, _ = run_scripted_episode(world.domain, world.base, task, seed)
+    env = world.domain.environment(world.base)
+    episode = Episode(Limits())
+    action = episode.start()
+    async with open_mock_server(policy=policy) as server, aiohttp.ClientSession() as session:
+        while episode.termination is None:
+            if isinstance(action, RunTools):
+                results = []
+                for k, call in enumerate(action.calls):
+                    out = env.call(call.name, call.arguments)
+                    results.append(ToolMessage(id=call.id, content=out.output, error=out.error,
+                                               turn_idx=episode.next_turn + k))
+                action = episode.tools_returned(results)
+                continue
+            agent = isinstance(action, AskAgent)
+            build = agent_request if agent else user_request
+            request = build(request_tag(eid, "agent" if agent else "user", seed),
+                            episode.messages)
+            async with session.post(f"{server.url}/chat/completions",
+                                    data=msgspec.json.encode(request)) as response:
+                assert response.status == 200
+                body = protocol.completion_decoder.decode(await response.read())
+            wire = body.choices[0].message
+            turn = episode.next_turn
+            if agent:
+                made = tuple(ToolCall(id=c.id, name=c.function.name,
+                                      arguments=msgspec.json.decode(c.function.arguments))
+                             for c in wire.tool_calls or ())
+                action = episode.agent_replied(AssistantMessage(
+                    content=wire.content, tool_calls=made or None, turn_idx=turn))
+            else:
+                action = episode.user_replied(UserMessage(content=wire.content or "",
+                                                          turn_idx=turn))
+    assert encode(episode.messages) == encode(expected.messages)
+    assert env.db_hash() == final == world.gold[task.id]

@@ -1,0 +1,687 @@
+"""Scripted participants: the embedded default that runs the pipeline with no model.
+
+``ScriptedAgent`` carries out a task's gold plan as a conversation: it asks for what it
+must know, performs the gold reads one call per message, asks an explicit confirmation
+before each write, writes after the user's yes, reports every ``communicate_info``
+string verbatim and lets the user end. ``ScriptedUser`` opens with the scenario's
+reason for calling, reveals its facts when asked, says yes when asked to confirm and
+ends the episode when the agent closes.
+
+Both are pure functions of what their side of the conversation shows (plus the task,
+the toolbox's tool kinds and the seed). That is what lets the mock server answer for
+them (``models/scripted_policy.py``): rebuilt from an HTTP request's history they give
+the same reply as in-process. So they keep no state between calls: the agent finds its
+place in the plan by counting its own messages since the user first spoke, and every
+random choice is drawn from ``random.Random(f"{seed}:...")`` keyed on the seed and on
+the history length, or made once from the seed when the plan is built.
+
+The marker sentences (``ASK_MARKER``, ``CONFIRM_LINE``, ``CLOSING_LINE``,
+``TRANSFER_LINE``) are shared so the user recognises the agent's intent from its text
+alone; the user also recognises the looser phrasing an LLM agent would use.
+
+Mistakes (``MistakeConfig``) are decided once per episode from the seed; the agent
+exposes the one it applied as ``agent.mistake`` so tests and filters know the ground
+truth. A kind that cannot apply to a task (no read before a write, no write, ...) falls
+back, for a drawn mistake, to the next allowed kind in ``MistakeKind`` order (wrapping
+around), and to no mistake when none applies; a forced kind that cannot apply gives no
+mistake, so that a test asking for one kind never silently gets another.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from writ_async.domain import Domain
+from writ_async.episode import (
+    DEFAULT_GREETING,
+    AskAgent,
+    AskUser,
+    Episode,
+    Finished,
+    Limits,
+    RunTools,
+)
+from writ_async.messages import (
+    STOP,
+    TRANSFER,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.overlay import BaseDB
+from writ_async.tasks import Action, Instructions, Task
+from writ_async.tools import Toolbox, ToolKind
+
+# -- the shared markers --------------------------------------------------------------------
+
+ASK_MARKER = "Could you please give me"
+CONFIRM_LINE = "Do you confirm (yes/no)?"
+CLOSING_LINE = "Is there anything else I can help you with?"
+# tau2-bench's policies (airline, retail) prescribe this exact line after the tool call.
+TRANSFER_LINE = "YOU ARE BEING TRANSFERRED TO A HUMAN AGENT. PLEASE HOLD ON."
+TRANSFER_TOOL = "transfer_to_human_agents"
+DEFAULT_MAX_USER_TURNS = 30
+
+_YES = re.compile(r"\byes\b", re.IGNORECASE)  # tau2's policies ask for an explicit "yes"
+
+# The agent's other wording, in one place so that a hallucinated value is only ever chosen
+# among communicate strings that no fixed phrase happens to contain.
+_ASK_TEXT = "I can help with that. " + ASK_MARKER + " {identity} and any details of your request?"
+_IDENTITY_BY_LOOKUP = {
+    "find_user_id_by_email": "the email address on your account",
+    "find_user_id_by_name_zip": "your first and last name and your zip code",
+}
+_IDENTITY_DEFAULT = "your user id"
+_CONFIRM_TEXT = "Before I proceed, I will {action}. " + CONFIRM_LINE
+_DECLINED_TEXT = "Understood, I will not make that change."
+_DONE_TEXTS = ("Everything is taken care of.", "All done on my side.")
+_NOTHING_TEXT = "I have looked into your request."
+_REPORT_LEADS = ("Here is what I found:", "To sum up:", "Here are the details:")
+_FIXED_TEXT = (_ASK_TEXT, *_IDENTITY_BY_LOOKUP.values(), _IDENTITY_DEFAULT, _CONFIRM_TEXT,
+               _DECLINED_TEXT, *_DONE_TEXTS, _NOTHING_TEXT, *_REPORT_LEADS, CLOSING_LINE,
+               TRANSFER_LINE, DEFAULT_GREETING)
+
+
+# -- mistakes ------------------------------------------------------------------------------
+
+
+class MistakeKind(StrEnum):
+    SKIPPED_READ = "skipped_read"  # a gold read that precedes a write is left out
+    WRONG_ARGUMENT = "wrong_argument"  # one argument of a gold write takes another value
+    PREMATURE_WRITE = "premature_write"  # a write is made before the reads that precede it
+    MISSING_CONFIRMATION = "missing_confirmation"  # a write without asking first
+    HALLUCINATED_VALUE = "hallucinated_value"  # a reported value (or argument) made up
+
+
+_KIND_NAMES = tuple(k.value for k in MistakeKind)
+
+
+class MistakeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How often the scripted agent errs, and how.
+
+    ``rate`` is the probability that an episode has one mistake, of a kind drawn from
+    ``kinds`` (None: every kind); ``forced`` applies that kind to every episode (where it
+    can apply). Kinds may be given as their names (configuration files do).
+    """
+
+    rate: float = 0.0
+    kinds: tuple[MistakeKind, ...] | None = None
+    forced: MistakeKind | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"mistake rate must be within [0, 1], got {self.rate}")
+        names = [*(self.kinds or ()), *([self.forced] if self.forced is not None else [])]
+        unknown = [k for k in names if k not in _KIND_NAMES]
+        if unknown:
+            raise ValueError(f"unknown mistake kind(s) {unknown}; known: {', '.join(_KIND_NAMES)}")
+        if self.kinds is not None and not self.kinds:
+            raise ValueError("mistake kinds must not be empty (leave unset for all kinds)")
+
+    def allowed(self) -> list[MistakeKind]:
+        """The kinds that may be drawn, in ``MistakeKind`` order."""
+        wanted = set(self.kinds) if self.kinds is not None else set(_KIND_NAMES)
+        return [k for k in MistakeKind if k in wanted]
+
+
+NO_MISTAKES = MistakeConfig()
+
+
+class AppliedMistake(msgspec.Struct, frozen=True, kw_only=True):
+    """The mistake an episode's agent makes: which kind, on which gold action (index into
+    ``task.gold_actions``) and where inside it (``path``: an argument path such as
+    ``item_ids[0]``, or ``communicate_info[1]``)."""
+
+    kind: MistakeKind
+    action: int | None = None
+    path: str = ""
+    detail: str = ""
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+class StepKind(StrEnum):
+    ASK = "ask"
+    CALL = "call"
+    CONFIRM = "confirm"
+    REPORT = "report"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One assistant message of the plan. ``action`` indexes ``task.gold_actions``;
+    ``confirmed`` marks a write whose confirmation step comes just before it."""
+
+    kind: StepKind
+    action: int = -1
+    confirmed: bool = False
+
+
+ArgPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ArgumentChange:
+    """A write argument the agent gets wrong. The replacement is chosen when the message
+    is written: a value of the same shape seen in earlier tool results (a plausible id),
+    else a perturbed copy; ``invent`` skips the search (a made-up value)."""
+
+    action: int
+    path: ArgPath
+    invent: bool
+    pick: float  # where in the candidate list, drawn once from the seed
+
+
+class ScriptedAgent:
+    """An agent that performs ``task``'s gold plan, with at most one seeded mistake.
+
+    ``reply`` is pure: the same ``messages`` give the same message, in-process or when
+    rebuilt from a chat request. Tool calls carry ids ``call_{turn}_{i}`` where ``turn``
+    is the message's index in the conversation.
+    """
+
+    __slots__ = ("_change", "_reported", "actions", "mistake", "plan", "seed", "task",
+                 "transfers")
+
+    def __init__(self, task: Task, toolbox: Toolbox, seed: int,
+                 mistakes: MistakeConfig | None = None) -> None:
+        self.task = task
+        self.seed = seed
+        self.actions: list[Action] = task.gold_actions
+        kinds = [_kind(toolbox, a.name) for a in self.actions]
+        criteria = task.evaluation_criteria
+        self._reported: list[str] = list((criteria.communicate_info or []) if criteria else [])
+        self.transfers = any(a.name == TRANSFER_TOOL for a in self.actions)
+        order = list(range(len(self.actions)))
+        unconfirmed: int | None = None
+        decided = _decide(self.actions, kinds, self._reported, seed, mistakes or NO_MISTAKES)
+        self.mistake, self._change = decided or (None, None)
+        if self.mistake is not None:
+            m = self.mistake
+            if m.kind is MistakeKind.SKIPPED_READ:
+                order.remove(m.action)
+            elif m.kind is MistakeKind.PREMATURE_WRITE:
+                order = _write_first(self.actions, kinds, m.action)
+            elif m.kind is MistakeKind.MISSING_CONFIRMATION:
+                unconfirmed = m.action
+        steps = [Step(StepKind.ASK)]
+        for i in order:
+            if kinds[i] is ToolKind.WRITE and i != unconfirmed:
+                steps += [Step(StepKind.CONFIRM, i), Step(StepKind.CALL, i, confirmed=True)]
+            else:
+                steps.append(Step(StepKind.CALL, i))
+        steps.append(Step(StepKind.REPORT))
+        self.plan: tuple[Step, ...] = tuple(steps)
+
+    def __repr__(self) -> str:
+        return f"<ScriptedAgent task={self.task.id} steps={len(self.plan)} mistake={self.mistake}>"
+
+    def reply(self, messages: Sequence[Message]) -> AssistantMessage:
+        turn = len(messages)
+        rng = random.Random(f"{self.seed}:{turn}")
+        first_user = next((i for i, m in enumerate(messages) if isinstance(m, UserMessage)), None)
+        if first_user is None:  # the agent opens (no configured greeting)
+            return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
+        # Each plan step is exactly one assistant message after the user first spoke, so
+        # counting them finds the place in the plan without keeping state.
+        done = sum(1 for m in messages[first_user + 1:] if isinstance(m, AssistantMessage))
+        if done >= len(self.plan):
+            return self._text(self._closing(), turn)
+        step = self.plan[done]
+        if step.kind is StepKind.ASK:
+            return self._text(_ASK_TEXT.format(identity=self._identity()), turn)
+        if step.kind is StepKind.CONFIRM:
+            action = self.actions[step.action]
+            args = self._arguments(step.action, messages)
+            return self._text(_CONFIRM_TEXT.format(action=_describe(action.name, args)), turn)
+        if step.kind is StepKind.CALL:
+            if step.confirmed and not _said_yes(messages):
+                return self._text(_DECLINED_TEXT, turn)
+            action = self.actions[step.action]
+            call = ToolCall(id=f"call_{turn}_0", name=action.name,
+                            arguments=self._arguments(step.action, messages),
+                            requestor=action.requestor)
+            return AssistantMessage(tool_calls=(call,), turn_idx=turn)
+        return self._text(self._report(rng), turn)
+
+    # -- text ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _text(content: str, turn: int) -> AssistantMessage:
+        return AssistantMessage(content=content, turn_idx=turn)
+
+    def _closing(self) -> str:
+        return TRANSFER_LINE if self.transfers else CLOSING_LINE
+
+    def _identity(self) -> str:
+        # Ask for what the gold plan looks the user up by (retail: email or name and zip).
+        for action in self.actions:
+            if action.name in _IDENTITY_BY_LOOKUP:
+                return _IDENTITY_BY_LOOKUP[action.name]
+        return _IDENTITY_DEFAULT
+
+    def _report(self, rng: random.Random) -> str:
+        values = self.reported_values()
+        if values:
+            body = f"{rng.choice(_REPORT_LEADS)} {'; '.join(values)}."
+        else:
+            body = rng.choice(_DONE_TEXTS) if self.actions else _NOTHING_TEXT
+        return f"{body} {self._closing()}"
+
+    def reported_values(self) -> list[str]:
+        """The values the final report states: the communicate strings, one of them
+        replaced when the mistake is a hallucinated value."""
+        values = list(self._reported)
+        m = self.mistake
+        if m is not None and m.kind is MistakeKind.HALLUCINATED_VALUE and m.action is None:
+            index = int(m.path.removeprefix("communicate_info[").rstrip("]"))
+            values[index] = _perturb(values[index], random.Random(f"{self.seed}:hallucinate"))
+        return values
+
+    # -- arguments -------------------------------------------------------------------------
+
+    def _arguments(self, index: int, messages: Sequence[Message]) -> dict[str, Any]:
+        # A copy: the task's gold arguments must never be shared with (or changed by) a
+        # conversation.
+        args = copy.deepcopy(self.actions[index].arguments)
+        change = self._change
+        if change is None or change.action != index:
+            return args
+        old = _get(args, change.path)
+        rng = random.Random(f"{self.seed}:argument")
+        new = None
+        if not change.invent and isinstance(old, str):
+            seen = _same_shape(old, messages)
+            if seen:
+                new = seen[int(change.pick * len(seen))]
+        if new is None:
+            new = _perturb_value(old, rng)
+        _set(args, change.path, new)
+        return args
+
+
+def _kind(toolbox: Toolbox, name: str) -> ToolKind:
+    # An unknown name is called like a read: the environment answers with an error.
+    return toolbox.kind(name) or ToolKind.GENERIC
+
+
+def _said_yes(messages: Sequence[Message]) -> bool:
+    last = next((m for m in reversed(messages) if isinstance(m, UserMessage)), None)
+    return last is not None and bool(_YES.search(last.content))
+
+
+def _describe(name: str, args: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
+                      for k, v in args.items())
+    return f"{name.replace('_', ' ')} with {shown}" if shown else name.replace("_", " ")
+
+
+# -- choosing the mistake ------------------------------------------------------------------
+
+
+Decision = tuple[AppliedMistake, _ArgumentChange | None]
+
+
+def _decide(actions: list[Action], kinds: list[ToolKind], reported: list[str], seed: int,
+            config: MistakeConfig) -> Decision | None:
+    rng = random.Random(f"{seed}:mistake")
+    if config.forced is not None:
+        return _apply(actions, kinds, reported, MistakeKind(config.forced), rng)
+    if config.rate <= 0.0 or rng.random() >= config.rate:
+        return None
+    allowed = config.allowed()
+    start = rng.randrange(len(allowed))
+    for kind in allowed[start:] + allowed[:start]:
+        decided = _apply(actions, kinds, reported, kind, rng)
+        if decided is not None:
+            return decided
+    return None
+
+
+def _writes(kinds: list[ToolKind]) -> list[int]:
+    return [i for i, k in enumerate(kinds) if k is ToolKind.WRITE]
+
+
+def _apply(actions: list[Action], kinds: list[ToolKind], reported: list[str],
+           kind: MistakeKind, rng: random.Random) -> Decision | None:
+    """The mistake of ``kind`` placed by ``rng``, or None when it cannot apply."""
+    writes = _writes(kinds)
+    if kind is MistakeKind.SKIPPED_READ:
+        reads = [i for i in range(len(actions)) if _skippable(actions, kinds, writes, i)]
+        if not reads:
+            return None
+        i = rng.choice(reads)
+        return AppliedMistake(kind=kind, action=i, detail=f"skipped {actions[i].name}"), None
+    if kind is MistakeKind.PREMATURE_WRITE:
+        eligible = [w for w in writes if _reads_before(actions, kinds, w)]
+        if not eligible:
+            return None
+        w = rng.choice(eligible)
+        moved = len(_reads_before(actions, kinds, w))
+        return AppliedMistake(kind=kind, action=w, detail=f"{actions[w].name} before its "
+                                                          f"{moved} preceding call(s)"), None
+    if kind is MistakeKind.MISSING_CONFIRMATION:
+        if not writes:
+            return None
+        w = rng.choice(writes)
+        return AppliedMistake(kind=kind, action=w, detail=f"{actions[w].name} unconfirmed"), None
+    if kind is MistakeKind.HALLUCINATED_VALUE:
+        reportable = _reportable(reported, [actions[w].arguments for w in writes])
+        if reportable:
+            c = rng.choice(reportable)
+            return AppliedMistake(kind=kind, path=f"communicate_info[{c}]",
+                                  detail=f"reports a wrong value for {reported[c]!r}"), None
+        return _change_argument(actions, writes, kind, rng, invent=True)
+    return _change_argument(actions, writes, kind, rng, invent=False)
+
+
+def _reads_before(actions: list[Action], kinds: list[ToolKind], write: int) -> list[int]:
+    """The calls between the previous write (or the start) and ``write``, if any of them
+    is a first read."""
+    start = max((w for w in _writes(kinds) if w < write), default=-1) + 1
+    window = list(range(start, write))
+    return window if any(_first_read(actions, kinds, i) for i in window) else []
+
+
+def _skippable(actions: list[Action], kinds: list[ToolKind], writes: list[int],
+               i: int) -> bool:
+    """A read that the next write depends on and that no other call repeats before it:
+    without it the agent writes without having seen what it shows."""
+    if kinds[i] is not ToolKind.READ:
+        return False
+    following = next((w for w in writes if w > i), None)
+    if following is None:
+        return False
+    a = actions[i]
+    return not any(b.name == a.name and b.arguments == a.arguments
+                   for j, b in enumerate(actions[:following]) if j != i)
+
+
+def _first_read(actions: list[Action], kinds: list[ToolKind], i: int) -> bool:
+    """A read whose call (name and arguments) the plan has not made before: omitting or
+    delaying a repeated read withholds nothing from the agent, so it is no mistake."""
+    if kinds[i] is not ToolKind.READ:
+        return False
+    a = actions[i]
+    return not any(b.name == a.name and b.arguments == a.arguments for b in actions[:i])
+
+
+def _write_first(actions: list[Action], kinds: list[ToolKind], write: int) -> list[int]:
+    """The call order with ``write`` moved before the calls that precede it."""
+    window = _reads_before(actions, kinds, write)
+    count = len(actions)
+    return [*range(window[0]), write, *window, *range(write + 1, count)]
+
+
+def _reportable(values: list[str], write_args: list[dict[str, Any]]) -> list[int]:
+    """Communicate strings whose absence the COMMUNICATE check would notice: not inside
+    another required string, a write's arguments (shown in confirmations) or the agent's
+    fixed phrases. Strings with digits are preferred: they are the facts that matter."""
+    def norm(text: str) -> str:
+        return text.lower().replace(",", "")
+
+    fixed = norm(" ".join((*_FIXED_TEXT, json.dumps(write_args))))
+    ok = []
+    for i, value in enumerate(values):
+        v = norm(value)
+        others = [norm(o) for j, o in enumerate(values) if j != i]
+        if v and v not in fixed and not any(v in o for o in others):
+            ok.append(i)
+    with_digits = [i for i in ok if any(ch.isdigit() for ch in values[i])]
+    return with_digits or ok
+
+
+def _change_argument(actions: list[Action], writes: list[int], kind: MistakeKind,
+                     rng: random.Random, invent: bool) -> Decision | None:
+    options = [(w, path) for w in writes for path in _leaves(actions[w].arguments)]
+    if not options:
+        return None
+    # Identifiers (strings with digits) are what a careless agent gets wrong.
+    ids = [(w, p) for w, p in options
+           if isinstance(v := _get(actions[w].arguments, p), str)
+           and any(ch.isdigit() for ch in v)]
+    w, path = rng.choice(ids or options)
+    where = _path_text(path)
+    what = "a made-up" if invent else "another"
+    applied = AppliedMistake(kind=kind, action=w, path=where,
+                             detail=f"{actions[w].name}: {what} value for {where}")
+    return applied, _ArgumentChange(w, path, invent, rng.random())
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def _leaves(value: Any, path: ArgPath = ()) -> Iterator[ArgPath]:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _leaves(sub, (*path, key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            yield from _leaves(sub, (*path, i))
+    elif isinstance(value, str | int | float) and path:
+        yield path
+
+
+def _get(value: Any, path: ArgPath) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _set(value: Any, path: ArgPath, new: Any) -> None:
+    _get(value, path[:-1])[path[-1]] = new
+
+
+def _path_text(path: ArgPath) -> str:
+    text = ""
+    for key in path:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else key)
+    return text
+
+
+def _shape(value: str) -> re.Pattern[str]:
+    """A pattern for strings that look like ``value``: same length, digits and capitals
+    where it has them (mixed when it has capitals: ``XEHM4B``), same lowercase words and
+    punctuation (``credit_card_`` stays)."""
+    upper = any(ch.isupper() for ch in value)
+    parts = []
+    for ch in value:
+        if ch.isdigit() or ch.isupper():
+            parts.append("[A-Z0-9]" if upper else "[0-9]")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts))
+
+
+def _same_shape(value: str, messages: Sequence[Message]) -> list[str]:
+    """Other strings shaped like ``value`` in the tool results so far, in order of first
+    appearance: plausible wrong ids, drawn from what the agent has seen."""
+    if not any(ch.isdigit() for ch in value):
+        return []
+    pattern = _shape(value)
+    found: dict[str, None] = {}
+    for m in messages:
+        # Error results ("Error: ...") hold no ids; the flag itself is not consulted, as
+        # a chat request does not carry it.
+        if isinstance(m, ToolMessage):
+            for text in _strings(m.content):
+                if text != value and pattern.fullmatch(text):
+                    found[text] = None
+    return list(found)
+
+
+def _strings(content: str) -> Iterator[str]:
+    try:
+        data = json.loads(content)
+    except ValueError:  # plain-text results (a user id) are one string
+        yield content
+        return
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield from (k for k in item if isinstance(k, str))
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            yield item
+
+
+def _perturb(text: str, rng: random.Random) -> str:
+    """``text`` with one digit (or, lacking digits, one letter) changed."""
+    digits = [i for i, ch in enumerate(text) if ch.isdigit()]
+    letters = [i for i, ch in enumerate(text) if ch.isalpha()]
+    spots = digits or letters
+    if not spots:
+        return text + "1"
+    i = rng.choice(spots)
+    ch = text[i]
+    if ch.isdigit():
+        new = str((int(ch) + rng.randint(1, 9)) % 10)
+    else:
+        base = ord("A") if ch.isupper() else ord("a")
+        new = chr(base + (ord(ch.lower()) - ord("a") + rng.randint(1, 25)) % 26)
+    return text[:i] + new + text[i + 1:]
+
+
+def _perturb_value(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + rng.randint(1, 3)
+    if isinstance(value, float):
+        return round(value + rng.randint(1, 3), 2)
+    return _perturb(str(value), rng)
+
+
+# -- the user ------------------------------------------------------------------------------
+
+
+def user_view(messages: Sequence[Message]) -> list[AssistantMessage | UserMessage]:
+    """What the user sees: the agent's text messages (not tool calls) and its own."""
+    return [m for m in messages
+            if isinstance(m, UserMessage)
+            or (isinstance(m, AssistantMessage) and not m.is_tool_call and m.content)]
+
+
+class ScriptedUser:
+    """A user that tells its reason for calling, reveals its facts when asked, confirms
+    with "yes", and ends the episode when the agent closes (or transfers)."""
+
+    __slots__ = ("facts", "max_turns", "reason", "seed", "task")
+
+    def __init__(self, task: Task, seed: int,
+                 max_turns: int = DEFAULT_MAX_USER_TURNS) -> None:
+        self.task = task
+        self.seed = seed
+        self.max_turns = max_turns
+        instructions = task.user_scenario.instructions
+        if isinstance(instructions, Instructions):
+            self.reason = instructions.reason_for_call.strip()
+            facts = [instructions.known_info or "", instructions.task_instructions]
+        else:
+            self.reason, facts = instructions.strip(), []
+        # Facts to reveal, in order; task_instructions of "." (tau2 placeholders) is none.
+        self.facts = [f.strip() for f in facts if len(f.strip()) > 1]
+
+    def __repr__(self) -> str:
+        return f"<ScriptedUser task={self.task.id} facts={len(self.facts)}>"
+
+    def reply(self, messages: Sequence[Message]) -> UserMessage:
+        view = user_view(messages)
+        own = sum(1 for m in view if isinstance(m, UserMessage))
+        rng = random.Random(f"{self.seed}:user:{len(view)}")
+        if own >= self.max_turns:
+            return UserMessage(content=STOP)
+        if own == 0:
+            return UserMessage(content=self.reason)
+        last = view[-1].content if isinstance(view[-1], AssistantMessage) else ""
+        intent = _intent(last or "")
+        if intent == "transfer":
+            return UserMessage(content=TRANSFER)
+        if intent == "closing":
+            return UserMessage(content=STOP)
+        if intent == "confirm":
+            return UserMessage(content=rng.choice(("Yes.", "Yes, please go ahead.",
+                                                   "Yes, I confirm.")))
+        if intent == "ask":
+            # Questions before the user first spoke (the greeting) asked for no fact.
+            first = next(i for i, m in enumerate(view) if isinstance(m, UserMessage))
+            asked = sum(1 for m in view[first:-1]
+                        if isinstance(m, AssistantMessage) and _intent(m.content or "") == "ask")
+            if asked < len(self.facts):
+                return UserMessage(content=self.facts[asked])
+            return UserMessage(content="I'm afraid that is all the information I have.")
+        return UserMessage(content=rng.choice(("Okay.", "Alright, thank you.")))
+
+
+def _intent(text: str) -> str:
+    """What the agent's text asks of the user: the shared markers first, then the looser
+    phrasing an LLM agent would use."""
+    lowered = text.lower()
+    if TRANSFER_LINE in text or "transferred to a human" in lowered:
+        return "transfer"
+    if CLOSING_LINE in text or "anything else" in lowered:
+        return "closing"
+    if CONFIRM_LINE in text or "(yes/no)" in lowered or "confirm" in lowered:
+        return "confirm"
+    if ASK_MARKER in text or "?" in text:
+        return "ask"
+    return "other"
+
+
+# -- a whole episode in-process ------------------------------------------------------------
+
+
+def run_scripted_episode(
+    domain: Domain | str,
+    base: BaseDB,
+    task: Task,
+    seed: int,
+    mistakes: MistakeConfig | None = None,
+    limits: Limits | None = None,
+    *,
+    greeting: str | None = DEFAULT_GREETING,
+) -> tuple[Episode, str, ScriptedAgent]:
+    """Drive one episode with the scripted agent and user, tools run on a fresh overlay
+    of ``base``; no event loop. Returns the episode, its final DB hash and the agent
+    (whose ``mistake`` tells what went wrong on purpose). ``turn_idx`` is stamped here,
+    as the runner does: the participants' views do not know the full conversation."""
+    if isinstance(domain, str):
+        from domains import get_domain  # the shipped domains depend on writ_async
+
+        domain = get_domain(domain)
+    env = domain.environment(base)
+    agent = ScriptedAgent(task, domain.toolbox, seed, mistakes)
+    user = ScriptedUser(task, seed)
+    episode = Episode(limits, greeting)
+    action = episode.start()
+    while not isinstance(action, Finished):
+        turn = episode.next_turn
+        if isinstance(action, AskAgent):
+            reply = msgspec.structs.replace(agent.reply(episode.messages), turn_idx=turn)
+            action = episode.agent_replied(reply)
+        elif isinstance(action, AskUser):
+            said = msgspec.structs.replace(user.reply(episode.messages), turn_idx=turn)
+            action = episode.user_replied(said)
+        elif isinstance(action, RunTools):
+            results = []
+            for i, call in enumerate(action.calls):
+                out = env.call(call.name, call.arguments)
+                results.append(ToolMessage(id=call.id, content=out.output, error=out.error,
+                                           requestor=call.requestor, turn_idx=turn + i))
+            action = episode.tools_returned(results)
+    return episode, env.db_hash(), agent
