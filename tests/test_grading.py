@@ -84,11 +84,19 @@ def play(domain: str, task: Task, *, drop: int | None = None, final: str | None 
     gold action (minus ``drop``) with its real result, a closing message carrying every
     communicate_info string (or ``final``), and the user's stop."""
     env = get_domain(domain).environment(base_db(domain))
+    toolbox = get_domain(domain).toolbox
     messages: list[Message] = [AssistantMessage(content=GREETING, turn_idx=0),
                                UserMessage(content=confirm, turn_idx=1)]
+    writes = 0
     for i, action in enumerate(task.gold_actions):
         if i == drop:
             continue
+        if toolbox.kind(action.name) is ToolKind.WRITE:
+            if writes:  # each later write gets its own confirmation
+                messages.append(AssistantMessage(content="Shall I go ahead?",
+                                                 turn_idx=len(messages)))
+                messages.append(UserMessage(content=confirm, turn_idx=len(messages)))
+            writes += 1
         call = ToolCall(id=f"call_{i}", name=action.name, arguments=action.arguments)
         result = env.call(action.name, action.arguments)
         turn = len(messages)

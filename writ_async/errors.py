@@ -130,3 +130,39 @@ class RetriesExhausted(ModelCallError):
                          endpoint=last.endpoint, status=last.status)
         self.last = last
         self.attempts = attempts
+
+
+# -- journal -------------------------------------------------------------------------------
+# The run directory and its journal (writ_async/journal.py, writ_async/rundir.py). A torn
+# last record after a crash is expected and dropped silently; these are the faults a
+# person must look at before a run can continue.
+
+
+class JournalCorrupt(WritError):
+    """A journal record that is damaged and is not the torn tail of a crash.
+
+    ``offset`` is where the bad record's header starts: everything before it is intact.
+    """
+
+    def __init__(self, path: Path | str, offset: int, reason: str) -> None:
+        self.path = str(path)
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{self.path}: corrupt journal record at byte {offset}: {reason}")
+
+
+class JournalBusy(WritError):
+    """Another process holds the journal open for writing (two writers would interleave)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: journal is being written by another process")
+
+
+class RunDirError(WritError):
+    """A run directory cannot be created or resumed (exists, no manifest, other run)."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = str(path)
+        self.detail = message
+        super().__init__(f"{self.path}: {message}")

@@ -285,6 +285,7 @@ def evidence_checks(messages: Sequence[Message], gold: Sequence[Action], toolbox
             label = f"{call.name}[{call.id}]"
             checks.append(_confirmation(label, last_user))
             checks.append(_evidence(label, call, gold, plan, used, seen_reads))
+            last_user = None  # one "yes" confirms one write: the next needs its own
         for j, call in enumerate(message.tool_calls):
             result = results.get((i, j))
             if toolbox.kind(call.name) is ToolKind.READ and result is not None and not result.error:
@@ -295,7 +296,8 @@ def evidence_checks(messages: Sequence[Message], gold: Sequence[Action], toolbox
 def _confirmation(label: str, last_user: str | None) -> Check:
     name = f"{CONFIRMATION}:{label}"
     if last_user is None:
-        return Check(name=name, passed=False, detail="no user message before this write")
+        return Check(name=name, passed=False,
+                     detail="no user message since the previous write (or at all)")
     if _YES.search(last_user):
         return Check(name=name, passed=True)
     return Check(name=name, passed=False,
