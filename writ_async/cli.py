@@ -119,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_walk)
 
     p = commands.add_parser(
+        "simulate", help="run agent-user episodes over tasks, grade them, export SFT data"
+    )
+    p.add_argument("--config", metavar="PATH", help="config.toml (default: built-in defaults)")
+    p.add_argument("--domain", help="overrides [run] domain")
+    p.add_argument("--db", metavar="PATH", help="a tau2-bench db.json (default: generated)")
+    p.add_argument("--tasks", metavar="PATH", help="a tau2-bench tasks.json (default: "
+                   "synthesize [simulate] task_count tasks)")
+    p.add_argument("--split", help="a split of split_tasks.json beside the tasks file")
+    p.add_argument("--task-count", type=_positive(int), help="tasks to synthesize")
+    p.add_argument("--agent", help="scripted, scripted-http, or a role of [models.roles]")
+    p.add_argument("--user", help="scripted, scripted-http, or a role of [models.roles]")
+    p.add_argument("--trials", type=_positive(int), help="trials per task")
+    p.add_argument("--concurrency", type=_positive(int), help="episodes in flight")
+    p.add_argument("--seed", type=int, help="overrides [run] seed")
+    p.add_argument("--mistake-rate", type=float, help="scripted agent mistakes per episode")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="RUN", help="the new run directory")
+    where.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run")
+    p.set_defaults(run=cmd_simulate)
+
+    p = commands.add_parser(
         "mock-server", help="serve the mock OpenAI-compatible endpoint until interrupted"
     )
     p.add_argument("--config", metavar="PATH", help="config.toml whose [mock] section to use")
@@ -364,3 +385,76 @@ def _run_async(coro: Any) -> Any:
 
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+# -- simulate ----------------------------------------------------------------------------
+
+
+def simulate_config(args: argparse.Namespace) -> Any:
+    """The config file with the command line's overrides applied (and checked)."""
+    config = load_config(args.config) if args.config else default_config()
+    replace = msgspec.structs.replace
+    run = config.run
+    if args.domain is not None or args.seed is not None:
+        run = replace(run, domain=args.domain or run.domain,
+                      seed=run.seed if args.seed is None else args.seed)
+    if run.domain not in ("airline", "retail"):
+        raise ConfigError(args.config or "<command line>", f"unknown domain `{run.domain}`",
+                          "run.domain")
+    sim_overrides = {
+        key: value for key, value in (
+            ("tasks", args.tasks and str(Path(args.tasks).resolve())), ("split", args.split),
+            ("task_count", args.task_count), ("agent", args.agent), ("user", args.user),
+            ("trials", args.trials), ("concurrency", args.concurrency),
+            ("mistake_rate", args.mistake_rate),
+        ) if value is not None
+    }
+    sim = replace(config.simulate, **sim_overrides)
+    domains = config.domains
+    if args.db is not None:
+        current = config.domain_settings(run.domain)
+        domains = replace(domains, **{run.domain: replace(
+            current, db_path=str(Path(args.db).resolve()))})
+    config = replace(config, run=run, simulate=sim, domains=domains)
+    # Re-check what the overrides may have broken, the same way the file is checked.
+    from writ_async.config import check_config
+
+    check_config(config, args.config or "<command line>")
+    return config
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from writ_async.simulate import simulate
+
+    config = simulate_config(args)
+    configure_logging(config.logging.level, config.logging.format)
+    if args.resume:
+        out, resume = Path(args.resume), True
+    elif args.out:
+        out, resume = Path(args.out), False
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out, resume = Path(config.run.out_dir) / f"{config.run.domain}-{stamp}", False
+    outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr))
+    print(render_summary(outcome))
+    return 0
+
+
+def render_summary(outcome: Any) -> str:
+    s = outcome.summary
+    lines = [f"run: {outcome.run_dir}"]
+    for key, value in s.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        lines.append(f"  {key:<24} {value}")
+    report = outcome.export
+    dropped = ", ".join(f"{why}: {n}" for why, n in sorted(report.dropped.items())) or "none"
+    lines.append(f"export: {report.written} episodes written ({report.kept} kept of "
+                 f"{report.total}, {report.duplicates} exact duplicates removed; "
+                 f"dropped: {dropped})")
+    lines.append(f"  {report.openai_path}")
+    lines.append(f"  {report.sharegpt_path}")
+    if outcome.stopped_early:
+        lines.append(f"stopped before the end: resume with `writ simulate --resume "
+                     f"{outcome.run_dir}`")
+    return "\n".join(lines)

@@ -42,6 +42,7 @@ async def open_pool(
     source: Path | str = "config.toml",
     environ: Mapping[str, str] | None = None,
     mock_config: object | None = None,
+    mock_policy: object | None = None,
     seed: int = 0,
 ) -> AsyncIterator[ModelPool]:
     """A ready ``ModelPool`` for the configured roles; everything closes on exit."""
@@ -57,8 +58,8 @@ async def open_pool(
                 if mock_url is None:
                     from writ_async.models.mock_server import MockConfig, open_mock_server
 
-                    server = await stack.enter_async_context(
-                        open_mock_server(mock_config or MockConfig(seed=seed)))
+                    server = await stack.enter_async_context(open_mock_server(
+                        mock_config or MockConfig(seed=seed), mock_policy))  # type: ignore[arg-type]
                     mock_url = server.url
                 base_url = mock_url
             session = await stack.enter_async_context(open_session(settings.max_concurrency * 2))

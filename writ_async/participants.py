@@ -1,0 +1,137 @@
+"""The agent and the user simulator, as the runner calls them.
+
+A participant turns the conversation so far into its next message. LLM participants
+build an OpenAI request (the agent's full view, or the user's role-flipped text view)
+and send it through the model pool under their role; scripted participants compute the
+message in-process. Each reply comes back as a ``Turn``: the message, and the model call
+that produced it when there was one (for the journal and the accounting).
+
+Failures are typed (writ_async/errors.py) and mapped to tau2-bench's termination reasons
+by ``termination_for``: the runner ends the episode with that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from writ_async.episode import Termination
+from writ_async.errors import (
+    ContextLengthExceeded,
+    MalformedResponse,
+    ModelCallError,
+)
+from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
+from writ_async.models.client import CallResult
+from writ_async.models.pool import ModelPool
+from writ_async.models.protocol import ChatRequest
+from writ_async.models.retry import RETRYABLE_MALFORMED
+from writ_async.prompts import agent_view, user_view
+
+_arguments = msgspec.json.Decoder(dict[str, Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    message: AssistantMessage | UserMessage
+    call: CallResult | None = None
+
+
+class Participant(Protocol):
+    async def reply(self, messages: Sequence[Message]) -> Turn: ...
+
+
+class ParticipantError(Exception):
+    """A participant's reply could not be used; ``reason`` is the episode's ending."""
+
+    def __init__(self, reason: Termination, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def termination_for(error: ModelCallError, *, is_agent: bool) -> Termination:
+    """tau2-bench's termination reason for a failed model call."""
+    if isinstance(error, ContextLengthExceeded):
+        return Termination.CONTEXT_WINDOW_EXCEEDED
+    if isinstance(error, MalformedResponse) and error.reason not in RETRYABLE_MALFORMED:
+        # The model's own output was unusable (cut by length, filtered, bad tool args).
+        return Termination.AGENT_ERROR if is_agent else Termination.USER_ERROR
+    return Termination.INFRASTRUCTURE_ERROR
+
+
+def _usage(result: CallResult) -> Usage:
+    return Usage(prompt_tokens=result.usage.prompt_tokens,
+                 completion_tokens=result.usage.completion_tokens)
+
+
+class LLMAgent:
+    """The agent as a model behind the pool's ``role``, with the domain's tools."""
+
+    def __init__(self, pool: ModelPool, role: str, system_prompt: str,
+                 tools: list[dict[str, Any]], *, seed: int, tag: str,
+                 temperature: float = 0.0, max_tokens: int | None = None) -> None:
+        self.pool, self.role, self.system = pool, role, system_prompt
+        self.tools, self.seed, self.tag = tools, seed, tag
+        self.temperature, self.max_tokens = temperature, max_tokens
+
+    async def reply(self, messages: Sequence[Message]) -> Turn:
+        request = ChatRequest(
+            model="", messages=agent_view(self.system, list(messages)), tools=self.tools,
+            tool_choice="auto", seed=self.seed, temperature=self.temperature,
+            max_tokens=self.max_tokens, user=self.tag,
+        )
+        try:
+            result = await self.pool.complete(self.role, request)
+        except ModelCallError as error:
+            raise ParticipantError(termination_for(error, is_agent=True), str(error)) from None
+        choice = result.completion.choices[0].message
+        calls = None
+        if choice.tool_calls:
+            # check_completion already proved each argument text is a JSON object.
+            calls = tuple(
+                ToolCall(id=c.id, name=c.function.name,
+                         arguments=_arguments.decode(c.function.arguments or "{}"))
+                for c in choice.tool_calls
+            )
+        message = AssistantMessage(content=choice.content, tool_calls=calls,
+                                   turn_idx=len(messages), usage=_usage(result))
+        return Turn(message, result)
+
+
+class LLMUser:
+    """The user simulator as a model behind the pool's ``role``; it sees only text."""
+
+    def __init__(self, pool: ModelPool, role: str, system_prompt: str, *, seed: int,
+                 tag: str, temperature: float = 0.0, max_tokens: int | None = None) -> None:
+        self.pool, self.role, self.system = pool, role, system_prompt
+        self.seed, self.tag = seed, tag
+        self.temperature, self.max_tokens = temperature, max_tokens
+
+    async def reply(self, messages: Sequence[Message]) -> Turn:
+        request = ChatRequest(
+            model="", messages=user_view(self.system, list(messages)), seed=self.seed,
+            temperature=self.temperature, max_tokens=self.max_tokens, user=self.tag,
+        )
+        try:
+            result = await self.pool.complete(self.role, request)
+        except ModelCallError as error:
+            raise ParticipantError(termination_for(error, is_agent=False), str(error)) from None
+        content = result.completion.choices[0].message.content
+        if not content:
+            raise ParticipantError(Termination.USER_ERROR, "the user simulator sent no text")
+        message = UserMessage(content=content, turn_idx=len(messages), usage=_usage(result))
+        return Turn(message, result)
+
+
+class InProcess:
+    """A scripted participant (a pure function of the history), called in-process."""
+
+    def __init__(self, reply: Callable[[Sequence[Message]], AssistantMessage | UserMessage]):
+        self._reply = reply
+
+    async def reply(self, messages: Sequence[Message]) -> Turn:
+        message = self._reply(messages)
+        return Turn(msgspec.structs.replace(message, turn_idx=len(messages)))

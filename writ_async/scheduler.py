@@ -1,0 +1,151 @@
+"""Run many episodes at once: bounded concurrency, progress, clean stop.
+
+A fixed set of worker coroutines (``concurrency`` of them, under one task group) takes
+episode specs from a queue in order; each runs ``run_episode`` to completion. The model
+pool gives backpressure on its own: a worker waiting for a permit holds its slot. The
+first stop request (Ctrl-C, SIGTERM) stops admitting new episodes and lets running ones
+finish; a second cancels them. Unfinished episodes stay unfinished in the journal, and
+``writ simulate --resume`` runs them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from writ_async.logs import get_logger
+from writ_async.participants import Participant
+from writ_async.records import EpisodeRecord
+from writ_async.runner import Counters, EpisodeSetup, EpisodeSpec, Sink, run_episode
+
+MakeParticipants = Callable[[EpisodeSpec], tuple[Participant, Participant]]
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counts shown while a run goes; ``render`` is one status line."""
+
+    total: int
+    done: int = 0
+    running: int = 0
+    kept: int = 0
+    failed: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    counters: Counters = field(default_factory=Counters)
+
+    def record(self, record: EpisodeRecord) -> None:
+        self.done += 1
+        info = record.reward_info
+        if info is not None and info.reward >= 1.0 - 1e-6:
+            self.kept += 1
+        if record.error is not None:
+            self.failed += 1
+
+    def render(self, now: float) -> str:
+        elapsed = max(now - self.started_at, 1e-9)
+        calls = self.counters.model_calls / elapsed
+        tokens = (self.counters.prompt_tokens + self.counters.completion_tokens) / elapsed
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta_text = "--:--" if eta == float("inf") else f"{int(eta // 60)}:{int(eta % 60):02d}"
+        return (f"done {self.done}/{self.total}  running {self.running}  kept {self.kept}  "
+                f"failed {self.failed}  {calls:,.0f} calls/s  {tokens:,.0f} tok/s  "
+                f"ETA {eta_text}")
+
+
+class StopRequest:
+    """First request: stop admitting. Second: cancel what runs."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.admitting = True
+        self._cancel: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        self.requests += 1
+        self.admitting = False
+        if self.requests >= 2 and self._cancel is not None:
+            self._cancel()
+
+
+async def run_many(
+    setup: EpisodeSetup,
+    specs: Sequence[EpisodeSpec],
+    make_participants: MakeParticipants,
+    sink: Sink,
+    *,
+    concurrency: int,
+    stop: StopRequest | None = None,
+    progress_stream: IO[str] | None = None,
+    progress_every: float = 0.5,
+) -> tuple[list[EpisodeRecord], Progress]:
+    """Run ``specs`` with at most ``concurrency`` in flight; records in completion order."""
+    stop = stop or StopRequest()
+    progress = Progress(total=len(specs))
+    queue = deque(specs)
+    records: list[EpisodeRecord] = []
+    log = get_logger(component="scheduler")
+
+    async def worker() -> None:
+        while queue and stop.admitting:
+            spec = queue.popleft()
+            agent, user = make_participants(spec)
+            progress.running += 1
+            try:
+                record = await run_episode(setup, spec, agent, user, sink, progress.counters)
+            finally:
+                progress.running -= 1
+            records.append(record)
+            progress.record(record)
+
+    async def report() -> None:
+        tty = progress_stream is not None and progress_stream.isatty()
+        while True:
+            await asyncio.sleep(progress_every if tty else max(progress_every, 5.0))
+            line = progress.render(time.monotonic())
+            if tty:
+                progress_stream.write("\r" + line + "\x1b[K")  # type: ignore[union-attr]
+                progress_stream.flush()  # type: ignore[union-attr]
+            else:
+                log.info("progress", status=line)
+
+    loop = asyncio.get_running_loop()
+    installed = _install_signals(loop, stop)
+    try:
+        async with asyncio.TaskGroup() as group:
+            reporter = group.create_task(report())
+            workers = [group.create_task(worker()) for _ in range(max(1, concurrency))]
+
+            def cancel_all() -> None:
+                for task in workers:
+                    task.cancel()
+
+            stop._cancel = cancel_all
+            await asyncio.gather(*workers, return_exceptions=True)  # cancelled ones too
+            reporter.cancel()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    # (A worker that dies of a bug fails the task group, which re-raises it: never silent.)
+    if progress_stream is not None and progress_stream.isatty():
+        progress_stream.write("\r" + progress.render(time.monotonic()) + "\x1b[K\n")
+    return records, progress
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: StopRequest) -> list[int]:
+    if sys.platform == "win32":
+        return []
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (RuntimeError, ValueError):  # not the main thread: leave signals alone
+            continue
+        installed.append(sig)
+    return installed
