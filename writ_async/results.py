@@ -33,7 +33,7 @@ from writ_async.messages import AssistantMessage, Message, ToolMessage
 from writ_async.records import Check, EpisodeRecord, RewardInfo
 from writ_async.tasks import Action, Task
 
-TIMING_FIELDS = ("timestamp", "start_time", "end_time", "duration")
+TIMING_FIELDS = ("timestamp", "start_time", "end_time", "duration", "model_seconds")
 NOT_EVALUABLE = frozenset({"infrastructure_error"})  # left out of rewards and pass^k
 
 DEFAULT_MAX_STEPS = 200

@@ -1,0 +1,156 @@
+"""`writ simulate` end to end: scripted runs, determinism, HTTP parity, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from conftest import require, tau2_dir
+
+from writ_async.config import default_config
+from writ_async.errors import RunDirError
+from writ_async.journal import read_journal
+from writ_async.results import TIMING_FIELDS
+from writ_async.simulate import simulate
+
+
+def tau2_config(domain: str, **simulate_settings: object):
+    db = require(tau2_dir() / domain / "db.json", f"tau2-bench {domain} db.json")
+    tasks = require(tau2_dir() / domain / "tasks.json", f"tau2-bench {domain} tasks.json")
+    config = default_config()
+    replace = msgspec.structs.replace
+    domains = replace(config.domains, **{domain: replace(
+        config.domain_settings(domain), db_path=str(db))})
+    return replace(config, run=replace(config.run, domain=domain), domains=domains,
+                   simulate=replace(config.simulate, tasks=str(tasks), **simulate_settings))
+
+
+def strip_timing(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: strip_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [strip_timing(v) for v in value]
+    return value
+
+
+def results_without_timing(run_dir: Path) -> object:
+    return strip_timing(json.loads((run_dir / "results.json").read_text()))
+
+
+@pytest.mark.asyncio
+async def test_scripted_run_over_tau2_tasks_keeps_every_gold_episode(tmp_path: Path) -> None:
+    outcome = await simulate(tau2_config("airline", trials=2), out=tmp_path / "run")
+    assert outcome.summary["episodes"] == 100
+    assert outcome.summary["average_reward"] == 1.0
+    assert outcome.export.kept == 100
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert len(results["simulations"]) == 100
+    assert {s["termination_reason"] for s in results["simulations"]} == {"user_stop"}
+    rows = (tmp_path / "run" / "export" / "sft_openai.jsonl").read_text().splitlines()
+    assert len(rows) == outcome.export.written
+    first = json.loads(rows[0])
+    assert first["messages"][0]["role"] == "system"
+    assert "<policy>" in first["messages"][0]["content"]
+
+
+@pytest.mark.asyncio
+async def test_same_seed_same_results_at_concurrency_1_and_1000(tmp_path: Path) -> None:
+    # Over HTTP, so that episodes really interleave at concurrency 1000.
+    http = {"agent": "scripted-http", "user": "scripted-http", "mistake_rate": 0.5}
+    one = await simulate(tau2_config("retail", concurrency=1, **http), out=tmp_path / "c1")
+    many = await simulate(tau2_config("retail", concurrency=1000, **http),
+                          out=tmp_path / "c1000")
+    assert results_without_timing(one.run_dir) == results_without_timing(many.run_dir)
+    for name in ("sft_openai.jsonl", "sft_sharegpt.jsonl"):
+        a = (one.run_dir / "export" / name).read_bytes()
+        assert a == (many.run_dir / "export" / name).read_bytes()
+    assert 0 < one.summary["average_reward"] < 1  # the mistakes really happened
+
+
+@pytest.mark.asyncio
+async def test_scripted_over_http_matches_in_process(tmp_path: Path) -> None:
+    local = await simulate(tau2_config("airline"), out=tmp_path / "local")
+    remote = await simulate(tau2_config("airline", agent="scripted-http", user="scripted-http"),
+                            out=tmp_path / "http")
+    assert (local.run_dir / "export" / "sft_openai.jsonl").read_bytes() == (
+        remote.run_dir / "export" / "sft_openai.jsonl").read_bytes()
+    assert remote.records[0].model_calls > 0 and local.records[0].model_calls == 0
+
+
+@pytest.mark.asyncio
+async def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
+    await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+    with pytest.raises(RunDirError):
+        await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+
+
+@pytest.mark.asyncio
+async def test_resume_with_different_settings_is_refused(tmp_path: Path) -> None:
+    await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+    with pytest.raises(RunDirError, match="trials"):
+        await simulate(tau2_config("airline", trials=2), out=tmp_path / "run", resume=True)
+
+
+@pytest.mark.asyncio
+async def test_resuming_a_finished_run_redoes_nothing(tmp_path: Path) -> None:
+    first = await simulate(tau2_config("airline"), out=tmp_path / "run")
+    again = await simulate(tau2_config("airline"), out=tmp_path / "run", resume=True)
+    assert again.progress is None  # nothing was left to run
+    assert results_without_timing(first.run_dir) == results_without_timing(again.run_dir)
+
+
+def test_killed_run_resumes_with_every_episode_exactly_once(tmp_path: Path) -> None:
+    require(tau2_dir() / "retail" / "db.json", "tau2-bench retail db.json")
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[run]
+domain = "retail"
+[domains.retail]
+db_path = "{tau2_dir() / 'retail' / 'db.json'}"
+[simulate]
+tasks = "{tau2_dir() / 'retail' / 'tasks.json'}"
+trials = 2
+concurrency = 4
+agent = "scripted-http"
+user = "scripted-http"
+[mock]
+ttft_ms = 3.0
+""")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "writ_async", "simulate", "--config", str(config)]
+    child = subprocess.Popen([*cmd, "--out", str(run)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until a few episodes have finished
+            journal = run / "journal.bin"
+            if journal.exists() and len(read_journal(journal).finished) >= 10:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run made no progress")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    killed_at = len(read_journal(run / "journal.bin").finished)
+    assert 10 <= killed_at < 228, "the kill must land mid-run"
+
+    done = subprocess.run([*cmd, "--resume", str(run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((run / "results.json").read_text())
+    ids = [(s["task_id"], s["trial"]) for s in results["simulations"]]
+    assert len(ids) == len(set(ids)) == 228
+    rows = [json.loads(line) for line in
+            (run / "export" / "sft_openai.jsonl").read_text().splitlines()]
+    episodes = [r["metadata"]["episode_id"] for r in rows]
+    assert len(episodes) == len(set(episodes))
+    contents = read_journal(run / "journal.bin")
+    assert len(contents.finished) == 228 and contents.duplicate_finishes == 0
