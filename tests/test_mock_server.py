@@ -887,3 +887,30 @@ def test_plausible_text_length_tracks_tokens() -> None:
         text = plausible_text(rng, tokens)
         assert text[0].isupper() and text.endswith((".", "?", "!"))
         assert abs(count_tokens(len(text)) - tokens) <= max(4, tokens // 10)
+
+
+def test_shape_policy_gives_a_fixed_conversation_shape() -> None:
+    from writ_async.models.policies import ShapePolicy
+    from writ_async.models.protocol import ChatRequest, FunctionCall, Message
+
+    tools = [{"type": "function", "function": {"name": "calculate", "parameters": {
+        "type": "object", "properties": {"expression": {"type": "string"}}}}}]
+    policy = ShapePolicy(tool_calls=2, user_turns=2)
+    rng = random.Random(0)
+    history = [Message(role="assistant", content="Hi"), Message(role="user", content="help")]
+    shapes = []
+    for _ in range(3):
+        reply = policy.respond(ChatRequest(model="m", messages=history, tools=tools), rng)
+        shapes.append("tool" if reply.tool_calls else "text")
+        history.append(reply)
+        if reply.tool_calls:
+            call = reply.tool_calls[0]
+            assert call.function == FunctionCall(name="calculate",
+                                                 arguments='{"expression": "2 + 2"}')
+            history.append(Message(role="tool", content="4.0", tool_call_id=call.id))
+    assert shapes == ["tool", "tool", "text"]
+    user_view = [Message(role="user", content="Hi")]
+    first = policy.respond(ChatRequest(model="m", messages=user_view), rng)
+    assert "###STOP###" not in first.content
+    user_view += [first, Message(role="user", content="ok")]
+    assert "###STOP###" in policy.respond(ChatRequest(model="m", messages=user_view), rng).content

@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpot-ms", type=float, help="time per output token, milliseconds")
     p.add_argument("--jitter-ms", type=float, help="uniform jitter on each delay, milliseconds")
     p.add_argument("--seed", type=int, help="overrides [mock] seed")
+    p.add_argument("--policy", choices=["plausible", "shape"], help="overrides [mock] policy")
     p.set_defaults(run=cmd_mock_server)
     return parser
 
@@ -359,7 +360,7 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
         name: value
         for name, value in (("host", args.host), ("port", args.port), ("ttft_ms", args.ttft_ms),
                             ("tpot_ms", args.tpot_ms), ("jitter_ms", args.jitter_ms),
-                            ("seed", args.seed))
+                            ("seed", args.seed), ("policy", args.policy))
         if value is not None
     }
     try:

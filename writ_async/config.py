@@ -187,9 +187,14 @@ def load_config(path: Path | str) -> Config:
         if key_path and "[...]" in key_path:
             key_path = _name_dict_keys(data, key_path)
         raise ConfigError(path, message, key_path) from None
-    _check_roles(config.models, path)
-    _check_participants(config, path)
+    check_config(config, path)
     return _resolve_paths(config, path.parent)
+
+
+def check_config(config: Config, path: Path | str) -> None:
+    """The checks that span sections (run after decoding, and after CLI overrides)."""
+    _check_roles(config.models, Path(path))
+    _check_participants(config, Path(path))
 
 
 SCRIPTED = ("scripted", "scripted-http")

@@ -55,6 +55,24 @@ class Axes(msgspec.Struct, kw_only=True):
     evidence: int
 
 
+class Provenance(msgspec.Struct, kw_only=True):
+    """How writ synthesized a task, and the end state its gold actions reach.
+
+    ``read_plan`` lists the action ids of the gold reads from which every decision's
+    arguments are identifiable; its length is the task's evidence burden.
+    ``task_seed`` seeds the task's own rng: with the same base database and generator it
+    draws the same task again.
+    """
+
+    generator: str
+    seed: int
+    task_seed: int
+    base_db_hash: str
+    gold_db_hash: str
+    read_plan: list[str] = msgspec.field(default_factory=list)
+    requests: list[str] = msgspec.field(default_factory=list)
+
+
 class Task(msgspec.Struct, kw_only=True):
     id: str
     user_scenario: UserScenario
@@ -66,6 +84,7 @@ class Task(msgspec.Struct, kw_only=True):
     # writ additions (absent in tau2-bench files)
     axes: Axes | None = None
     trajectory_type: str | None = None  # "write_intensive" / "read_heavy" / None
+    synthesis: Provenance | None = None
 
     @property
     def gold_actions(self) -> list[Action]:

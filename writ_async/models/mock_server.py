@@ -38,7 +38,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -48,6 +48,7 @@ from writ_async.models.policies import (
     CHARS_PER_TOKEN,
     PlausiblePolicy,
     ResponsePolicy,
+    ShapePolicy,
     completion_tokens,
     prompt_tokens,
 )
@@ -108,6 +109,11 @@ class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     tokens_per_chunk: PositiveInt = 4  # stream granularity: one SSE chunk is not one token
     reply_tokens_min: PositiveInt = 8  # length range of the default policy's text replies
     reply_tokens_max: PositiveInt = 48
+    # "plausible": text and schema-valid tool calls; "shape": a fixed conversation shape
+    # (shape_tool_calls per agent turn, shape_user_turns per episode) for runner comparisons
+    policy: Literal["plausible", "shape"] = "plausible"
+    shape_tool_calls: NonNegativeInt = 2
+    shape_user_turns: PositiveInt = 3
     max_context_tokens: NonNegativeInt = 0  # 0: unlimited
     # rate limits per rate_window_s (60 s: per minute); 0: unlimited
     rpm_limit: NonNegativeInt = 0
@@ -680,7 +686,9 @@ def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = 
     that a client that hangs up during a stall does not leave its handler sleeping."""
     config = config or MockConfig()
     if policy is None:
-        policy = PlausiblePolicy(config.reply_tokens_min, config.reply_tokens_max)
+        policy = (ShapePolicy(config.shape_tool_calls, config.shape_user_turns)
+                  if config.policy == "shape"
+                  else PlausiblePolicy(config.reply_tokens_min, config.reply_tokens_max))
     service = _MockService(config, policy, clock)
     app = web.Application(client_max_size=_MAX_BODY)
     app[SERVICE_KEY] = service

@@ -275,3 +275,54 @@ class PlausiblePolicy:
         if choice == "required" or (request.messages and request.messages[-1].role == "user"):
             return rng.choice(tools)
         return None
+
+
+class ShapePolicy:
+    """A fixed conversation shape, whoever the caller is: for comparing runners.
+
+    The agent (a request that offers tools) answers each user message with ``tool_calls``
+    calls of the first offered tool that takes a single string (``calculate`` in both
+    tau2 domains: ``"2 + 2"``, valid and cheap), then one text reply. The user (a request
+    without tools) replies with text until it has spoken ``user_turns`` times, then sends
+    ``###STOP###``. It counts what is in the request only, so two different runners (ours
+    and tau2-bench's) driven by it have the same number of agent turns, user turns and
+    tool calls per episode.
+    """
+
+    def __init__(self, tool_calls: int = 2, user_turns: int = 3) -> None:
+        self.tool_calls, self.user_turns = tool_calls, user_turns
+
+    def __repr__(self) -> str:
+        return f"ShapePolicy(tool_calls={self.tool_calls}, user_turns={self.user_turns})"
+
+    def respond(self, request: ChatRequest, rng: random.Random) -> Message:
+        messages = request.messages
+        if not request.tools:  # the user simulator: its own past turns are "assistant"
+            spoken = sum(1 for m in messages if m.role == "assistant")
+            if spoken + 1 >= self.user_turns:
+                return Message(role="assistant", content="Thank you, that is all. ###STOP###")
+            return Message(role="assistant", content="Could you please go on with my request?")
+        since_user = 0
+        for m in reversed(messages):
+            if m.role == "user":
+                break
+            if m.role == "assistant" and m.tool_calls:
+                since_user += 1
+        name = _single_string_tool(request.tools)
+        if name is None or since_user >= self.tool_calls:
+            return Message(role="assistant", content="I have checked that. What else?")
+        turn = len(messages)
+        return Message(role="assistant", tool_calls=[ToolCall(
+            id=f"call_shape_{turn}", function=FunctionCall(
+                name=name[0], arguments=f'{{"{name[1]}": "2 + 2"}}'))])
+
+
+def _single_string_tool(tools: list[dict[str, Any]]) -> tuple[str, str] | None:
+    for tool in tools:
+        fn = tool.get("function", {})
+        props = fn.get("parameters", {}).get("properties", {})
+        if len(props) == 1:
+            (param, schema), = props.items()
+            if schema.get("type") == "string":
+                return fn["name"], param
+    return None
