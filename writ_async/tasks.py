@@ -59,9 +59,10 @@ class Provenance(msgspec.Struct, kw_only=True):
     """How writ synthesized a task, and the end state its gold actions reach.
 
     ``read_plan`` lists the action ids of the gold reads from which every decision's
-    arguments are identifiable; its length is the task's evidence burden.
-    ``task_seed`` seeds the task's own rng: with the same base database and generator it
-    draws the same task again.
+    arguments are identifiable; its length is the task's evidence burden. ``seed`` is the
+    run's seed, ``task_seed`` the one of the rng that drew this task (derived from the run
+    seed, the task's index and the attempt). ``requests`` names the user's requests in
+    order (refused ones start with ``refuse_``).
     """
 
     generator: str
