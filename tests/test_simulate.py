@@ -154,3 +154,13 @@ ttft_ms = 3.0
     assert len(episodes) == len(set(episodes))
     contents = read_journal(run / "journal.bin")
     assert len(contents.finished) == 228 and contents.duplicate_finishes == 0
+
+
+@pytest.mark.asyncio
+async def test_a_judge_that_answers_nonsense_leaves_nl_assertions_not_graded(
+        tmp_path: Path) -> None:
+    # The embedded mock's default policy answers with prose, not the verdict JSON.
+    outcome = await simulate(tau2_config("retail", judge="judge"), out=tmp_path / "run")
+    judged = [r for r in outcome.records if r.reward_info and r.reward_info.not_graded]
+    assert judged, "retail tasks carry NL assertions"
+    assert all("judge" in r.reward_info.note for r in judged)

@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="overrides [run] seed")
     p.set_defaults(run=cmd_walk)
 
+    tasks = commands.add_parser("tasks", help="synthesize tasks (WRIT stage 1)")
+    task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    p = task_commands.add_parser("generate", help="write a tau2-format task file")
+    _add_database_args(p)
+    p.add_argument("--count", type=_positive(int), required=True, help="tasks to produce")
+    p.add_argument("--task-seed", type=int, default=None,
+                   help="synthesis seed (default: the same as --seed)")
+    p.add_argument("--exclude", metavar="PATH", action="append", default=[],
+                   help="a task file whose gold writes must never be reproduced (repeatable)")
+    p.add_argument("--out", required=True, metavar="PATH", help="where to write tasks.json")
+    p.set_defaults(run=cmd_tasks_generate)
+
     p = commands.add_parser(
         "simulate", help="run agent-user episodes over tasks, grade them, export SFT data"
     )
@@ -386,6 +398,35 @@ def _run_async(coro: Any) -> Any:
 
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+def cmd_tasks_generate(args: argparse.Namespace) -> int:
+    from writ_async.synthesis.tasks import format_distribution, generate_tasks
+    from writ_async.tasks import load_tasks
+
+    domain = get_domain(args.domain)
+    base = domain.base(args.db, args.seed, args.scale)
+    exclude = [t for path in args.exclude for t in load_tasks(path)]
+    seed = args.seed if args.task_seed is None else args.task_seed
+    start = time.perf_counter()
+    tasks = generate_tasks(args.domain, base, args.count, seed, exclude=exclude)
+    elapsed = time.perf_counter() - start
+    out = Path(args.out)
+    text = msgspec.json.format(msgspec.json.encode(tasks), indent=2) + b"\n"
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(text)
+        tmp.replace(out)
+    except OSError as exc:
+        raise DataError(out, f"cannot write tasks: {exc.strerror or exc}") from None
+    print(f"wrote {len(tasks)} {args.domain} tasks to {out} in {elapsed:.2f} s")
+    print("tasks by writes (rows) and evidence reads (columns):")
+    print(format_distribution(tasks))
+    return 0
 
 
 # -- simulate ----------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from writ_async.domain import Domain
 from writ_async.episode import (
     AskAgent,
@@ -34,6 +36,7 @@ from writ_async.journal import (
     Snapshot,
     ToolExecuted,
 )
+from writ_async.judge import Judge, nl_assertions_of
 from writ_async.messages import ToolMessage
 from writ_async.overlay import BaseDB
 from writ_async.participants import Participant, ParticipantError, Turn
@@ -74,6 +77,7 @@ class EpisodeSetup:
     user_name: str
     timeout_s: float | None = None
     wall_clock: Callable[[], float] = time.time
+    judge: Judge | None = None  # grades NL assertions; None: they are reported not graded
 
 
 @dataclass(slots=True)
@@ -156,10 +160,16 @@ async def run_episode(
     final_hash = env.db_hash()
     sink.append(Snapshot(episode_id=ep_id, attempt=spec.attempt,
                          delta=env.overlay.encode_delta()))
+    nl_results, not_judged = None, ""
+    assertions = nl_assertions_of(spec.task)
+    if setup.judge is not None and assertions:
+        nl_results, not_judged = await setup.judge(episode.messages, assertions)
     reward = grade(
         spec.task, episode.messages, episode.termination.value, final_hash,
-        setup.gold.get(setup.domain, setup.base, spec.task), setup.toolbox,
+        setup.gold.get(setup.domain, setup.base, spec.task), setup.toolbox, nl_results,
     )
+    if not_judged:
+        reward = msgspec.structs.replace(reward, note=f"{reward.note} ({not_judged})".strip())
     ended = setup.wall_clock()
     task = spec.task
     record = EpisodeRecord(

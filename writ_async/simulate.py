@@ -27,6 +27,7 @@ from writ_async.episode import Limits
 from writ_async.errors import ConfigError
 from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
 from writ_async.grading import GoldCache
+from writ_async.judge import Judge
 from writ_async.models.pool import ModelPool
 from writ_async.models.setup import open_pool
 from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
@@ -131,7 +132,7 @@ async def simulate(
                                                           AGENT_INSTRUCTIONS))
     guidelines = _read_text(sim.user_guidelines_path, USER_GUIDELINES)
     mistakes = MistakeConfig(rate=sim.mistake_rate, kinds=sim.mistakes)
-    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted")
+    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
     setup = EpisodeSetup(
         domain=domain, base=base, toolbox=toolbox,
         limits=Limits(max_steps=sim.max_steps, max_errors=sim.max_errors),
@@ -144,6 +145,9 @@ async def simulate(
         pool = await stack.enter_async_context(
             _maybe_pool(config, tasks, domain_name, needs_pool, mistakes))
         tools = toolbox.schemas()
+        if sim.judge is not None:
+            assert pool is not None
+            setup.judge = Judge(pool, sim.judge)
 
         def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
             return (_agent(spec, sim.agent, pool, agent_system, tools, toolbox, mistakes,
