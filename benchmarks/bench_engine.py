@@ -34,6 +34,13 @@ TAU2_VENV = Path(os.environ.get("WRIT_TAU2_VENV", "/tmp/writ-bench-tau2-venv"))
 PY312 = Path.home() / ".pyenv" / "versions" / "3.12.1" / "bin" / "python"
 
 
+def peak_rss_mib() -> float:
+    """The most this process has held resident (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def start_mock(tool_calls: int, user_turns: int, workdir: Path) -> tuple[subprocess.Popen, str]:
     config = workdir / "mock.toml"
     config.write_text(f'[mock]\npolicy = "shape"\nshape_tool_calls = {tool_calls}\n'
@@ -80,7 +87,7 @@ async def run_writ(url: str, trials: int, concurrency: int, out: Path) -> dict:
     return {"episodes": len(outcome.records), "seconds": elapsed,
             "episodes_per_s": len(outcome.records) / elapsed, "calls_per_s": calls / elapsed,
             "calls_per_episode": calls / max(1, len(outcome.records)),
-            "rss_mib": rss_mib(), "rss_added_mib": rss_mib() - before,
+            "rss_mib": peak_rss_mib(), "rss_added_mib": rss_mib() - before,
             "terminations": outcome.summary["termination_reasons"]}
 
 
@@ -163,9 +170,9 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=10)
     print(table(["runner", "concurrency", "episodes", "seconds", "episodes/s", "model calls/s",
-                 "RSS MiB"], rows))
+                 "peak RSS MiB"], rows))
     print(f"writ: {writ['calls_per_episode']:.1f} model calls per episode, terminations "
-          f"{writ['terminations']}; resident {writ['rss_mib']:.0f} MiB with "
+          f"{writ['terminations']}; peak resident {writ['rss_mib']:.0f} MiB with "
           f"{min(args.concurrency, writ['episodes'])} episodes in flight: "
           f"{writ['rss_mib'] / GOAL_EPISODES_RSS_MIB:.2f}x the 1.5 GB budget")
     if best is not None:

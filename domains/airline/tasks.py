@@ -22,7 +22,7 @@ from typing import Any
 
 from writ_async.domain import Environment
 from writ_async.overlay import BaseDB, Overlay
-from writ_async.synthesis.drafts import Call, Draft, Shape, Step, execute
+from writ_async.synthesis.drafts import Call, Draft, Shape, Step, choose_step, execute
 from writ_async.synthesis.wording import listing, long_date, pick
 
 from .data_model import (
@@ -55,7 +55,6 @@ VALID_WEIGHTS = {"cancel": 1.0, "bags": 1.0, "passengers": 0.8, "flights": 1.0,
 REFUSAL_WEIGHTS = {"refuse_cancel": 1.5, "refuse_change_basic": 1.0, "refuse_remove_bags": 0.7,
                    "refuse_add_passenger": 0.7, "refuse_add_insurance": 0.7,
                    "refuse_compensation": 0.8}
-REPEAT_DAMPING = 0.3
 
 REASONS = {
     "change_of_plan": ("your plans have changed", "you changed your plans and no longer need "
@@ -239,16 +238,7 @@ class _Session:
 
     def _choose(self, weights: dict[str, float],
                 builders: dict[str, Callable[[], Step | None]]) -> Step | None:
-        kinds = list(weights)
-        while kinds:
-            w = [weights[k] * REPEAT_DAMPING ** self.uses.get(k, 0) for k in kinds]
-            kind = self.rng.choices(kinds, w)[0]
-            step = builders[kind]()
-            if step is not None:
-                self.uses[kind] = self.uses.get(kind, 0) + 1
-                return step
-            kinds.remove(kind)
-        return None
+        return choose_step(self.rng, self.uses, weights, builders)
 
     def valid(self) -> Step | None:
         return self._choose(VALID_WEIGHTS, {

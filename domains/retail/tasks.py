@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from writ_async.domain import Environment
 from writ_async.overlay import BaseDB
-from writ_async.synthesis.drafts import Call, Draft, Shape, Step, execute
+from writ_async.synthesis.drafts import Call, Draft, Shape, Step, choose_step, execute
 from writ_async.synthesis.wording import listing, pick
 
 from .catalog import CITIES, STREETS
@@ -47,7 +47,6 @@ VALID_WEIGHTS = {"cancel": 1.0, "address": 0.8, "payment": 0.6, "items": 1.0,
                  "exchange": 1.0, "return": 1.0, "user_address": 0.5}
 REFUSAL_WEIGHTS = {"refuse_cancel": 1.2, "refuse_return": 1.0, "refuse_modify": 0.8,
                    "refuse_exchange_unavailable": 1.0, "refuse_refund_method": 0.7}
-REPEAT_DAMPING = 0.3
 
 REASON_WORDS = {
     "no longer needed": ("you no longer need it", "you don't need the items anymore",
@@ -201,16 +200,7 @@ class _Session:
 
     def _choose(self, weights: dict[str, float],
                 builders: dict[str, Callable[[], Step | None]]) -> Step | None:
-        kinds = list(weights)
-        while kinds:
-            w = [weights[k] * REPEAT_DAMPING ** self.uses.get(k, 0) for k in kinds]
-            kind = self.rng.choices(kinds, w)[0]
-            step = builders[kind]()
-            if step is not None:
-                self.uses[kind] = self.uses.get(kind, 0) + 1
-                return step
-            kinds.remove(kind)
-        return None
+        return choose_step(self.rng, self.uses, weights, builders)
 
     def valid(self) -> Step | None:
         return self._choose(VALID_WEIGHTS, {

@@ -11,6 +11,7 @@ sentence the user says, and what the agent must tell the user. The driver
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -87,3 +88,22 @@ class Synthesizer(Protocol):
         """Requests of ``shape`` for one user, carried out on ``env``; None if this
         attempt found no user or request that fits (the driver draws again)."""
         ...
+
+
+REPEAT_DAMPING = 0.3  # each earlier use of a request kind in a task divides its weight so
+
+
+def choose_step(rng: random.Random, uses: dict[str, int], weights: dict[str, float],
+                builders: dict[str, Callable[[], Step | None]]) -> Step | None:
+    """A step of a kind drawn by weight (damped by earlier uses in this task); kinds whose
+    builder finds nothing valid in the current state are dropped and another is drawn."""
+    kinds = list(weights)
+    while kinds:
+        w = [weights[k] * REPEAT_DAMPING ** uses.get(k, 0) for k in kinds]
+        kind = rng.choices(kinds, w)[0]
+        step = builders[kind]()
+        if step is not None:
+            uses[kind] = uses.get(kind, 0) + 1
+            return step
+        kinds.remove(kind)
+    return None
