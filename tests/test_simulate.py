@@ -164,3 +164,43 @@ async def test_a_judge_that_answers_nonsense_leaves_nl_assertions_not_graded(
     judged = [r for r in outcome.records if r.reward_info and r.reward_info.not_graded]
     assert judged, "retail tasks carry NL assertions"
     assert all("judge" in r.reward_info.note for r in judged)
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_run(tmp_path: Path) -> None:
+    require(tau2_dir() / "airline" / "db.json", "tau2-bench airline db.json")
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[run]
+domain = "airline"
+[domains.airline]
+db_path = "{tau2_dir() / 'airline' / 'db.json'}"
+[simulate]
+tasks = "{tau2_dir() / 'airline' / 'tasks.json'}"
+trials = 4
+concurrency = 2
+agent = "scripted-http"
+user = "scripted-http"
+[mock]
+ttft_ms = 5.0
+""")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "writ_async", "simulate", "--config", str(config)]
+    child = subprocess.Popen([*cmd, "--out", str(run)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        journal = run / "journal.bin"
+        if journal.exists() and len(read_journal(journal).finished) >= 4:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)  # stop admitting; running episodes finish
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0
+    assert "resume with `writ simulate --resume" in out
+    stopped = read_journal(run / "journal.bin")
+    assert not stopped.unfinished  # the running ones finished, none were cut
+    assert 4 <= len(stopped.finished) < 200
+    done = subprocess.run([*cmd, "--resume", str(run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((run / "results.json").read_text())["simulations"]) == 200
