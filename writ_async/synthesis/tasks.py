@@ -1,19 +1,31 @@
 """WRIT stage 1: tasks synthesized from a domain database, with verified gold actions.
 
-``generate_tasks`` asks the domain's own synthesizer (``domains/<name>/tasks.py``) for
-drafts, one user with several requests each, and turns every draft into a tau2-format
-``Task``: gold actions (the reads each decision needs, then its write), what the agent
-must communicate, the user scenario, the WRIT axes and a ``Provenance`` record. Every
-task is verified before it is kept: its gold actions are executed on a fresh overlay,
-each must succeed, and the end state must be the one the synthesizer reached while
-simulating; that state's tau2 DB hash is recorded.
+``generate_tasks`` asks the domain's own synthesizers for drafts, one user with one or
+several requests each, and turns every draft into a tau2-format ``Task``: gold actions
+(the reads each decision needs, then its write), what the agent must communicate, the
+user scenario, the WRIT axes and a ``Provenance`` record. Three trajectory types, mixed
+by ``mix``:
 
-Determinism: task ``i`` depends only on the base database, the seed, ``i`` and the tasks
-before it (which it must not duplicate), so the same arguments give the same bytes and a
-smaller ``count`` gives a prefix of a larger one. Its ids are ``<domain>-w-<i:06d>``.
+* ``write_intensive`` (``domains/<name>/tasks.py``): several requests in sequence, each
+  valid under tools and policy where it happens, plus refusals;
+* ``read_heavy`` (``domains/<name>/readheavy.py``): one write whose arguments only a
+  criterion over read evidence fixes, proved unique by enumerating every candidate
+  through the read tools; its burden (the size of the minimal read plan) is drawn within
+  ``evidence``;
+* ``mixed``: several writes, one or two of them read-heavy, with all reads within
+  ``evidence``.
 
-This first slice makes write-intensive tasks (and refusals); read-heavy tasks will come
-from further synthesizers with the same ``Draft`` / ``Synthesizer`` protocol.
+Every task is verified before it is kept: its gold actions are executed on a fresh
+overlay, each must succeed, and the end state must be the one the synthesizer reached
+while simulating; that state's tau2 DB hash is recorded. A read-heavy or mixed task also
+lists its decisions (criterion, candidate space, the write they fix) in
+``description["decisions"]``, so its uniqueness can be re-checked from the database.
+
+Determinism: task ``i`` depends only on the base database, the seed, the mix, ``i`` and
+the tasks before it (which it must not duplicate), so the same arguments give the same
+bytes and a smaller ``count`` gives a prefix of a larger one. Types are interleaved in a
+fixed order that keeps every prefix as close to the mix as whole tasks allow. Ids are
+``<domain>-<w|r|m>-<i:06d>`` (write-intensive, read-heavy, mixed).
 """
 
 from __future__ import annotations
@@ -21,14 +33,22 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import import_module
+from typing import Any
 
 from domains import get_domain
 from writ_async.domain import Domain
 from writ_async.errors import WritError
 from writ_async.overlay import BaseDB
 from writ_async.synthesis.drafts import Call, Draft, GoldActionError, Shape, Synthesizer
+from writ_async.synthesis.readheavy import (
+    MIXED,
+    READ_HEAVY,
+    ReadHeavyStep,
+    ReadHeavySynthesizer,
+    ReadShape,
+)
 from writ_async.synthesis.wording import join_requests, manners
 from writ_async.tasks import (
     Action,
@@ -42,16 +62,23 @@ from writ_async.tasks import (
 from writ_async.tools import Toolbox, ToolKind
 
 WRITE_INTENSIVE = "write_intensive"
+TYPES = (WRITE_INTENSIVE, READ_HEAVY, MIXED)
+ID_LETTERS = {WRITE_INTENSIVE: "w", READ_HEAVY: "r", MIXED: "m"}
+LABELS = {WRITE_INTENSIVE: "Write-intensive", READ_HEAVY: "Read-heavy", MIXED: "Mixed"}
+# A mix for a training set (``generate_tasks`` defaults to write-intensive only).
+DEFAULT_MIX = {WRITE_INTENSIVE: 0.5, READ_HEAVY: 0.35, MIXED: 0.15}
+EVIDENCE = (3, 20)  # reads of a read-heavy or mixed task
 REWARD_BASIS = ("DB", "COMMUNICATE")
 REFUSAL_SHARE = 0.1  # share of tasks made only of requests the policy refuses
 MIXED_REFUSAL = 0.2  # chance that a write-intensive task also has one refused request
+TWO_READ_HEAVY = 0.35  # chance that a mixed task of 3+ writes has two read-heavy requests
 SHAPE_TRIES = 32  # attempts with the index's own shape before the shape is redrawn
 MAX_TRIES = 400  # attempts per task before the database is declared too small
 
 
 class SynthesisError(WritError):
     """The database cannot yield the tasks asked for (too small, or too few users that
-    fit the requested number of writes)."""
+    fit the requested number of writes or reads)."""
 
 
 def generate_tasks(
@@ -63,28 +90,103 @@ def generate_tasks(
     writes: tuple[int, int] = (2, 6),
     exclude: Iterable[Task] = (),
     refusal_share: float = REFUSAL_SHARE,
+    mix: Mapping[str, float] | None = None,
+    evidence: tuple[int, int] = EVIDENCE,
 ) -> list[Task]:
-    """``count`` verified write-intensive tasks for ``domain_name`` over ``base``.
+    """``count`` verified tasks for ``domain_name`` over ``base``.
 
-    Each task has between ``writes[0]`` and ``writes[1]`` gold writes, except the share
-    ``refusal_share`` made only of requests the policy refuses (no write, unchanged end
-    state). No task's gold writes equal those of a task in ``exclude`` or of an earlier
-    task of the batch (tasks without writes compare on all their gold actions).
+    ``mix`` maps trajectory types (``write_intensive``, ``read_heavy``, ``mixed``) to
+    shares or counts (only their ratios matter); None means write-intensive only. A
+    write-intensive task has between ``writes[0]`` and ``writes[1]`` gold writes, except
+    the share ``refusal_share`` made only of requests the policy refuses (no write,
+    unchanged end state). A read-heavy task has one write and a burden (reads) within
+    ``evidence``, drawn evenly among the burdens the database allows; a mixed task has
+    at least two writes within ``writes`` and its reads within ``evidence``. No task's
+    gold writes equal those of a task in ``exclude`` or of an earlier task of the batch
+    (tasks without writes compare on all their gold actions).
     """
     low, high = writes
     if not 1 <= low <= high:
         raise ValueError(f"writes must be a range 1 <= low <= high, got {writes!r}")
+    if not 1 <= evidence[0] <= evidence[1]:
+        raise ValueError(f"evidence must be a range 1 <= low <= high, got {evidence!r}")
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}")
+    shares = _shares(mix)
+    if shares[MIXED] and high < 2:
+        raise ValueError(f"mixed tasks need at least 2 writes, but writes is {writes!r}")
     domain = get_domain(domain_name)
-    synthesizer: Synthesizer = import_module(f"domains.{domain_name}.tasks").write_intensive(
-        base
-    )
+    makers = _Synthesizers(domain_name, base, evidence)
     seen = {gold_key(task, domain.toolbox) for task in exclude}
+    kinds = assign_types(shares, count)
     return [
-        _one_task(domain, synthesizer, base, seed, index, writes, refusal_share, seen)
-        for index in range(count)
+        _one_task(domain, makers, base, seed, index, kind, writes, refusal_share, seen)
+        for index, kind in enumerate(kinds)
     ]
+
+
+def _shares(mix: Mapping[str, float] | None) -> dict[str, float]:
+    if mix is None:
+        return {WRITE_INTENSIVE: 1.0, READ_HEAVY: 0.0, MIXED: 0.0}
+    unknown = sorted(set(mix) - set(TYPES))
+    if unknown:
+        raise ValueError(f"unknown trajectory types {unknown} (known: {', '.join(TYPES)})")
+    shares = {kind: float(mix.get(kind, 0.0)) for kind in TYPES}
+    if any(v < 0 for v in shares.values()) or not sum(shares.values()) > 0:
+        raise ValueError(f"mix must have non-negative shares and a positive total, got "
+                         f"{dict(mix)!r}")
+    total = sum(shares.values())
+    return {kind: v / total for kind, v in shares.items()}
+
+
+def assign_types(shares: Mapping[str, float], count: int) -> list[str]:
+    """The type of each task index: at every step the type furthest behind its share
+    (ties in ``TYPES`` order), so each prefix matches the shares to within one task."""
+    made = dict.fromkeys(TYPES, 0)
+    out = []
+    for i in range(count):
+        kind = max(TYPES, key=lambda k: (shares.get(k, 0.0) * (i + 1) - made[k],
+                                         -TYPES.index(k)))
+        made[kind] += 1
+        out.append(kind)
+    return out
+
+
+class _Synthesizers:
+    """The domain's synthesizers for one base, prepared on first use."""
+
+    def __init__(self, domain_name: str, base: BaseDB, evidence: tuple[int, int]) -> None:
+        self.name = domain_name
+        self.base = base
+        self.evidence = evidence
+        self._write: Synthesizer | None = None
+        self._read: ReadHeavySynthesizer | None = None
+        self._burdens: list[int] | None = None
+
+    def write_intensive(self) -> Synthesizer:
+        if self._write is None:
+            module = import_module(f"domains.{self.name}.tasks")
+            self._write = module.write_intensive(self.base)
+        return self._write
+
+    def read_heavy(self) -> ReadHeavySynthesizer:
+        if self._read is None:
+            module = import_module(f"domains.{self.name}.readheavy")
+            self._read = module.read_heavy(self.base)
+        return self._read
+
+    def burdens(self) -> list[int]:
+        if self._burdens is None:
+            self._burdens = self.read_heavy().burdens(*self.evidence)
+            if not self._burdens:
+                raise SynthesisError(
+                    f"{self.name}: the database allows no read-heavy task with "
+                    f"{self.evidence[0]}..{self.evidence[1]} reads"
+                )
+        return self._burdens
+
+    def of(self, kind: str) -> Synthesizer | ReadHeavySynthesizer:
+        return self.write_intensive() if kind == WRITE_INTENSIVE else self.read_heavy()
 
 
 def _derive(seed: int, *parts: object) -> int:
@@ -98,44 +200,67 @@ def _shape(rng: random.Random, writes: tuple[int, int], refusal_share: float) ->
     return Shape(writes=rng.randint(*writes), refusals=int(rng.random() < MIXED_REFUSAL))
 
 
+def _draw(kind: str, rng: random.Random, makers: _Synthesizers, writes: tuple[int, int],
+          refusal_share: float) -> Shape | ReadShape:
+    if kind == WRITE_INTENSIVE:
+        return _shape(rng, writes, refusal_share)
+    if kind == READ_HEAVY:
+        return ReadShape(evidence=rng.choice(makers.burdens()))
+    n = rng.randint(max(2, writes[0]), writes[1])
+    heavy = 2 if n >= 3 and rng.random() < TWO_READ_HEAVY else 1
+    return ReadShape(evidence=rng.randint(*makers.evidence), writes=n, read_heavy=heavy)
+
+
 def _one_task(
     domain: Domain,
-    synthesizer: Synthesizer,
+    makers: _Synthesizers,
     base: BaseDB,
     seed: int,
     index: int,
+    kind: str,
     writes: tuple[int, int],
     refusal_share: float,
     seen: set[tuple[str, ...]],
 ) -> Task:
-    task_id = f"{domain.name}-w-{index:06d}"
-    shape = _shape(random.Random(_derive(seed, index, "shape")), writes, refusal_share)
+    task_id = f"{domain.name}-{ID_LETTERS[kind]}-{index:06d}"
+    synthesizer = makers.of(kind)
+    shape = _draw(kind, random.Random(_derive(seed, index, "shape")), makers, writes,
+                  refusal_share)
+    low, high = makers.evidence
     for attempt in range(MAX_TRIES):
         if attempt >= SHAPE_TRIES:  # this shape does not fit the database: redraw it
-            shape = _shape(random.Random(_derive(seed, index, "shape", attempt)), writes,
-                           refusal_share)
+            shape = _draw(kind, random.Random(_derive(seed, index, "shape", attempt)), makers,
+                          writes, refusal_share)
         task_seed = _derive(seed, index, attempt)
         rng = random.Random(task_seed)
         env = domain.environment(base)
-        draft = synthesizer.draft(env, rng, shape)
+        draft = synthesizer.draft(env, rng, shape)  # type: ignore[arg-type]
         if draft is None:
             continue
         task = _task(domain, base, task_id, draft, rng, synthesizer.generator, seed,
-                     task_seed, env.db_hash())
+                     task_seed, env.db_hash(), kind)
+        assert task.axes is not None
+        if kind != WRITE_INTENSIVE and not low <= task.axes.evidence <= high:
+            continue
         key = gold_key(task, domain.toolbox)
         if key in seen:
             continue
         seen.add(key)
         return task
+    if kind == WRITE_INTENSIVE:
+        asked = f"writes {writes[0]}..{writes[1]}"
+    else:
+        asked = f"{kind} tasks with {low}..{high} reads"
     raise SynthesisError(
         f"{domain.name}: no task {index} after {MAX_TRIES} attempts; the database is too "
-        f"small for the requested writes {writes[0]}..{writes[1]}"
+        f"small for the requested {asked}"
     )
 
 
 def _task(
     domain: Domain, base: BaseDB, task_id: str, draft: Draft, rng: random.Random,
     generator: str, seed: int, task_seed: int, reached_hash: str,
+    kind: str = WRITE_INTENSIVE,
 ) -> Task:
     calls: list[Call] = []
     read_keys: set[str] = set()
@@ -150,9 +275,13 @@ def _task(
     add_reads(draft.identity)
     communicate: list[str] = []
     assertions: list[str] = []
+    decisions: list[dict[str, Any]] = []
     for step in draft.steps:
         add_reads(step.reads)
         if step.write is not None:
+            if isinstance(step, ReadHeavyStep):
+                write_id = f"{task_id}_{len(calls)}"
+                decisions.extend({"write": write_id, **d} for d in step.decisions)
             calls.append(step.write)
         communicate.extend(c for c in step.communicate if c not in communicate)
         assertions.extend(step.assertions)
@@ -172,13 +301,17 @@ def _task(
     for step in draft.steps:
         lines.extend(line for line in step.instructions if line not in lines)
     lines += manners(rng, len(draft.steps), draft.manners)
-    kind = "Refusal" if n_writes == 0 else "Write-intensive"
-    purpose = (f"{kind} task: {n_writes} writes after {len(read_plan)} reads. "
+    label = "Refusal" if n_writes == 0 else LABELS[kind]
+    purpose = (f"{label} task: {n_writes} writes after {len(read_plan)} reads. "
                + "; ".join(step.note for step in draft.steps) + ".")
+    description: dict[str, Any] = {"purpose": purpose, "relevant_policies": None,
+                                   "notes": None}
+    if decisions:
+        description["decisions"] = decisions
 
     task = Task(
         id=task_id,
-        description={"purpose": purpose, "relevant_policies": None, "notes": None},
+        description=description,
         user_scenario=UserScenario(
             persona=None,
             instructions=Instructions(
@@ -198,7 +331,7 @@ def _task(
         ),
         annotations=None,
         axes=Axes(writes=n_writes, evidence=len(read_plan)),
-        trajectory_type=WRITE_INTENSIVE,
+        trajectory_type=kind,
         synthesis=Provenance(
             generator=generator,
             seed=seed,
