@@ -155,7 +155,8 @@ def test_explain_turns_msgspec_paths_into_key_paths() -> None:
         "a.b[0].c",
     )
     assert explain("Object contains unknown field `x`") == (
-        "unknown key `x` (known keys: run, domains, walk, logging, models, mock, simulate, export)",
+        "unknown key `x` (known keys: run, domains, walk, logging, models, mock, simulate, "
+        "export, synthesis)",
         "x",
     )
     assert explain("Something odd") == ("something odd", None)
@@ -205,3 +206,19 @@ def test_simulate_participants_must_be_scripted_or_a_role(tmp_path) -> None:
     path.write_text('[simulate]\nagent = "agent"\nuser = "scripted-http"\n')
     config = load_config(path)
     assert (config.simulate.agent, config.simulate.user) == ("agent", "scripted-http")
+
+
+def test_synthesis_mix_and_ranges_are_checked(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[synthesis]\nmix = {read_heavy = 1.0, chatty = 2.0}\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key_path == "synthesis.mix.chatty"
+    path.write_text('[synthesis]\nevidence = [9, 3]\n')
+    with pytest.raises(ConfigError, match="empty") as info:
+        load_config(path)
+    assert info.value.key_path == "synthesis.evidence"
+    path.write_text('[synthesis]\nmix = {read_heavy = 1}\nexclude = ["t.json"]\n')
+    config = load_config(path)
+    assert config.synthesis.mix == {"read_heavy": 1.0}
+    assert config.synthesis.exclude == [str(tmp_path / "t.json")]

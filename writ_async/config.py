@@ -146,6 +146,22 @@ class ExportConfig(Section):
     dedupe: bool = True
 
 
+def _default_mix() -> dict[str, float]:
+    return {"write_intensive": 0.5, "read_heavy": 0.35, "mixed": 0.15}
+
+
+class SynthesisConfig(Section):
+    """WRIT stage 1: how synthesized tasks are drawn (`writ tasks generate`, and
+    `writ simulate` when no tasks file is given)."""
+
+    mix: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(
+        default_factory=_default_mix)  # shares of write_intensive / read_heavy / mixed
+    writes: tuple[PositiveInt, PositiveInt] = (2, 6)  # writes per write-intensive task
+    evidence: tuple[PositiveInt, PositiveInt] = (3, 20)  # reads per read-heavy decision
+    exclude: list[str] = msgspec.field(default_factory=list)  # task files never reproduced
+    seed: int | None = None  # None: [run] seed
+
+
 class Config(Section):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
     domains: DomainsConfig = msgspec.field(default_factory=DomainsConfig)
@@ -154,6 +170,7 @@ class Config(Section):
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
     mock: MockConfig = msgspec.field(default_factory=MockConfig)  # the embedded endpoint
     simulate: SimulateConfig = msgspec.field(default_factory=SimulateConfig)
+    synthesis: SynthesisConfig = msgspec.field(default_factory=SynthesisConfig)
     export: ExportConfig = msgspec.field(default_factory=ExportConfig)
 
     def domain_settings(self, name: str) -> DomainConfig:
@@ -195,6 +212,23 @@ def check_config(config: Config, path: Path | str) -> None:
     """The checks that span sections (run after decoding, and after CLI overrides)."""
     _check_roles(config.models, Path(path))
     _check_participants(config, Path(path))
+    _check_synthesis(config.synthesis, Path(path))
+
+
+TRAJECTORY_TYPES = ("write_intensive", "read_heavy", "mixed")
+
+
+def _check_synthesis(synthesis: SynthesisConfig, path: Path) -> None:
+    for name in synthesis.mix:
+        if name not in TRAJECTORY_TYPES:
+            raise ConfigError(path, f"unknown trajectory type `{name}` (types: "
+                              f"{', '.join(TRAJECTORY_TYPES)})", f"synthesis.mix.{name}")
+    if not any(synthesis.mix.values()):
+        raise ConfigError(path, "the mix gives every type a share of 0", "synthesis.mix")
+    for key in ("writes", "evidence"):
+        low, high = getattr(synthesis, key)
+        if low > high:
+            raise ConfigError(path, f"range [{low}, {high}] is empty", f"synthesis.{key}")
 
 
 SCRIPTED = ("scripted", "scripted-http")
@@ -347,4 +381,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         agent_instructions_path=_resolve(sim.agent_instructions_path, base_dir),
         user_guidelines_path=_resolve(sim.user_guidelines_path, base_dir),
     )
-    return replace(config, run=run, domains=replace(config.domains, **domains), simulate=sim)
+    synthesis = replace(config.synthesis, exclude=[
+        _resolve(p, base_dir) or p for p in config.synthesis.exclude])
+    return replace(config, run=run, domains=replace(config.domains, **domains), simulate=sim,
+                   synthesis=synthesis)
