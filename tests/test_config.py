@@ -156,7 +156,7 @@ def test_explain_turns_msgspec_paths_into_key_paths() -> None:
     )
     assert explain("Object contains unknown field `x`") == (
         "unknown key `x` (known keys: run, domains, walk, logging, models, mock, simulate, "
-        "export, synthesis)",
+        "synthesis, export)",
         "x",
     )
     assert explain("Something odd") == ("something odd", None)
