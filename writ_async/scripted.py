@@ -19,6 +19,17 @@ The marker sentences (``ASK_MARKER``, ``CONFIRM_LINE``, ``CLOSING_LINE``,
 ``TRANSFER_LINE``) are shared so the user recognises the agent's intent from its text
 alone; the user also recognises the looser phrasing an LLM agent would use.
 
+User behaviours (``writ_async.behaviours``) change how the user tells the same task:
+``ScriptedUser(..., behaviours=...)`` implements each of them (``_Telling``). The agent
+is not told the behaviour; it copes from what it sees, with detours outside its plan:
+it refuses a forbidden request (one of the catalogue's), asks again for a value the user
+was meant to give before the call that needs it (the values of the gold arguments that
+the user's reason for calling or known info state), and tries a lookup with an
+identifier the user said with a character missing, then reports it not found. Detours
+open with their own leads (heard lookups carry ``HEARD_SUFFIX`` in their call id), so the
+agent still finds its place in the plan by counting; with the behaviour-less user none
+ever happens and the conversation is the plan's, message for message.
+
 Mistakes (``MistakeConfig``) are decided once per episode from the seed; the agent
 exposes the one it applied as ``agent.mistake`` so tests and filters know the ground
 truth. A kind that cannot apply to a task (no read before a write, no write, ...) falls
@@ -40,6 +51,34 @@ from typing import Any
 
 import msgspec
 
+from writ_async.behaviours import (
+    CHANGES_PREFERENCE,
+    COOPERATIVE,
+    CORRECTABLE_ID_MISTAKE,
+    FILLERS,
+    FORBIDDEN_FIRST,
+    HURRIES,
+    IMPATIENT,
+    ONE_FACT_WHEN_ASKED,
+    OUT_OF_ORDER,
+    VAGUE_THEN_NARROWS,
+    VERBOSE,
+    canonical,
+    fact_units,
+    first_person,
+    forbidden_request,
+    id_mistake,
+    instruction_text,
+    is_forbidden_request,
+    looks_like_id,
+    mentions,
+    preference,
+    replace_value,
+    string_leaves,
+    task_domain,
+    terse,
+    vague_opener,
+)
 from writ_async.domain import Domain
 from writ_async.episode import (
     DEFAULT_GREETING,
@@ -88,9 +127,30 @@ _DECLINED_TEXT = "Understood, I will not make that change."
 _DONE_TEXTS = ("Everything is taken care of.", "All done on my side.")
 _NOTHING_TEXT = "I have looked into your request."
 _REPORT_LEADS = ("Here is what I found:", "To sum up:", "Here are the details:")
+# Detours: messages outside the plan, each opening with its own lead so that the agent
+# can tell them from plan steps when it counts its place (see ``ScriptedAgent.reply``).
+_REASK_LEAD = "I still need one more detail."
+_REASK_TEXT = _REASK_LEAD + " " + ASK_MARKER + " {what}?"
+_NOT_FOUND_LEAD = "I could not find"
+_NOT_FOUND_TEXT = _NOT_FOUND_LEAD + " {value} in our records. Could you please double-check it?"
+_REFUSAL_TEXT = "I'm sorry, but I cannot do that: our policy does not allow it."
+_DETOUR_LEADS = (_REASK_LEAD, _NOT_FOUND_LEAD, _REFUSAL_TEXT)
+HEARD_SUFFIX = "_heard"  # a lookup made with a value as the user said it (maybe mistyped)
+REASK_LIMIT = 6  # re-asks for a missing value before the agent goes on without it
 _FIXED_TEXT = (_ASK_TEXT, *_IDENTITY_BY_LOOKUP.values(), _IDENTITY_DEFAULT, _CONFIRM_TEXT,
                _DECLINED_TEXT, *_DONE_TEXTS, _NOTHING_TEXT, *_REPORT_LEADS, CLOSING_LINE,
-               TRANSFER_LINE, DEFAULT_GREETING)
+               TRANSFER_LINE, DEFAULT_GREETING, _REASK_TEXT, _NOT_FOUND_TEXT, _REFUSAL_TEXT)
+# What the agent calls an argument when it asks for it again.
+_ASK_FOR = {
+    "user_id": "your user id", "reservation_id": "the reservation number",
+    "order_id": "the order number", "email": "the email address on your account",
+    "first_name": "your first and last name", "last_name": "your first and last name",
+    "zip": "your zip code", "flight_number": "the flight number",
+    "payment_id": "the payment method", "payment_method_id": "the payment method",
+    "address1": "the address", "address2": "the address", "city": "the address",
+    "state": "the address", "country": "the address", "passengers": "the passenger details",
+    "origin": "the airports", "destination": "the airports", "cabin": "the cabin",
+}
 
 
 # -- mistakes ------------------------------------------------------------------------------
@@ -192,8 +252,8 @@ class ScriptedAgent:
     is the message's index in the conversation.
     """
 
-    __slots__ = ("_change", "_reported", "actions", "mistake", "plan", "seed", "task",
-                 "transfers")
+    __slots__ = ("_change", "_kinds", "_needed", "_reported", "actions", "mistake", "plan",
+                 "seed", "task", "transfers")
 
     def __init__(self, task: Task, toolbox: Toolbox, seed: int,
                  mistakes: MistakeConfig | None = None) -> None:
@@ -201,6 +261,8 @@ class ScriptedAgent:
         self.seed = seed
         self.actions: list[Action] = task.gold_actions
         kinds = [_kind(toolbox, a.name) for a in self.actions]
+        self._kinds = kinds
+        self._needed = _needed_values(task)
         criteria = task.evaluation_criteria
         self._reported: list[str] = list((criteria.communicate_info or []) if criteria else [])
         self.transfers = any(a.name == TRANSFER_TOOL for a in self.actions)
@@ -234,27 +296,81 @@ class ScriptedAgent:
         first_user = next((i for i, m in enumerate(messages) if isinstance(m, UserMessage)), None)
         if first_user is None:  # the agent opens (no configured greeting)
             return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
+        last = messages[-1]
+        if isinstance(last, UserMessage) and is_forbidden_request(last.content):
+            return self._text(_REFUSAL_TEXT, turn)
         # Each plan step is exactly one assistant message after the user first spoke, so
-        # counting them finds the place in the plan without keeping state.
-        done = sum(1 for m in messages[first_user + 1:] if isinstance(m, AssistantMessage))
+        # counting them (detours aside) finds the place in the plan without keeping state.
+        done = sum(1 for m in messages[first_user + 1:]
+                   if isinstance(m, AssistantMessage) and not _is_detour(m))
         if done >= len(self.plan):
             return self._text(self._closing(), turn)
         step = self.plan[done]
         if step.kind is StepKind.ASK:
             return self._text(_ASK_TEXT.format(identity=self._identity()), turn)
         if step.kind is StepKind.CONFIRM:
+            detour = self._detour(step.action, messages, lookup=False)
+            if detour is not None:
+                return detour
             action = self.actions[step.action]
             args = self._arguments(step.action, messages)
             return self._text(_CONFIRM_TEXT.format(action=_describe(action.name, args)), turn)
         if step.kind is StepKind.CALL:
             if step.confirmed and not _said_yes(messages):
                 return self._text(_DECLINED_TEXT, turn)
+            if not step.confirmed:
+                detour = self._detour(step.action, messages,
+                                      lookup=self._kinds[step.action] is ToolKind.READ)
+                if detour is not None:
+                    return detour
             action = self.actions[step.action]
             call = ToolCall(id=f"call_{turn}_0", name=action.name,
                             arguments=self._arguments(step.action, messages),
                             requestor=action.requestor)
             return AssistantMessage(tool_calls=(call,), turn_idx=turn)
         return self._text(self._report(rng), turn)
+
+    # -- detours ---------------------------------------------------------------------------
+
+    def _detour(self, index: int, messages: Sequence[Message],
+                lookup: bool) -> AssistantMessage | None:
+        """A message outside the plan before gold action ``index``, or None to go on.
+
+        The agent does not act on a value the user was meant to tell it (one of the
+        action's arguments stated in the user's instructions) until the user has said it.
+        A lookup whose value the user said with one character missing is made with the
+        value as said (its call id ends with ``HEARD_SUFFIX``), and the failure reported;
+        a value not said at all is asked for again, up to ``REASK_LIMIT`` times per step.
+        With a user that tells its instructions as written, nothing is ever missing and no
+        detour happens.
+        """
+        turn = len(messages)
+        last = messages[-1]
+        if isinstance(last, ToolMessage) and last.id.endswith(HEARD_SUFFIX):
+            heard = _heard_value(messages, last.id, self.actions[index].arguments)
+            return self._text(_NOT_FOUND_TEXT.format(value=heard), turn)
+        said = " ".join(m.content for m in messages if isinstance(m, UserMessage))
+        missing = [(key, value) for key, value in self._needed[index]
+                   if not _heard(said, value)]
+        if not missing:
+            return None
+        if lookup:
+            tried = {v for m in messages if isinstance(m, AssistantMessage)
+                     for c in (m.tool_calls or ()) if c.id.endswith(HEARD_SUFFIX)
+                     for v in string_leaves(c.arguments)}
+            for _, value in missing:
+                heard = _near_miss(value, said, tried) if looks_like_id(value) else None
+                if heard is not None:
+                    action = self.actions[index]
+                    args = _replace_leaves(self._arguments(index, messages), value, heard)
+                    call = ToolCall(id=f"call_{turn}_0{HEARD_SUFFIX}", name=action.name,
+                                    arguments=args, requestor=action.requestor)
+                    return AssistantMessage(tool_calls=(call,), turn_idx=turn)
+        if _reasks_since_step(messages) >= REASK_LIMIT:
+            return None
+        what = " and ".join(dict.fromkeys(
+            _ASK_FOR.get(key, "the " + key.replace("_", " ")) for key, _ in missing))
+        return self._text(_REASK_TEXT.format(what=what), turn)
 
     # -- text ------------------------------------------------------------------------------
 
@@ -315,6 +431,82 @@ class ScriptedAgent:
 def _kind(toolbox: Toolbox, name: str) -> ToolKind:
     # An unknown name is called like a read: the environment answers with an error.
     return toolbox.kind(name) or ToolKind.GENERIC
+
+
+def _needed_values(task: Task) -> list[list[tuple[str, str]]]:
+    """Per gold action, the (argument, value) pairs the user is meant to tell the agent:
+    string values of its arguments stated in the reason for calling or the known info."""
+    text = instruction_text(task)
+    out = []
+    for action in task.gold_actions:
+        pairs: dict[tuple[str, str], None] = {}
+        for key, value in action.arguments.items():
+            for leaf in string_leaves(value):
+                if len(leaf) >= 3 and mentions(text, leaf):
+                    pairs[(key, leaf)] = None
+        out.append(list(pairs))
+    return out
+
+
+def _heard(said: str, value: str) -> bool:
+    """Whether the user said ``value`` (an order number may come without its ``#``)."""
+    return mentions(said, value) or (value.startswith("#") and mentions(said, value[1:]))
+
+
+def _is_detour(message: AssistantMessage) -> bool:
+    if message.tool_calls:
+        return any(c.id.endswith(HEARD_SUFFIX) for c in message.tool_calls)
+    return (message.content or "").startswith(_DETOUR_LEADS)
+
+
+def _reasks_since_step(messages: Sequence[Message]) -> int:
+    """The agent's re-asks since its last plan message."""
+    count = 0
+    for m in reversed(messages):
+        if isinstance(m, AssistantMessage):
+            if not _is_detour(m):
+                break
+            count += (m.content or "").startswith(_REASK_LEAD)
+    return count
+
+
+_TOKEN = re.compile(r"[^\s,;:!?()\[\]\"']+")
+
+
+def _near_miss(value: str, text: str, tried: set[str]) -> str | None:
+    """A token of ``text`` that is ``value`` with one character left out (a mistyped
+    identifier), not tried before."""
+    target = value.lower()
+    for token in _TOKEN.findall(text):
+        token = token.rstrip(".")
+        if len(token) != len(value) - 1 or token in tried:
+            continue
+        lowered = token.lower()
+        if any(target[:i] + target[i + 1:] == lowered for i in range(len(target))):
+            return token
+    return None
+
+
+def _replace_leaves(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value == old else value
+    if isinstance(value, dict):
+        return {k: _replace_leaves(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_leaves(v, old, new) for v in value]
+    return value
+
+
+def _heard_value(messages: Sequence[Message], call_id: str, gold: dict[str, Any]) -> str:
+    """The value a heard lookup used in place of the gold one."""
+    expected = set(string_leaves(gold))
+    for m in reversed(messages):
+        if isinstance(m, AssistantMessage) and m.tool_calls:
+            for c in m.tool_calls:
+                if c.id == call_id:
+                    return next((v for v in string_leaves(c.arguments) if v not in expected),
+                                "that")
+    return "that"
 
 
 def _said_yes(messages: Sequence[Message]) -> bool:
@@ -579,15 +771,22 @@ def user_view(messages: Sequence[Message]) -> list[AssistantMessage | UserMessag
 
 class ScriptedUser:
     """A user that tells its reason for calling, reveals its facts when asked, confirms
-    with "yes", and ends the episode when the agent closes (or transfers)."""
+    with "yes", and ends the episode when the agent closes (or transfers).
 
-    __slots__ = ("facts", "max_turns", "reason", "seed", "task")
+    With ``behaviours`` (names from ``writ_async.behaviours``) it tells the same task the
+    way they say (``_Telling``); without, it tells the instructions as written, one block
+    per question, as it always has.
+    """
+
+    __slots__ = ("_telling", "behaviours", "facts", "max_turns", "reason", "seed", "task")
 
     def __init__(self, task: Task, seed: int,
-                 max_turns: int = DEFAULT_MAX_USER_TURNS) -> None:
+                 max_turns: int = DEFAULT_MAX_USER_TURNS, *,
+                 behaviours: Sequence[str] = ()) -> None:
         self.task = task
         self.seed = seed
         self.max_turns = max_turns
+        self.behaviours = canonical(behaviours)
         instructions = task.user_scenario.instructions
         if isinstance(instructions, Instructions):
             self.reason = instructions.reason_for_call.strip()
@@ -596,9 +795,11 @@ class ScriptedUser:
             self.reason, facts = instructions.strip(), []
         # Facts to reveal, in order; task_instructions of "." (tau2 placeholders) is none.
         self.facts = [f.strip() for f in facts if len(f.strip()) > 1]
+        self._telling = _Telling(task, seed, self.behaviours) if self.behaviours else None
 
     def __repr__(self) -> str:
-        return f"<ScriptedUser task={self.task.id} facts={len(self.facts)}>"
+        told = f" behaviours={'+'.join(self.behaviours)}" if self.behaviours else ""
+        return f"<ScriptedUser task={self.task.id} facts={len(self.facts)}{told}>"
 
     def reply(self, messages: Sequence[Message]) -> UserMessage:
         view = user_view(messages)
@@ -606,6 +807,8 @@ class ScriptedUser:
         rng = random.Random(f"{self.seed}:user:{len(view)}")
         if own >= self.max_turns:
             return UserMessage(content=STOP)
+        if self._telling is not None:
+            return UserMessage(content=self._telling.reply(view, rng))
         if own == 0:
             return UserMessage(content=self.reason)
         last = view[-1].content if isinstance(view[-1], AssistantMessage) else ""
@@ -626,6 +829,209 @@ class ScriptedUser:
                 return UserMessage(content=self.facts[asked])
             return UserMessage(content="I'm afraid that is all the information I have.")
         return UserMessage(content=rng.choice(("Okay.", "Alright, thank you.")))
+
+
+# The behaviour user's fixed phrases, by style (plain, impatient, verbose).
+_PLAIN, _TERSE, _CHATTY = "plain", IMPATIENT, VERBOSE
+_CONFIRMS = {_PLAIN: ("Yes.", "Yes, please go ahead.", "Yes, I confirm."),
+             _TERSE: ("Yes.", "Yes, go ahead."),
+             _CHATTY: ("Yes, that all sounds right, please go ahead.",
+                       "Yes, I confirm, thank you so much.")}
+_ACKS = {_PLAIN: ("Okay.", "Alright, thank you."), _TERSE: ("Ok.", "Fine."),
+         _CHATTY: ("Alright, thank you so much for explaining.",
+                   "Okay, that makes sense, thank you.")}
+_EXHAUSTED = {_PLAIN: "I'm afraid that is all the information I have.",
+              _TERSE: "That's all I know.",
+              _CHATTY: "Hmm, I'm afraid that is really all the information I have."}
+_ALL_GIVEN = "I believe I already gave you everything I know in my first message."
+_REPEAT = {_PLAIN: "As I mentioned, ", _TERSE: "Already said: ", _CHATTY: "Like I said before, "}
+_NARROW = {_PLAIN: "To be more specific: ", _TERSE: "Specifically: ",
+           _CHATTY: "Let me be more specific: "}
+_ACCEPT = {_PLAIN: "I see, never mind then.", _TERSE: "Fine, forget it.",
+           _CHATTY: "Oh well, I had to ask. Never mind then."}
+_CORRECT = {_PLAIN: "Oh, sorry, I made a typo. It is {value}.", _TERSE: "Typo. It's {value}.",
+            _CHATTY: "Oh dear, I'm so sorry, I must have made a typo. It is {value}."}
+_SELF_CORRECT = {_PLAIN: "Sorry, I mean {value}.", _TERSE: "No, {value}.",
+                 _CHATTY: "Oh, silly me, I got that wrong, I mean {value}."}
+_NOT_FOUND_CUE = re.compile(
+    r"(could ?n[o']t|can ?n[o']t|unable to|not able to|did ?n[o']t) (find|locate)|not found|"
+    r"no record|double[- ]check|does ?n[o']t match|invalid|incorrect", re.IGNORECASE)
+_STOP_WORDS = frozenset((
+    "can", "help", "with", "that", "could", "please", "give", "your", "and", "any",
+    "details", "detail", "request", "the", "still", "need", "one", "more", "number", "for",
+    "what", "have", "are", "this", "about", "would", "like", "may", "you", "our", "records",
+    "find", "check", "double", "tell", "know", "also",
+))
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP_WORDS}
+
+
+class _Telling:
+    """How a behaviour user tells its task: which facts go in which message, and how
+    they are worded. Like the rest of the user, a pure function of the user's view: a
+    fact counts as told when its wording appears in one of the user's own messages.
+
+    Facts (``behaviours.fact_units``) are told in chunks: the reason for calling, then the
+    known info, then the factual task instructions, one chunk per question; all in the
+    first message (cooperative), or sentence by sentence, the one the question is about
+    (one fact when asked) or those that answer it (impatient). ``out_of_order`` shuffles
+    the facts before they are chunked (never starting with the first one);
+    ``vague_then_narrows`` opens with a vague line instead of the first chunk. Wording:
+    first person throughout, terse when impatient, wrapped in filler when verbose. A
+    mistyped identifier is corrected when the agent reports it (or at once, when nobody
+    will look it up).
+    """
+
+    __slots__ = ("chunks", "cooperative", "forbidden", "mistake", "preference", "single",
+                 "style", "told", "units", "vague")
+
+    def __init__(self, task: Task, seed: int, behaviours: tuple[str, ...]) -> None:
+        chosen = set(behaviours)
+        domain = task_domain(task)
+        self.cooperative = COOPERATIVE in chosen
+        self.style = (_TERSE if IMPATIENT in chosen else _CHATTY if VERBOSE in chosen
+                      else _PLAIN)
+        # One fact at a time, or only what was asked for (impatient): facts are sentences.
+        self.single = not self.cooperative and (ONE_FACT_WHEN_ASKED in chosen
+                                                or self.style == _TERSE)
+        reason, known, extra = fact_units(task, sentences=self.single)
+        units = [*reason, *known, *extra]
+        order = list(range(len(units)))
+        if OUT_OF_ORDER in chosen and len(units) > 1:
+            # Shuffled so that the user never starts with what it was meant to say first.
+            random.Random(f"{seed}:behaviour:order").shuffle(order)
+            if order[0] == 0:
+                order[0], order[1] = order[1], order[0]
+        self.units = [units[i] for i in order]
+        everything = list(range(len(units)))
+        if self.cooperative:
+            self.chunks = [everything] if units else []
+        elif self.single:
+            self.chunks = [[i] for i in everything]
+        else:
+            self.chunks, start = [], 0
+            for size in (len(reason), len(known), len(extra)):
+                if size:
+                    self.chunks.append(everything[start:start + size])
+                start += size
+        self.mistake = id_mistake(task, seed) if CORRECTABLE_ID_MISTAKE in chosen else None
+        self.vague = vague_opener(domain, seed) if VAGUE_THEN_NARROWS in chosen else None
+        self.forbidden = forbidden_request(domain, seed) if FORBIDDEN_FIRST in chosen else None
+        self.preference = preference(seed) if CHANGES_PREFERENCE in chosen else None
+        # Each fact's wording, without and with the mistyped identifier.
+        self.told = [(self._word(u, typo=False), self._word(u, typo=True)) for u in self.units]
+
+    def _word(self, unit: str, typo: bool) -> str:
+        if typo and self.mistake is not None:
+            unit = replace_value(unit, self.mistake.value, self.mistake.typo)
+        text = first_person(unit)
+        return terse(text) if self.style == _TERSE else text
+
+    # -- the reply -------------------------------------------------------------------------
+
+    def reply(self, view: Sequence[AssistantMessage | UserMessage], rng: random.Random) -> str:
+        own = [m.content for m in view if isinstance(m, UserMessage)]
+        last = view[-1].content if view and isinstance(view[-1], AssistantMessage) else ""
+        last = last or ""
+        opening = 1 if self.forbidden is not None else 0
+        if len(own) < opening:
+            return self._say([self.forbidden or ""], rng, opening=True)
+        if len(own) == opening:
+            parts = [_ACCEPT[self.style]] if opening else []
+            parts += self._opening(own)
+            if self.preference is not None:
+                parts.append(self.preference[0])
+            return self._say(parts, rng, opening=True)
+        intent = _intent(last)
+        if intent == "transfer":
+            return TRANSFER
+        if intent == "closing":
+            return STOP
+        mistake = self.mistake
+        if (mistake is not None and self._typo_pending(own)
+                and (mentions(last, mistake.typo) or _NOT_FOUND_CUE.search(last))):
+            parts = [_CORRECT[self.style].format(value=mistake.value)]
+        elif intent == "confirm":
+            parts = [rng.choice(_CONFIRMS[self.style])]
+        elif intent == "ask":
+            parts = self._answer(last, own)
+        else:
+            parts = [rng.choice(_ACKS[self.style])]
+        if self.preference is not None and not any(self.preference[1] in m for m in own):
+            parts.append(self.preference[1])
+        return self._say(parts, rng)
+
+    def _self_corrected(self, parts: list[str]) -> list[str]:
+        """``parts``, corrected at once when they mistype an identifier that nobody will
+        look up (the agent would never find the typo out)."""
+        m = self.mistake
+        if m is not None and not m.looked_up and any(mentions(p, m.typo) for p in parts):
+            return [*parts, _SELF_CORRECT[self.style].format(value=m.value)]
+        return parts
+
+    def _opening(self, own: list[str]) -> list[str]:
+        if self.vague is not None:
+            return [self.vague]
+        if not self.chunks:
+            return []
+        typo = self._typo_active(own)
+        return [self.told[i][typo] for i in self.chunks[0]]
+
+    def _answer(self, question: str, own: list[str]) -> list[str]:
+        typo = self._typo_active(own)
+        untold = [i for i in range(len(self.units)) if not self._is_told(i, own)]
+        if not untold:
+            wanted = _words(question)
+            best = max(range(len(self.units)), default=None,
+                       key=lambda i: len(wanted & _words(self.units[i])))
+            if best is not None and wanted & _words(self.units[best]):
+                return [_REPEAT[self.style] + self.told[best][typo]]
+            return [_ALL_GIVEN if self.cooperative else _EXHAUSTED[self.style]]
+        wanted = _words(question)
+        scores = {i: len(wanted & _words(self.units[i])) for i in untold}
+        top = max(scores.values())
+        if self.single:
+            # The fact asked about (the next one, failing that); an impatient user gives
+            # every fact that answers the question, and only those.
+            chosen = [next(i for i in untold if scores[i] == top)]
+            if self.style == _TERSE and top > 0:
+                chosen = [i for i in untold if scores[i] == top]
+        else:
+            chunk = next(c for c in self.chunks if any(i in untold for i in c))
+            chosen = [i for i in chunk if i in untold]
+        parts = [self.told[i][typo] for i in chosen]
+        if self.vague is not None and len(untold) == len(self.units):
+            parts[0] = _NARROW[self.style] + parts[0]
+        return parts
+
+    def _is_told(self, index: int, own: list[str]) -> bool:
+        plain, typo = self.told[index]
+        return any(plain in m or typo in m for m in own)
+
+    def _typo_active(self, own: list[str]) -> bool:
+        """Whether the identifier is still said mistyped: until the user corrects it."""
+        if self.mistake is None:
+            return False
+        value, typo = self.mistake.value, self.mistake.typo
+        first = next((i for i, m in enumerate(own) if mentions(m, typo)), None)
+        return first is None or not any(mentions(m, value) for m in own[first:])
+
+    def _typo_pending(self, own: list[str]) -> bool:
+        """Said mistyped and not corrected yet."""
+        return (self.mistake is not None and any(mentions(m, self.mistake.typo) for m in own)
+                and self._typo_active(own))
+
+    def _say(self, parts: list[str], rng: random.Random, opening: bool = False) -> str:
+        text = " ".join(p for p in self._self_corrected(parts) if p)
+        if self.style == _TERSE:
+            # Always in a hurry when opening, now and then afterwards.
+            return f"{text} {rng.choice(HURRIES)}" if opening or rng.random() < 0.5 else text
+        if self.style == _CHATTY:
+            before, after = rng.sample(FILLERS, 2)
+            return f"{before} {text} {after}"
+        return text
 
 
 def _intent(text: str) -> str:
@@ -655,10 +1061,12 @@ def run_scripted_episode(
     limits: Limits | None = None,
     *,
     greeting: str | None = DEFAULT_GREETING,
+    behaviours: Sequence[str] = (),
 ) -> tuple[Episode, str, ScriptedAgent]:
-    """Drive one episode with the scripted agent and user, tools run on a fresh overlay
-    of ``base``; no event loop. Returns the episode, its final DB hash and the agent
-    (whose ``mistake`` tells what went wrong on purpose). ``turn_idx`` is stamped here,
+    """Drive one episode with the scripted agent and user (telling the task with
+    ``behaviours``), tools run on a fresh overlay of ``base``; no event loop. Returns the
+    episode, its final DB hash and the agent (whose ``mistake`` tells what went wrong on
+    purpose). ``turn_idx`` is stamped here,
     as the runner does: the participants' views do not know the full conversation."""
     if isinstance(domain, str):
         from domains import get_domain  # the shipped domains depend on writ_async
@@ -666,7 +1074,7 @@ def run_scripted_episode(
         domain = get_domain(domain)
     env = domain.environment(base)
     agent = ScriptedAgent(task, domain.toolbox, seed, mistakes)
-    user = ScriptedUser(task, seed)
+    user = ScriptedUser(task, seed, behaviours=behaviours)
     episode = Episode(limits, greeting)
     action = episode.start()
     while not isinstance(action, Finished):
