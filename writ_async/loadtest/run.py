@@ -1,0 +1,580 @@
+"""One load-test run: schedule conversations, send their requests, measure, stop.
+
+Load modes:
+
+* **concurrency** — ``N`` conversations in flight, each started as soon as the last one
+  of its slot ended (closed loop). A request's intended time is the moment it was ready.
+* **rate** — new conversations arrive open-loop at ``R`` per second (constant spacing or
+  Poisson), whatever the endpoint does. Arrival times are absolute (``t0 + k / R`` or a
+  seeded cumulative exponential sum), never "sleep the gap after the last one", so error
+  does not accumulate. A conversation is started a little ahead of its time (``lead``) so
+  its setup is done when the time comes; the arrivals task releases it at its time: it
+  sleeps until shortly before (event-loop timers are only good to about a millisecond)
+  and yields to the loop for the rest. The first request of the conversation is intended
+  at the arrival time, later ones when they are ready; every request records its send
+  lag and its latencies from the intended time too (no coordinated omission).
+
+A run has a warm-up (requests intended before it ends are recorded but not measured) and
+a bound: a duration or a number of measured requests. Then no new request is sent;
+requests in flight finish (up to ``drain_s``, then they are cancelled and counted).
+
+The client watches itself: an event-loop probe every ``PROBE_S`` measures how late a
+timer fires and how long one trip round the ready queue takes, and process CPU time is
+sampled; the result is flagged as client-bound when the client, not the endpoint, was
+the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from time import perf_counter as _now
+from typing import IO, Any, Literal
+
+import msgspec
+
+from writ_async.errors import ModelCallError, RateLimited
+from writ_async.loadtest.client import LoadClient
+from writ_async.loadtest.histogram import LogHistogram
+from writ_async.loadtest.metrics import Collector, Objectives, RequestRecord, error_class
+from writ_async.loadtest.traffic import Traffic
+from writ_async.models.client import CallResult, Timeouts, open_session
+from writ_async.models.protocol import ChatRequest
+from writ_async.models.retry import Retry, RetryPolicy, decide
+
+PROBE_S = 0.01  # event-loop probe period
+CLIENT_CPU_LIMIT = 0.9  # fraction of one core above which the client is the bottleneck
+CLIENT_LAG_LIMIT_MS = 5.0  # loop or send lag p99 above which the client is the bottleneck
+
+
+class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How to load the endpoint; ``traffic`` is given separately (it holds a domain)."""
+
+    base_url: str  # an OpenAI base URL, e.g. http://127.0.0.1:8000/v1
+    model: str
+    api_key: str | None = None
+    stream: bool = True
+    mode: Literal["concurrency", "rate"] = "concurrency"
+    concurrency: int = 16  # conversations in flight (concurrency mode)
+    rate: float = 10.0  # new conversations per second (rate mode)
+    arrivals: Literal["constant", "poisson"] = "constant"
+    max_conversations: int = 10_000  # rate mode: arrivals beyond this many live are dropped
+    duration_s: float | None = None  # measured seconds after the warm-up ...
+    requests: int | None = None  # ... or measured requests (the first bound reached wins)
+    warmup_s: float = 0.0
+    drain_s: float = 60.0
+    retries: int = 0  # retries of a failed request (429, 5xx, ...); 0: count and move on
+    objectives: Objectives = msgspec.field(default_factory=Objectives)
+    first_token_timeout_s: float = 120.0
+    total_timeout_s: float = 600.0
+    seed: int = 0
+    window_s: float | None = None  # time-series resolution (None: about 60 windows)
+    spin_ms: float = 1.5  # rate mode: yield instead of sleeping this close to a send
+    lead_ms: float = 5.0  # rate mode: start a conversation this early
+    ramp_s: float = 0.0  # concurrency mode: spread the first conversations over this long
+
+    def __post_init__(self) -> None:
+        if self.duration_s is None and self.requests is None:
+            raise ValueError("give a duration or a request count (or both)")
+        if self.mode == "concurrency" and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.mode == "rate" and not self.rate > 0:
+            raise ValueError("rate must be positive")
+
+    @property
+    def load(self) -> float:
+        return float(self.concurrency) if self.mode == "concurrency" else self.rate
+
+
+class _Stopped(Exception):
+    """The run is over: a conversation must not send another request."""
+
+
+class _ConversationSender:
+    """The pool-shaped sender one conversation's participants call."""
+
+    __slots__ = ("first_intended", "go", "index", "run", "turns")
+
+    def __init__(self, run: LoadRun, index: int, first_intended: float | None,
+                 go: asyncio.Future[None] | None) -> None:
+        self.run, self.index = run, index
+        self.first_intended, self.go = first_intended, go
+        self.turns = 0
+
+    async def complete(self, role: str, request: ChatRequest) -> CallResult:
+        run = self.run
+        go = self.go
+        if go is not None:
+            self.go = None
+            if not go.done():
+                await go
+            assert self.first_intended is not None
+            intended = self.first_intended
+        else:
+            intended = _now()
+        if intended >= run.t_end:
+            run.stop("duration")  # the stopper's timer may not have fired yet
+        if run.stopping:
+            raise _Stopped
+        measured = intended >= run.measure_from
+        if measured:
+            run.sent_measured += 1
+            if run.config.requests is not None and run.sent_measured >= run.config.requests:
+                run.stop("requests")  # this one is the last
+        turn = self.turns
+        self.turns += 1
+        if turn == 0 and measured:
+            run.conversations_started += 1
+        run.in_flight += 1
+        attempt = 0
+        first_sent = 0.0
+        try:
+            while True:
+                attempt += 1
+                sent = _now()
+                if attempt == 1:
+                    first_sent = sent
+                try:
+                    result = await run.client.complete(
+                        request, f"{run.step}.{self.index}.{turn}.{attempt}")
+                except ModelCallError as error:
+                    if isinstance(error, RateLimited):
+                        run.responses_429 += 1
+                    if attempt <= run.config.retries:
+                        decision = decide(run.retry_policy, error, attempt,
+                                          _now() - first_sent, run.rng)
+                        if isinstance(decision, Retry):
+                            await asyncio.sleep(decision.delay)
+                            continue
+                    run.finish(self.index, turn, role, intended, first_sent, sent,
+                               _now(), None, error, attempt, measured)
+                    raise
+                run.finish(self.index, turn, role, intended, first_sent, sent, _now(),
+                           result, None, attempt, measured)
+                return result
+        except asyncio.CancelledError:
+            run.cancelled += 1
+            raise
+        finally:
+            run.in_flight -= 1
+
+
+class LoadRun:
+    """The state of one run; ``execute`` carries it out (see the module docstring)."""
+
+    def __init__(self, config: LoadConfig, traffic: Traffic, client: LoadClient, *,
+                 records: IO[bytes] | None = None, progress: IO[str] | None = None,
+                 step: int = 0, on_stop: Callable[[str], None] | None = None) -> None:
+        self.config, self.traffic, self.client = config, traffic, client
+        self.records, self.progress_stream, self.step = records, progress, step
+        self.on_stop = on_stop
+        self.loop = asyncio.get_running_loop()
+        self.rng = random.Random(f"loadtest:{config.seed}")
+        self.retry_policy = RetryPolicy(max_attempts=config.retries + 1,
+                                        deadline_s=config.total_timeout_s)
+        window = config.window_s
+        if window is None:
+            window = max(0.25, (config.duration_s or 10.0) / 60.0)
+        self.collector = Collector(window)
+        self.t0 = 0.0
+        self.measure_from = 0.0
+        self.t_end = math.inf
+        self.stopping = False
+        self.stop_reason = ""
+        self.stopped_at: float | None = None
+        self.stop_event = asyncio.Event()
+        self.next_index = 0
+        self.sent_measured = 0
+        self.in_flight = 0
+        self.live: set[asyncio.Task[Any]] = set()
+        self.cancelled = 0
+        self.dropped_arrivals = 0
+        self.responses_429 = 0
+        self.conversations_started = 0
+        self.outcomes: dict[str, int] = {}
+        self.conversations_completed = 0  # ended on their own during the measured part
+        self.last_end = 0.0
+        self.finished = 0  # every request finished, warm-up included
+        self.loop_lag = LogHistogram()
+        self.timer_lag = LogHistogram()
+        self.cpu_samples: list[float] = []
+        self.cpu_at_measure: float | None = None
+        self.wall_at_measure = 0.0
+        self.cpu_at_end: float | None = None
+        self.wall_at_end: float | None = None
+        self.started_epoch = 0.0
+        self._last = (0.0, 0, 0)  # progress line: time, ok and tokens at the last print
+
+    def __repr__(self) -> str:
+        return (f"<LoadRun {self.config.mode}={self.config.load:g} in_flight={self.in_flight}"
+                f" finished={self.finished} stopping={self.stopping}>")
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.stop_reason = reason
+            self.stopped_at = _now()
+            self.stop_event.set()
+            if self.on_stop is not None:
+                self.on_stop(reason)
+
+    def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
+               sent: float, end: float, result: CallResult | None,
+               error: ModelCallError | None, attempts: int, measured: bool) -> None:
+        self.finished += 1
+        t0 = self.t0
+        lag = (first_sent - intended) * 1000.0
+        ident = f"{self.step}.{index}.{turn}.{attempts}"
+        if result is None:
+            assert error is not None
+            record = RequestRecord(
+                id=ident, conversation=index, turn=turn, role=role, intended=intended - t0,
+                lag_ms=lag,
+                ok=False, error=error_class(error), detail=str(error)[:300],
+                status=error.status, attempts=attempts,
+                e2e_intended_ms=(end - intended) * 1000.0, warmup=not measured,
+                step=self.step)
+            gaps: tuple[float, ...] = ()
+        else:
+            start = end - result.latency  # the client's own start of the last attempt
+            e2e = result.latency * 1000.0
+            ttft = None if result.ttft is None else result.ttft * 1000.0
+            ttft_intended = None if ttft is None else (start - intended) * 1000.0 + ttft
+            out = result.usage.completion_tokens
+            tpot = (e2e - ttft) / (out - 1) if ttft is not None and out > 1 else None
+            gaps = result.chunk_gaps
+            e2e_intended = (end - intended) * 1000.0
+            record = RequestRecord(
+                id=ident, conversation=index, turn=turn, role=role, intended=intended - t0,
+                lag_ms=lag,
+                ok=True, status=200, attempts=attempts, ttft_ms=ttft,
+                ttft_intended_ms=ttft_intended, e2e_ms=e2e, e2e_intended_ms=e2e_intended,
+                tpot_ms=tpot, chunks=len(gaps) + 1 if ttft is not None else 0,
+                max_gap_ms=max(gaps) * 1000.0 if gaps else None,
+                prompt_tokens=result.usage.prompt_tokens, completion_tokens=out,
+                slo_ok=self.config.objectives.met(ttft_intended, e2e_intended, tpot),
+                warmup=not measured, step=self.step)
+        if measured:
+            self.collector.add(record, gaps, self.measure_from - t0)
+            if end > self.last_end:
+                self.last_end = end
+        if self.records is not None:
+            self.records.write(_encode_line(record))
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        config = self.config
+        self.started_epoch = time.time()
+        self.t0 = _now()
+        self._last = (self.t0, 0, 0)
+        self.measure_from = self.t0 + config.warmup_s
+        if config.duration_s is not None:
+            self.t_end = self.measure_from + config.duration_s
+        async with asyncio.TaskGroup() as outer:
+            aux = [outer.create_task(self._probe()), outer.create_task(self._stopper()),
+                   outer.create_task(self._progress())]
+            try:
+                async with asyncio.TaskGroup() as group:
+                    if config.mode == "concurrency":
+                        n = config.concurrency
+                        for i in range(n):
+                            group.create_task(self._worker(self.t0 + config.ramp_s * i / n))
+                    else:
+                        group.create_task(self._arrivals(group))
+            finally:
+                self.stop("done")
+                self.cpu_at_end = time.process_time()
+                self.wall_at_end = _now()
+                for task in aux:
+                    task.cancel()
+        self._print_progress(final=True)
+
+    async def _conversation(self, index: int, intended: float | None,
+                            go: asyncio.Future[None] | None) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.live.add(task)
+        sender = _ConversationSender(self, index, intended, go)
+        try:
+            outcome = await self.traffic.converse(index, sender)
+        except _Stopped:
+            outcome = "stopped"
+        finally:
+            self.live.discard(task)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome != "stopped" and _now() >= self.measure_from:
+            self.conversations_completed += 1
+
+    async def _worker(self, start_at: float) -> None:
+        if start_at > _now():
+            await asyncio.sleep(start_at - _now())
+        while not self.stopping:
+            index = self.next_index
+            self.next_index += 1
+            await self._conversation(index, None, None)
+
+    async def _arrivals(self, group: asyncio.TaskGroup) -> None:
+        loop, config = self.loop, self.config
+        rng = random.Random(f"arrivals:{config.seed}")
+        lead, spin = config.lead_ms / 1000.0, config.spin_ms / 1000.0
+        poisson = config.arrivals == "poisson"
+        start = self.t0 + lead
+        k = 0
+        next_at = start + (rng.expovariate(config.rate) if poisson else 0.0)
+        pending: deque[tuple[float, asyncio.Future[None]]] = deque()
+        while True:
+            now = _now()
+            while not self.stopping and next_at < self.t_end and next_at - lead <= now:
+                if len(self.live) >= config.max_conversations:
+                    self.dropped_arrivals += 1
+                else:
+                    go: asyncio.Future[None] = loop.create_future()
+                    pending.append((next_at, go))
+                    group.create_task(self._conversation(self.next_index, next_at, go))
+                    self.next_index += 1
+                k += 1
+                next_at = (next_at + rng.expovariate(config.rate) if poisson
+                           else start + k / config.rate)
+            while pending and pending[0][0] <= now:
+                _, go = pending.popleft()
+                if not go.done():
+                    go.set_result(None)
+            arrivals_over = self.stopping or next_at >= self.t_end
+            if arrivals_over and not pending:
+                return
+            target = pending[0][0] if pending else math.inf
+            if not arrivals_over:
+                target = min(target, next_at - lead)
+            wait = target - _now()
+            if wait > spin:
+                await asyncio.sleep(wait - spin)
+            else:
+                await asyncio.sleep(0)
+
+    async def _stopper(self) -> None:
+        if math.isfinite(self.t_end):
+            await asyncio.sleep(max(0.0, self.t_end - _now()))
+            self.stop("duration")
+        await self.stop_event.wait()
+        await asyncio.sleep(self.config.drain_s)
+        for task in list(self.live):
+            task.cancel()
+
+    async def _probe(self) -> None:
+        tick = _now()
+        cpu_last, wall_last = time.process_time(), _now()
+        while True:
+            tick += PROBE_S
+            await asyncio.sleep(max(0.0, tick - _now()))
+            now = _now()
+            if now - tick > PROBE_S:  # far behind: do not fire a burst to catch up
+                tick = now
+            before = time.perf_counter()
+            await asyncio.sleep(0)
+            after = time.perf_counter()
+            if now >= self.measure_from:
+                if self.cpu_at_measure is None:
+                    self.cpu_at_measure = time.process_time()
+                    self.wall_at_measure = now
+                self.timer_lag.record(max(0.0, now - tick))
+                self.loop_lag.record(after - before)
+            if now - wall_last >= self.collector.window_s:
+                cpu = time.process_time()
+                share = (cpu - cpu_last) / (now - wall_last)
+                self.cpu_samples.append(share)
+                if now >= self.measure_from:
+                    self.collector.window(wall_last - self.measure_from).cpu = share
+                cpu_last, wall_last = cpu, now
+
+    async def _progress(self) -> None:
+        if self.progress_stream is None:
+            return
+        while True:
+            await asyncio.sleep(1.0)
+            self._print_progress()
+
+    def _print_progress(self, final: bool = False) -> None:
+        stream = self.progress_stream
+        if stream is None:
+            return
+        now = _now()
+        c = self.collector
+        last_t, last_ok, last_tokens = self._last
+        span = max(now - last_t, 1e-9)
+        rps = (c.ok - last_ok) / span
+        tps = (c.completion_tokens - last_tokens) / span
+        self._last = (now, c.ok, c.completion_tokens)
+        cpu = self.cpu_samples[-1] if self.cpu_samples else 0.0
+        errors = sum(c.errors.values())
+        line = (f"[{now - self.t0:6.1f}s] sent {self.finished + self.in_flight} ok {c.ok}"
+                f" err {errors} | in flight {self.in_flight} req {len(self.live)} conv"
+                f" | {rps:,.0f} req/s {tps:,.0f} tok/s"
+                f" | ttft p50 {c.ttft_intended.percentile(0.5) * 1e3:.1f}"
+                f" p99 {c.ttft_intended.percentile(0.99) * 1e3:.1f} ms"
+                f" | e2e p50 {c.e2e_intended.percentile(0.5) * 1e3:.1f}"
+                f" p99 {c.e2e_intended.percentile(0.99) * 1e3:.1f} ms"
+                f" | lag p99 {c.lag.percentile(0.99) * 1e3:.2f} ms | cpu {cpu:.0%}")
+        tty = stream.isatty()
+        end = "\n" if final or not tty else ""
+        stream.write(("\r\x1b[2K" if tty else "") + line + end)
+        stream.flush()
+
+    # -- results -------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Every figure of the run, JSON-ready (see report.py for the file)."""
+        config, c = self.config, self.collector
+        end = self.t_end if math.isfinite(self.t_end) else (self.stopped_at or self.last_end)
+        if self.stop_reason == "requests" and self.stopped_at is not None:
+            end = self.stopped_at
+        measured_s = max(1e-9, min(end, self.wall_at_end or end) - self.measure_from)
+        cpu_mean = None
+        if self.cpu_at_measure is not None and self.cpu_at_end is not None:
+            cpu_mean = (self.cpu_at_end - self.cpu_at_measure) / max(
+                1e-9, (self.wall_at_end or 0.0) - self.wall_at_measure)
+        reasons = []
+        if cpu_mean is not None and cpu_mean >= CLIENT_CPU_LIMIT:
+            reasons.append(f"client CPU at {cpu_mean:.0%} of a core")
+        if self.loop_lag.percentile(0.99) * 1e3 > CLIENT_LAG_LIMIT_MS:
+            reasons.append(f"event-loop lag p99 {self.loop_lag.percentile(0.99) * 1e3:.1f} ms")
+        if c.lag.percentile(0.99) * 1e3 > CLIENT_LAG_LIMIT_MS:
+            reasons.append(f"send lag p99 {c.lag.percentile(0.99) * 1e3:.1f} ms")
+        if self.dropped_arrivals:
+            reasons.append(f"{self.dropped_arrivals} arrivals dropped at the in-flight cap")
+        goodput = c.slo_ok / measured_s
+        series = []
+        for index in sorted(c.windows):
+            w = c.windows[index]
+            series.append({
+                "t": round(index * c.window_s, 4), "sent": w.sent, "ok": w.ok,
+                "errors": w.errors,
+                "requests_per_s": round(w.ok / c.window_s, 3),
+                "output_tokens_per_s": round(w.output_tokens / c.window_s, 3),
+                "e2e_ms": w.e2e.summary(), "ttft_ms": w.ttft.summary(),
+                "cpu": None if w.cpu is None else round(w.cpu, 4)})
+        return {
+            "step": self.step,
+            "mode": config.mode, "load": config.load,
+            "started_epoch": self.started_epoch,
+            "stop_reason": self.stop_reason,
+            "measured_s": round(measured_s, 6),
+            "requests": {
+                "measured": c.requests, "ok": c.ok, "failed": c.requests - c.ok,
+                "warmup_and_measured": self.finished, "cancelled_at_drain": self.cancelled,
+                "responses_429": self.responses_429, "retries": c.retries,
+                "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                "errors": dict(sorted(c.errors.items())),
+            },
+            "throughput": {
+                "requests_per_s": round(c.ok / measured_s, 4),
+                "sent_per_s": round(c.requests / measured_s, 4),
+                "conversations_started_per_s": round(self.conversations_started / measured_s, 4),
+                "output_tokens_per_s": round(c.completion_tokens / measured_s, 4),
+                "total_tokens_per_s": round((c.prompt_tokens + c.completion_tokens)
+                                            / measured_s, 4),
+                "goodput_requests_per_s": round(goodput, 4),
+                "goodput_fraction": round(c.slo_ok / c.ok, 6) if c.ok else 0.0,
+            },
+            "objectives": msgspec.to_builtins(config.objectives),
+            "conversations": {
+                "started_measured": self.conversations_started,
+                "completed_measured": self.conversations_completed,
+                "completed_per_s": round(self.conversations_completed / measured_s, 4),
+                "outcomes": dict(sorted(self.outcomes.items())),
+                "dropped_arrivals": self.dropped_arrivals,
+            },
+            "latency_ms": {
+                "ttft": c.ttft.summary(), "ttft_from_intended": c.ttft_intended.summary(),
+                "e2e": c.e2e.summary(), "e2e_from_intended": c.e2e_intended.summary(),
+                "tpot": c.tpot.summary(), "inter_chunk": c.itl.summary(),
+                "send_lag": c.lag.summary(),
+            },
+            "client": {
+                "cpu_mean": None if cpu_mean is None else round(cpu_mean, 4),
+                "cpu_max": round(max(self.cpu_samples), 4) if self.cpu_samples else None,
+                "loop_lag_ms": self.loop_lag.summary(),
+                "timer_lag_ms": self.timer_lag.summary(),
+                "bottleneck": bool(reasons), "reasons": reasons,
+            },
+            "timeseries": series,
+            "ttft_distribution_ms": _distribution(c.ttft_intended),
+            "e2e_distribution_ms": _distribution(c.e2e_intended),
+        }
+
+
+def _encode_line(record: RequestRecord) -> bytes:
+    from writ_async.loadtest.metrics import record_encoder
+
+    return record_encoder.encode(record) + b"\n"
+
+
+def _distribution(hist: LogHistogram, bins: int = 40) -> list[list[float]]:
+    """``[low_ms, high_ms, count]`` over ``bins`` log-spaced bins from min to max."""
+    if not hist.count:
+        return []
+    low, high = max(hist.min, 1e-6), max(hist.max, 1e-6)
+    if high <= low * 1.0001:
+        return [[round(low * 1e3, 4), round(high * 1e3, 4), hist.count]]
+    ratio = (high / low) ** (1.0 / bins)
+    edges = [low * ratio ** i for i in range(bins + 1)]
+    counts = [0] * bins
+    for blo, bhi, n in hist.buckets():
+        mid = (blo + bhi) / 2.0
+        i = 0 if mid <= low else min(bins - 1, int(math.log(mid / low) / math.log(ratio)))
+        counts[i] += n
+    return [[round(edges[i] * 1e3, 4), round(edges[i + 1] * 1e3, 4), counts[i]]
+            for i in range(bins)]
+
+
+async def run_load(config: LoadConfig, traffic: Traffic, *, records: IO[bytes] | None = None,
+                   progress: IO[str] | None = None, step: int = 0,
+                   client: LoadClient | None = None) -> LoadRun:
+    """Carry out one run against ``config.base_url``; returns the finished ``LoadRun``."""
+    with _quiet_gc():
+        return await _run_load(config, traffic, records, progress, step, client)
+
+
+@contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """Keep the collector's pauses out of the measurements: everything alive before the
+    run is frozen out of collection, and collections happen less often while it lasts."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], 50_000), 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | None,
+                    progress: IO[str] | None, step: int, client: LoadClient | None) -> LoadRun:
+    timeouts = Timeouts(first_token=config.first_token_timeout_s,
+                        idle=config.first_token_timeout_s, total=config.total_timeout_s)
+    if client is not None:
+        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step)
+        await run.execute()
+        return run
+    width = config.concurrency if config.mode == "concurrency" else config.max_conversations
+    async with open_session(max(256, 2 * width)) as session:
+        client = LoadClient(config.base_url, session, model=config.model,
+                            stream=config.stream, api_key=config.api_key, timeouts=timeouts)
+        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step)
+        await run.execute()
+        return run
+
+
+def default_progress() -> IO[str]:
+    return sys.stderr

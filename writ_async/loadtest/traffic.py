@@ -1,0 +1,189 @@
+"""Where a load test's requests come from: whole conversations, each run by one task.
+
+* ``AgentTraffic`` — real agent conversations from a domain: the requests are built by
+  the engine's own ``LLMAgent`` (system prompt with the domain policy, the tool schemas,
+  the full history), tool calls the endpoint returns are executed for real on an
+  ``Environment`` over the domain database, and the context grows turn by turn. The user
+  is scripted in-process (only agent requests reach the endpoint) or an ``LLMUser`` whose
+  requests go to the endpoint as well. The episode state machine decides what happens
+  next, exactly as in a synthesis run, minus the journal and grading.
+* ``SyntheticTraffic`` — a shape: turns per conversation, system prompt, user message
+  and output lengths drawn from ranges; the history (with the endpoint's real replies)
+  grows turn by turn.
+
+A conversation sends through a ``sender`` with the pool's ``complete(role, request)``
+signature, so the participants are the engine's own, unchanged. Conversation ``index``
+decides its task, trial and seed, never the order in which conversations happen to run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from writ_async.episode import AskAgent, Episode, Finished, Limits, RunTools
+from writ_async.errors import ModelCallError
+from writ_async.messages import ToolMessage
+from writ_async.models.client import CallResult
+from writ_async.models.policies import plausible_text
+from writ_async.models.protocol import ChatRequest, Message
+from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant, ParticipantError
+from writ_async.prompts import agent_system_prompt, user_system_prompt
+from writ_async.records import derive_seed, episode_id
+from writ_async.scripted import ScriptedUser
+from writ_async.tasks import Task
+
+
+class Sender(Protocol):
+    async def complete(self, role: str, request: ChatRequest) -> CallResult: ...
+
+
+class Traffic(Protocol):
+    def describe(self) -> dict[str, Any]: ...
+
+    async def converse(self, index: int, sender: Sender) -> str:
+        """Run conversation ``index`` to its end; return how it ended."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class IntRange:
+    """A uniform integer distribution ``[low, high]`` (``low == high``: a constant)."""
+
+    low: int
+    high: int
+
+    def draw(self, rng: random.Random) -> int:
+        return self.low if self.low == self.high else rng.randint(self.low, self.high)
+
+    def __str__(self) -> str:
+        return str(self.low) if self.low == self.high else f"{self.low}-{self.high}"
+
+
+def parse_range(text: str) -> IntRange:
+    """``"N"`` or ``"LOW-HIGH"`` (non-negative integers, LOW <= HIGH)."""
+    low, sep, high = text.strip().partition("-")
+    try:
+        lo, hi = int(low), int(high) if sep else int(low)
+    except ValueError:
+        raise ValueError(f"not N or LOW-HIGH: {text!r}") from None
+    if lo < 0 or hi < lo:
+        raise ValueError(f"need 0 <= LOW <= HIGH: {text!r}")
+    return IntRange(lo, hi)
+
+
+COMPLETED = "completed"  # a synthetic conversation sent all its turns
+FAILED = "failed"  # a synthetic conversation's request failed
+
+
+class SyntheticTraffic:
+    """Conversations of a given shape; lengths in tokens of about 4 characters."""
+
+    def __init__(self, *, turns: IntRange = IntRange(3, 3),
+                 system_tokens: IntRange = IntRange(500, 500),
+                 user_tokens: IntRange = IntRange(50, 200),
+                 output_tokens: IntRange | None = IntRange(20, 100),
+                 seed: int = 0, model: str = "") -> None:
+        self.turns, self.system_tokens, self.user_tokens = turns, system_tokens, user_tokens
+        self.output_tokens, self.seed, self.model = output_tokens, seed, model
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "synthetic", "turns": str(self.turns),
+                "system_tokens": str(self.system_tokens), "user_tokens": str(self.user_tokens),
+                "output_tokens": None if self.output_tokens is None else str(self.output_tokens)}
+
+    async def converse(self, index: int, sender: Sender) -> str:
+        rng = random.Random(f"{self.seed}:synthetic:{index}")
+        messages = [Message(role="system",
+                            content=plausible_text(rng, max(1, self.system_tokens.draw(rng))))]
+        for _ in range(self.turns.draw(rng)):
+            text = plausible_text(rng, max(1, self.user_tokens.draw(rng)))
+            messages.append(Message(role="user", content=text))
+            limit = None if self.output_tokens is None else max(1, self.output_tokens.draw(rng))
+            request = ChatRequest(model=self.model, messages=list(messages), max_tokens=limit,
+                                  temperature=0.0, user=f"loadtest:{index}")
+            try:
+                result = await sender.complete("agent", request)
+            except ModelCallError:
+                return FAILED  # counted by the sender; the conversation cannot go on
+            reply = result.completion.choices[0].message
+            messages.append(Message(role="assistant", content=reply.content or "",
+                                    tool_calls=reply.tool_calls))
+            for call in reply.tool_calls or ():  # a shape has no tools: answer blandly
+                messages.append(Message(role="tool", tool_call_id=call.id, content="{}"))
+        return COMPLETED
+
+
+class AgentTraffic:
+    """Real agent conversations over a domain's tasks (see the module docstring)."""
+
+    def __init__(self, domain: Any, base: Any, tasks: Sequence[Task], *,
+                 user: str = "scripted", seed: int = 0, limits: Limits | None = None,
+                 greeting: str | None = None, temperature: float = 0.0,
+                 max_tokens: int | None = None, policy: str | None = None) -> None:
+        if not tasks:
+            raise ValueError("agent traffic needs at least one task")
+        if user not in ("scripted", "llm"):
+            raise ValueError(f"user must be 'scripted' or 'llm', got {user!r}")
+        from writ_async.episode import DEFAULT_GREETING
+
+        self.domain, self.base, self.tasks = domain, base, list(tasks)
+        self.user, self.seed = user, seed
+        self.limits = limits or Limits(max_steps=60, max_errors=10)
+        self.greeting = DEFAULT_GREETING if greeting is None else greeting
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.toolbox = domain.toolbox_with_schemas()
+        self.tools = self.toolbox.schemas()
+        self.system = agent_system_prompt(policy if policy is not None else domain.policy())
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "agent", "domain": self.domain.name, "tasks": len(self.tasks),
+                "user": self.user, "max_steps": self.limits.max_steps,
+                "tools": len(self.tools), "system_prompt_chars": len(self.system)}
+
+    def participants(self, index: int, sender: Sender) -> tuple[Participant, Participant]:
+        from writ_async.models.scripted_policy import request_tag
+
+        task = self.tasks[index % len(self.tasks)]
+        trial = index // len(self.tasks)
+        seed = derive_seed(self.seed, task.id, trial)
+        ep_id = episode_id(task.id, trial)
+        agent = LLMAgent(sender, "agent", self.system, self.tools,  # type: ignore[arg-type]
+                         seed=seed, tag=request_tag(ep_id, "agent", seed),
+                         temperature=self.temperature, max_tokens=self.max_tokens)
+        user: Participant
+        if self.user == "scripted":
+            user = InProcess(ScriptedUser(task, seed).reply)
+        else:
+            user = LLMUser(sender, "user", user_system_prompt(task),  # type: ignore[arg-type]
+                           seed=seed, tag=request_tag(ep_id, "user", seed),
+                           temperature=self.temperature, max_tokens=self.max_tokens)
+        return agent, user
+
+    async def converse(self, index: int, sender: Sender) -> str:
+        agent, user = self.participants(index, sender)
+        env = self.domain.environment(self.base, self.toolbox)
+        episode = Episode(self.limits, self.greeting)
+        action = episode.start()
+        while not isinstance(action, Finished):
+            if isinstance(action, RunTools):
+                results = []
+                for call in action.calls:
+                    result = env.call(call.name, call.arguments)
+                    results.append(ToolMessage(id=call.id, content=result.output,
+                                               error=result.error,
+                                               turn_idx=episode.next_turn + len(results)))
+                action = episode.tools_returned(results)
+                continue
+            is_agent = isinstance(action, AskAgent)
+            try:
+                turn = await (agent if is_agent else user).reply(episode.messages)
+            except ParticipantError as failure:
+                action = episode.failed(failure.reason)
+                break
+            action = (episode.agent_replied(turn.message) if is_agent  # type: ignore[arg-type]
+                      else episode.user_replied(turn.message))  # type: ignore[arg-type]
+        assert episode.termination is not None
+        return episode.termination.value
