@@ -5,6 +5,10 @@
     writ db hash --domain NAME [--db PATH] [--seed N] [--scale X]
     writ db generate --domain NAME [--seed N] [--scale X] --out PATH
     writ walk [--config PATH] [--domain NAME] [--episodes N] [--calls N] [--seed N]
+    writ replay RUN EPISODE | RUN --all       verify episodes from the journal
+    writ replay RUN EPISODE --from STEP       fork an episode, go on live
+    writ replay RUN --failed                  re-run failed episodes
+    writ show RUN EPISODE                     a readable transcript
 
 Every operator-facing failure is a ``WritError``; ``main`` prints it as one line,
 ``writ: error: <message>``, and returns 2. Anything else is a bug and keeps its traceback.
@@ -163,6 +167,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="overrides [mock] seed")
     p.add_argument("--policy", choices=["plausible", "shape"], help="overrides [mock] policy")
     p.set_defaults(run=cmd_mock_server)
+
+    p = commands.add_parser(
+        "replay", help="verify episodes from the journal, fork one from a step, or re-run "
+        "a run's failed episodes")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory")
+    p.add_argument("episode", nargs="?", metavar="EPISODE", help="an episode id (task:trial)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="verify every finished episode")
+    what.add_argument("--from", dest="from_step", type=int, metavar="STEP",
+                      help="fork EPISODE: keep its first STEP messages, then go on live")
+    what.add_argument("--failed", action="store_true",
+                      help="re-run every failed or rejected episode into a new run")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--from-start", action="store_true",
+                       help="with --failed: re-run from the start (default)")
+    start.add_argument("--from-first-wrong-write", action="store_true",
+                       help="with --failed: go on from the step before the first wrong write")
+    p.add_argument("--full-hash", action="store_true",
+                   help="verify: also compute each final tau2 DB hash (default: compare "
+                        "delta hashes, equal iff the tau2 hashes are)")
+    p.add_argument("--out", metavar="NEW_RUN", help="fork / --failed: the new run directory")
+    p.add_argument("--seed", type=int, help="fork / --failed: derive episode seeds from N")
+    p.add_argument("--agent", help="fork / --failed: scripted, scripted-http or a role")
+    p.add_argument("--user", help="fork / --failed: scripted, scripted-http or a role")
+    p.add_argument("--config", metavar="PATH",
+                   help="fork / --failed: a config.toml whose [models] and [mock] to use")
+    p.add_argument("--mistake-rate", type=float, help="fork / --failed: scripted agent mistakes")
+    p.add_argument("--concurrency", type=_positive(int), help="--failed: episodes in flight")
+    p.set_defaults(run=cmd_replay)
+
+    p = commands.add_parser("show", help="print an episode as a readable transcript")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory")
+    p.add_argument("episode", metavar="EPISODE", help="an episode id (task:trial)")
+    p.add_argument("--full", action="store_true", help="do not shorten long tool outputs")
+    p.set_defaults(run=cmd_show)
     return parser
 
 
@@ -500,3 +539,74 @@ def render_summary(outcome: Any) -> str:
         lines.append(f"stopped before the end: resume with `writ simulate --resume "
                      f"{outcome.run_dir}`")
     return "\n".join(lines)
+
+
+# -- replay and show -----------------------------------------------------------------------
+
+DIVERGED = 2  # exit status of `writ replay` when an episode does not reproduce
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from writ_async import replay
+    from writ_async.errors import ReplayError
+
+    continuing = args.from_step is not None or args.failed
+    if args.all or args.failed:
+        if args.episode is not None:
+            raise ReplayError(f"give an EPISODE or --{'all' if args.all else 'failed'}, "
+                              "not both")
+    elif args.episode is None:
+        raise ReplayError("give an EPISODE, --all or --failed")
+    if (args.from_start or args.from_first_wrong_write) and not args.failed:
+        raise ReplayError("--from-start and --from-first-wrong-write go with --failed")
+    if not continuing:
+        given = [name for name, value in (
+            ("--out", args.out), ("--seed", args.seed), ("--agent", args.agent),
+            ("--user", args.user), ("--config", args.config),
+            ("--mistake-rate", args.mistake_rate), ("--concurrency", args.concurrency),
+        ) if value is not None]
+        if given:
+            raise ReplayError(f"{', '.join(given)} only apply to a fork (--from) or --failed")
+    elif args.full_hash:
+        raise ReplayError("--full-hash applies to verification only")
+
+    run = replay.open_run(args.run_dir)
+    configure_logging(run.config.logging.level, run.config.logging.format)
+    if not continuing:
+        if args.all:
+            start = time.perf_counter()
+            verdicts = _run_async(replay.verify_all(run, full_hash=args.full_hash))
+            print(replay.render_table(verdicts, time.perf_counter() - start,
+                                      unfinished=len(run.contents.unfinished)))
+            return 0 if all(v.ok for v in verdicts) else DIVERGED
+        verdict = _run_async(replay.verify_episode(run, args.episode, full_hash=args.full_hash))
+        print(replay.render_verdict(verdict))
+        return 0 if verdict.ok else DIVERGED
+
+    overrides = replay.Overrides(seed=args.seed, agent=args.agent, user=args.user,
+                                 config_path=args.config, mistake_rate=args.mistake_rate,
+                                 concurrency=args.concurrency)
+    if args.out:
+        out = Path(args.out)
+    else:
+        kind = "fork" if args.from_step is not None else "failed"
+        out = Path(args.run_dir).parent / f"{Path(args.run_dir).name}-{kind}-" \
+            f"{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.from_step is not None:
+        outcome = _run_async(replay.fork(run, args.episode, args.from_step, out=out,
+                                         overrides=overrides, progress_stream=sys.stderr))
+    else:
+        mode = replay.FROM_FIRST_WRONG_WRITE if args.from_first_wrong_write else \
+            replay.FROM_START
+        outcome = _run_async(replay.rerun_failed(run, mode=mode, out=out, overrides=overrides,
+                                                 progress_stream=sys.stderr))
+    print(replay.render_outcome(run, outcome))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from writ_async import replay, show
+
+    run = replay.open_run(args.run_dir)
+    print(show.render_episode(run, args.episode, full=args.full))
+    return 0

@@ -29,6 +29,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Range = Annotated[list[PositiveInt], msgspec.Meta(min_length=2, max_length=2)]
 
 
 class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -156,8 +157,9 @@ class SynthesisConfig(Section):
 
     mix: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(
         default_factory=_default_mix)  # shares of write_intensive / read_heavy / mixed
-    writes: tuple[PositiveInt, PositiveInt] = (2, 6)  # writes per write-intensive task
-    evidence: tuple[PositiveInt, PositiveInt] = (3, 20)  # reads per read-heavy decision
+    # [low, high] ranges; lists, not tuples, so that a manifest's JSON round trip is exact
+    writes: Range = msgspec.field(default_factory=lambda: [2, 6])  # writes per task
+    evidence: Range = msgspec.field(default_factory=lambda: [3, 20])  # reads per decision
     exclude: list[str] = msgspec.field(default_factory=list)  # task files never reproduced
     seed: int | None = None  # None: [run] seed
 

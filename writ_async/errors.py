@@ -14,6 +14,7 @@ Anything else that escapes is a bug and is allowed to crash loudly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -166,3 +167,45 @@ class RunDirError(WritError):
         self.path = str(path)
         self.detail = message
         super().__init__(f"{self.path}: {message}")
+
+
+# -- replay --------------------------------------------------------------------------------
+# `writ replay` and `writ show` (writ_async/replay.py): a run or episode that cannot be
+# replayed, and a recorded episode that the environment does not reproduce.
+
+
+class ReplayError(WritError):
+    """A run, an episode or a step that cannot be replayed as asked (unknown episode id,
+    an episode that never finished, a step outside the conversation, changed data)."""
+
+
+class ReplayDivergence(WritError):
+    """Re-executing a recorded episode gave something else than the record: the first
+    difference, at message index ``step``, in event ``event`` (``message``, ``tool``,
+    ``snapshot``, ``finished``, ...), field ``field`` (a path such as
+    ``record.reward_info.reward``)."""
+
+    def __init__(self, step: int, event: str, field: str, recorded: object,
+                 replayed: object, note: str = "") -> None:
+        self.step = step
+        self.event = event
+        self.field = field
+        self.recorded = recorded
+        self.replayed = replayed
+        self.note = note
+        text = (f"step {step}, {event} event, {field}: recorded {_short(recorded)} "
+                f"!= replayed {_short(replayed)}")
+        super().__init__(f"{text} ({note})" if note else text)
+
+    @property
+    def reason(self) -> str:
+        """``event: field`` without list indices: what ``--all`` counts by."""
+        return f"{self.event}: {_INDEX.sub('', self.field)}"
+
+
+_INDEX = re.compile(r"\[[^\]]*\]")
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -54,6 +54,20 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
     model_seconds: float = 0.0
 
 
+class Lineage(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a replayed episode comes from (``writ replay``): the parent run and episode,
+    and the step up to which the parent's recorded messages were kept before the episode
+    went on live (0: re-run from the start). ``mode`` is ``fork``, ``from_start`` or
+    ``from_first_wrong_write``."""
+
+    parent_run: str  # the parent's run id
+    parent_dir: str  # the parent run directory, as it was given
+    parent_episode: str
+    parent_attempt: int
+    fork_step: int
+    mode: str = "fork"
+
+
 class EpisodeRecord(msgspec.Struct, frozen=True, kw_only=True):
     episode_id: str  # f"{task_id}:{trial}"
     task_id: str
@@ -74,6 +88,11 @@ class EpisodeRecord(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None  # the failure that ended it, for failed episodes
     timing: Timing = msgspec.field(default_factory=Timing)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    # the overlay's delta hash at the end (equal iff final_db_hash is): replay compares it
+    # and computes the tau2 hash only when it differs
+    final_delta_hash: str | None = None
+    not_judged: str = ""  # why NL assertions were not graded although a judge was set
+    lineage: Lineage | None = None  # set for episodes made by `writ replay`
 
 
 def episode_id(task_id: str, trial: int) -> str:

@@ -4,20 +4,28 @@
 on the episode's own environment, appends every event to the journal, and when the
 episode finishes grades it and commits its record. All decisions live in
 ``writ_async.episode``; this module only does the I/O and the bookkeeping.
+
+Every episode starts from a ``Restored`` state: ``restore`` feeds the recorded messages of
+``spec.prefix`` to a fresh ``Episode`` and runs their tool calls live on a fresh overlay
+(checking each result against the recorded one), journaling them as a live run would.
+An empty prefix is a new episode; the messages of a crashed attempt are a resume; a
+parent episode's first k messages are a fork (``writ replay --from``). The three are the
+same code path: restore, then carry on live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
-from writ_async.domain import Domain
+from writ_async.domain import Domain, Environment
 from writ_async.episode import (
+    Action,
     AskAgent,
     AskUser,
     Episode,
@@ -26,6 +34,7 @@ from writ_async.episode import (
     RunTools,
     Termination,
 )
+from writ_async.errors import ReplayDivergence
 from writ_async.grading import GoldCache, grade
 from writ_async.journal import (
     EpisodeFinished,
@@ -36,13 +45,16 @@ from writ_async.journal import (
     Snapshot,
     ToolExecuted,
 )
-from writ_async.judge import Judge, nl_assertions_of
-from writ_async.messages import ToolMessage
+from writ_async.judge import nl_assertions_of
+from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.overlay import BaseDB
 from writ_async.participants import Participant, ParticipantError, Turn
-from writ_async.records import EpisodeRecord, Timing, episode_id
+from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.tasks import Task
 from writ_async.tools import Toolbox, ToolKind
+
+# What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
+JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]
 
 
 class Sink(Protocol):
@@ -53,14 +65,30 @@ class Sink(Protocol):
     def commit(self) -> None: ...
 
 
+class _Discard:
+    """A sink that keeps nothing (a dry-run restore)."""
+
+    def append(self, event: Event) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class EpisodeSpec:
-    """Everything that defines one episode, independent of when or where it runs."""
+    """Everything that defines one episode, independent of when or where it runs.
+
+    ``prefix``: recorded messages to restore before going live (a resume or a fork);
+    ``lineage``: the parent episode of a replayed one, copied into its record.
+    """
 
     task: Task
     trial: int
     seed: int
     attempt: int = 0
+    prefix: tuple[Message, ...] = ()
+    lineage: Lineage | None = None
 
 
 @dataclass(slots=True)
@@ -77,7 +105,10 @@ class EpisodeSetup:
     user_name: str
     timeout_s: float | None = None
     wall_clock: Callable[[], float] = time.time
-    judge: Judge | None = None  # grades NL assertions; None: they are reported not graded
+    judge: JudgeFn | None = None  # grades NL assertions; None: they are reported not graded
+    # Final states already hashed, delta hash -> tau2 hash (equal delta hashes mean equal
+    # tau2 hashes): the full hash of a state is computed once. None: always compute it.
+    known_hashes: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +121,147 @@ class Counters:
     tool_calls: int = 0
 
 
+@dataclass(slots=True)
+class Restored:
+    """An episode at some step: the conversation so far (``episode``), its overlay
+    (``env``) and what it asks next (``action``)."""
+
+    episode: Episode
+    env: Environment
+    action: Action
+
+
+class _Journal:
+    """The sink, bound to one episode attempt."""
+
+    __slots__ = ("attempt", "episode_id", "sink")
+
+    def __init__(self, sink: Sink, ep_id: str, attempt: int) -> None:
+        self.sink, self.episode_id, self.attempt = sink, ep_id, attempt
+
+    def message(self, message: Message) -> None:
+        self.sink.append(MessageAdded(episode_id=self.episode_id, attempt=self.attempt,
+                                      message=message))
+
+
+def restore(setup: EpisodeSetup, prefix: Sequence[Message], sink: Sink | None = None, *,
+            ep_id: str = "", attempt: int = 0, counters: Counters | None = None) -> Restored:
+    """The state after the recorded messages ``prefix``, rebuilt on a fresh overlay.
+
+    Agent and user messages are fed to a fresh ``Episode`` as recorded; tool calls run
+    live and each result must equal the recorded one, else ``ReplayDivergence`` names
+    the first difference. When the prefix ends inside a block of tool results, the
+    restored state stops after the tool-call message, with its calls pending (they run
+    again live, and deterministically). Events go to ``sink`` as in a live run.
+    """
+    journal = _Journal(sink or _Discard(), ep_id, attempt)
+    counters = counters or Counters()
+    env = setup.domain.environment(setup.base, setup.toolbox)
+    episode = Episode(setup.limits, setup.greeting)
+    action = episode.start()
+    if episode.messages:
+        greeting = episode.messages[-1]
+        if prefix and prefix[0] != greeting:
+            _differ(0, "message", "message", prefix[0], greeting)
+        journal.message(greeting)
+    while len(episode.messages) < len(prefix):
+        step = len(episode.messages)
+        if isinstance(action, Finished):
+            raise ReplayDivergence(step, "message", "role", _role(prefix[step]),
+                                   f"(none: the episode ended with {action.reason})")
+        if isinstance(action, RunTools):
+            end = step + len(action.calls)
+            if end > len(prefix):
+                break  # the block's results are not all recorded: they run live
+            results = _run_tools(setup, env, action.calls, step, journal, counters,
+                                expected=prefix[step:end])
+            action = episode.tools_returned(results)
+            continue
+        message = prefix[step]
+        if isinstance(action, AskAgent) and isinstance(message, AssistantMessage):
+            journal.message(message)
+            action = episode.agent_replied(message)
+        elif isinstance(action, AskUser) and isinstance(message, UserMessage):
+            journal.message(message)
+            action = episode.user_replied(message)
+        else:
+            wanted = "assistant" if isinstance(action, AskAgent) else "user"
+            raise ReplayDivergence(step, "message", "role", _role(message), wanted,
+                                   f"the episode asks the {wanted} here")
+    return Restored(episode, env, action)
+
+
+def _run_tools(setup: EpisodeSetup, env: Environment, calls: Sequence[ToolCall], first_turn: int,
+              journal: _Journal, counters: Counters,
+              expected: Sequence[Message] | None = None) -> list[ToolMessage]:
+    """Run one block of tool calls in order, journal each (with the delta hash after a
+    write) and then their result messages; with ``expected``, each result must equal
+    the recorded one."""
+    results: list[ToolMessage] = []
+    for call in calls:
+        result = env.call(call.name, call.arguments)
+        counters.tool_calls += 1
+        written = setup.toolbox.kind(call.name) is ToolKind.WRITE
+        journal.sink.append(ToolExecuted(
+            episode_id=journal.episode_id, attempt=journal.attempt, call_id=call.id,
+            name=call.name, output=result.output, error=result.error,
+            # the cheap state hash after every write (equal iff the tau2 hash is equal);
+            # the tau2 hash itself is taken at the end
+            db_hash=env.overlay.delta_hash() if written else None,
+        ))
+        message = ToolMessage(id=call.id, content=result.output, error=result.error,
+                              turn_idx=first_turn + len(results))
+        if expected is not None and expected[len(results)] != message:
+            _differ(first_turn + len(results), "tool", "message", expected[len(results)],
+                    message)
+        results.append(message)
+    for message in results:
+        journal.message(message)
+    return results
+
+
+def _role(message: Message) -> str:
+    return type(message).__struct_config__.tag  # type: ignore[return-value]
+
+
+def _differ(step: int, event: str, field: str, recorded: object, replayed: object) -> None:
+    """Raise the first difference between two recorded values (structs, lists, ...)."""
+    path, a, b = first_difference(recorded, replayed, field)
+    raise ReplayDivergence(step, event, path, a, b)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_MISSING = _Absent()
+
+
+def first_difference(recorded: object, replayed: object,
+                     path: str = "") -> tuple[str, object, object]:
+    """The first place where two values differ: ``(path, recorded part, replayed part)``,
+    walking Structs as their fields, dicts by key and lists by index (``path.key[3]``).
+    Values that are equal give ``(path, recorded, replayed)`` unchanged."""
+    return _walk(msgspec.to_builtins(recorded), msgspec.to_builtins(replayed), path)
+
+
+def _walk(a: object, b: object, path: str) -> tuple[str, object, object]:
+    if a == b:
+        return path, a, b
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            if a.get(key, _MISSING) != b.get(key, _MISSING):
+                return _walk(a.get(key, _MISSING), b.get(key, _MISSING),
+                             f"{path}.{key}" if path else str(key))
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return _walk(x, y, f"{path}[{i}]")
+        return f"{path}.length", len(a), len(b)
+    return path, a, b
+
+
 async def run_episode(
     setup: EpisodeSetup,
     spec: EpisodeSpec,
@@ -98,45 +270,26 @@ async def run_episode(
     sink: Sink,
     counters: Counters | None = None,
 ) -> EpisodeRecord:
-    """Run one episode to its end, journal it, grade it, and commit its record."""
+    """Run one episode to its end (from ``spec.prefix`` restored, if any), journal it,
+    grade it, and commit its record."""
     counters = counters or Counters()
     ep_id = episode_id(spec.task.id, spec.trial)
     started = setup.wall_clock()
-    env = setup.domain.environment(setup.base, setup.toolbox)
-    episode = Episode(setup.limits, setup.greeting)
+    journal = _Journal(sink, ep_id, spec.attempt)
     state = _Progress()
-
-    def add(event_message: object) -> None:
-        sink.append(MessageAdded(episode_id=ep_id, attempt=spec.attempt,
-                                 message=event_message))  # type: ignore[arg-type]
 
     sink.append(EpisodeStarted(episode_id=ep_id, attempt=spec.attempt, task_id=spec.task.id,
                                trial=spec.trial, seed=spec.seed))
+    restored = restore(setup, spec.prefix, sink, ep_id=ep_id, attempt=spec.attempt,
+                       counters=counters)
+    episode, env, action = restored.episode, restored.env, restored.action
     error: str | None = None
     try:
         async with asyncio.timeout(setup.timeout_s):
-            action = episode.start()
-            if episode.messages:
-                add(episode.messages[-1])
             while not isinstance(action, Finished):
                 if isinstance(action, RunTools):
-                    results = []
-                    for call in action.calls:
-                        result = env.call(call.name, call.arguments)
-                        counters.tool_calls += 1
-                        written = setup.toolbox.kind(call.name) is ToolKind.WRITE
-                        sink.append(ToolExecuted(
-                            episode_id=ep_id, attempt=spec.attempt, call_id=call.id,
-                            name=call.name, output=result.output, error=result.error,
-                            # the cheap state hash after every write (equal iff the tau2
-                            # hash is equal); the tau2 hash itself is taken at the end
-                            db_hash=env.overlay.delta_hash() if written else None,
-                        ))
-                        results.append(ToolMessage(id=call.id, content=result.output,
-                                                   error=result.error,
-                                                   turn_idx=episode.next_turn + len(results)))
-                    for message in results:
-                        add(message)
+                    results = _run_tools(setup, env, action.calls, episode.next_turn, journal,
+                                        counters)
                     action = episode.tools_returned(results)
                     continue
                 is_agent = isinstance(action, AskAgent)
@@ -149,7 +302,7 @@ async def run_episode(
                     break
                 _account(sink, ep_id, spec, turn, "agent" if is_agent else "user",
                          counters, state)
-                add(turn.message)
+                journal.message(turn.message)
                 action = (episode.agent_replied(turn.message) if is_agent  # type: ignore[arg-type]
                           else episode.user_replied(turn.message))  # type: ignore[arg-type]
     except TimeoutError:
@@ -157,7 +310,8 @@ async def run_episode(
         episode.failed(Termination.TIMEOUT)
 
     assert episode.termination is not None
-    final_hash = env.db_hash()
+    final_delta = env.overlay.delta_hash()
+    final_hash = _final_hash(setup, env, final_delta)
     sink.append(Snapshot(episode_id=ep_id, attempt=spec.attempt,
                          delta=env.overlay.encode_delta()))
     nl_results, not_judged = None, ""
@@ -184,10 +338,21 @@ async def run_episode(
         error=error,
         timing=Timing(start_time=started, end_time=ended, duration=ended - started,
                       model_seconds=state.model_seconds),
+        final_delta_hash=final_delta, not_judged=not_judged, lineage=spec.lineage,
     )
     sink.append(EpisodeFinished(episode_id=ep_id, attempt=spec.attempt, record=record))
     sink.commit()
     return record
+
+
+def _final_hash(setup: EpisodeSetup, env: Environment, delta_hash: str) -> str:
+    known = setup.known_hashes
+    if known is None:
+        return env.db_hash()
+    found = known.get(delta_hash)
+    if found is None:
+        found = known[delta_hash] = env.db_hash()
+    return found
 
 
 @dataclass(slots=True)

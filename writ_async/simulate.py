@@ -5,6 +5,10 @@ run directory with its manifest (or reopens it to resume), starts the model pool
 participant needs one, runs every (task, trial) episode not yet finished through the
 scheduler, and finally derives ``results.json`` (tau2-bench's format) and the SFT export
 from the journal, so that what is reported is exactly what was committed.
+
+On resume, an episode that a crash cut short goes on from the messages its last attempt
+journaled (``runner.restore``, the code path of a fork), not from the start. The run's
+tasks are kept in the run directory (``tasks.json``) for ``writ replay``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -24,12 +28,16 @@ import writ_async
 from domains import get_domain
 from writ_async.config import Config
 from writ_async.episode import Limits
-from writ_async.errors import ConfigError
+from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
 from writ_async.grading import GoldCache
+from writ_async.journal import Event, MessageAdded
 from writ_async.judge import Judge
+from writ_async.logs import get_logger
+from writ_async.messages import Message
 from writ_async.models.pool import ModelPool
 from writ_async.models.setup import open_pool
+from writ_async.overlay import BaseDB
 from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
 from writ_async.prompts import (
     AGENT_INSTRUCTIONS,
@@ -39,13 +47,15 @@ from writ_async.prompts import (
 )
 from writ_async.records import EpisodeRecord, derive_seed, episode_id
 from writ_async.results import summary, to_tau2_results
-from writ_async.rundir import RunDir, create_run, new_manifest, open_for_resume
-from writ_async.runner import EpisodeSetup, EpisodeSpec
-from writ_async.scheduler import Progress, StopRequest, run_many
+from writ_async.rundir import RunDir, atomic_write, create_run, new_manifest, open_for_resume
+from writ_async.runner import EpisodeSetup, EpisodeSpec, restore
+from writ_async.scheduler import MakeParticipants, Progress, StopRequest, run_many
 from writ_async.scripted import MistakeConfig, ScriptedAgent, ScriptedUser
 from writ_async.tasks import Task, load_tasks
+from writ_async.tools import Toolbox
 
 SCRIPTED_HTTP = "scripted-http"
+TASKS = "tasks.json"  # the run's tasks, kept in the run directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,124 @@ async def _maybe_pool(config: Config, tasks: Sequence[Task], domain_name: str,
         yield pool
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A run's configuration turned into what its episodes need: the domain and its base,
+    the tasks, the prompts, and the setup every episode shares."""
+
+    config: Config
+    domain_name: str
+    base: BaseDB
+    toolbox: Toolbox
+    tasks: list[Task]
+    tasks_hash: str
+    agent_system: str
+    guidelines: str
+    mistakes: MistakeConfig
+    setup: EpisodeSetup
+
+    def task(self, task_id: str) -> Task | None:
+        return next((t for t in self.tasks if t.id == task_id), None)
+
+
+def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
+            base: BaseDB | None = None) -> Prepared:
+    """Build the base database and the shared episode setup as ``writ simulate`` does;
+    ``tasks`` (with their sha256) instead of loading or synthesizing them, and ``base``
+    (already built from the same config) instead of building it again."""
+    sim = config.simulate
+    domain_name = config.run.domain
+    domain = get_domain(domain_name)
+    settings = config.domain_settings(domain_name)
+    if base is None:
+        base = domain.base(settings.db_path, config.run.seed, settings.scale)
+    toolbox = domain.toolbox_with_schemas(settings.tools_path)
+    policy = domain.policy(settings.policy_path)
+    task_list, tasks_hash = tasks if tasks is not None else load_run_tasks(
+        config, domain_name, base)
+    agent_system = agent_system_prompt(policy, _read_text(sim.agent_instructions_path,
+                                                          AGENT_INSTRUCTIONS))
+    guidelines = _read_text(sim.user_guidelines_path, USER_GUIDELINES)
+    setup = EpisodeSetup(
+        domain=domain, base=base, toolbox=toolbox,
+        limits=Limits(max_steps=sim.max_steps, max_errors=sim.max_errors),
+        greeting=sim.greeting, gold=GoldCache(), agent_name=sim.agent, user_name=sim.user,
+        timeout_s=sim.episode_timeout_s, wall_clock=time.time, known_hashes={},
+    )
+    return Prepared(config=config, domain_name=domain_name, base=base, toolbox=toolbox,
+                    tasks=task_list, tasks_hash=tasks_hash, agent_system=agent_system,
+                    guidelines=guidelines,
+                    mistakes=MistakeConfig(rate=sim.mistake_rate, kinds=sim.mistakes),
+                    setup=setup)
+
+
+@asynccontextmanager
+async def open_participants(prepared: Prepared) -> AsyncIterator[MakeParticipants]:
+    """The participants of each episode (and the judge on the setup), with the model
+    pool they need open for as long as the context lasts."""
+    config, sim = prepared.config, prepared.config.simulate
+    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
+    async with _maybe_pool(config, prepared.tasks, prepared.domain_name, needs_pool,
+                           prepared.mistakes) as pool:
+        tools = prepared.toolbox.schemas()
+        if sim.judge is not None:
+            assert pool is not None
+            prepared.setup.judge = Judge(pool, sim.judge)
+
+        def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
+            return (_agent(spec, sim.agent, pool, prepared.agent_system, tools,
+                           prepared.toolbox, prepared.mistakes, sim.temperature,
+                           sim.max_tokens),
+                    _user(spec, sim.user, pool, prepared.guidelines, sim.temperature,
+                          sim.max_tokens))
+
+        try:
+            yield participants
+        finally:
+            prepared.setup.judge = None
+
+
+def save_tasks(run: RunDir, tasks: Sequence[Task]) -> None:
+    """Keep the run's tasks beside its journal (``tasks.json``), so that a replay grades
+    with exactly these even if the task file or the synthesizer changes later."""
+    path = run.path / TASKS
+    if not path.exists():
+        atomic_write(path, msgspec.json.encode(list(tasks)))
+
+
+def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeRecord],
+                  tasks: Sequence[Task]) -> ExportReport:
+    """results.json (tau2-bench's format) and the SFT export of ``records`` (each of
+    one of ``tasks``)."""
+    config = prepared.config
+    run.write_results(to_tau2_results(records, tasks, _info(config, prepared.domain_name)))
+    context = ExportContext(system_prompt_by_domain={prepared.domain_name: prepared.agent_system},
+                            tools_by_domain={prepared.domain_name: prepared.toolbox.schemas()})
+    exp = config.export
+    return write_exports(
+        records, run.path / "export", context,
+        ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
+                     require_evidence=exp.require_evidence, dedupe=exp.dedupe),
+        [t.id for t in tasks],
+    )
+
+
+def resumable_prefix(setup: EpisodeSetup, events: Sequence[Event]) -> tuple[Message, ...]:
+    """The messages of an unfinished attempt that restore cleanly (``runner.restore``):
+    a resumed episode goes on from there instead of from the start. An attempt that does
+    not reproduce (the code changed) starts over, with a warning."""
+    messages = tuple(e.message for e in events if isinstance(e, MessageAdded))
+    if not messages:
+        return ()
+    try:
+        restored = restore(setup, messages)
+    except ReplayDivergence as divergence:
+        get_logger(component="simulate").warning(
+            "resume.restart", episode=events[0].episode_id, reason=str(divergence))
+        return ()
+    return messages[:len(restored.episode.messages)]
+
+
 async def simulate(
     config: Config,
     *,
@@ -105,76 +233,46 @@ async def simulate(
     stop: StopRequest | None = None,
 ) -> RunOutcome:
     sim = config.simulate
-    domain_name = config.run.domain
-    domain = get_domain(domain_name)
-    settings = config.domain_settings(domain_name)
-    base = domain.base(settings.db_path, config.run.seed, settings.scale)
-    toolbox = domain.toolbox_with_schemas(settings.tools_path)
-    policy = domain.policy(settings.policy_path)
-    tasks, tasks_hash = load_run_tasks(config, domain_name, base)
+    prepared = prepare(config)
+    tasks = prepared.tasks
     if not tasks:
         raise ConfigError("simulate", "no tasks to run", "simulate.tasks")
 
     manifest = new_manifest(
-        config, base_db_hash=base.db_hash(), tasks_file_sha256=tasks_hash,
+        config, base_db_hash=prepared.base.db_hash(), tasks_file_sha256=prepared.tasks_hash,
         task_ids=[t.id for t in tasks], trials=sim.trials, agent=sim.agent, user=sim.user,
     )
     run: RunDir = open_for_resume(out, manifest) if resume else create_run(out, manifest)
+    save_tasks(run, tasks)
     previous = run.read_journal()  # empty for a new run
-    specs = [
-        EpisodeSpec(task=task, trial=trial, seed=derive_seed(config.run.seed, task.id, trial),
-                    attempt=previous.next_attempt(episode_id(task.id, trial)))
-        for task in tasks for trial in range(sim.trials)
-        if episode_id(task.id, trial) not in previous.finished
-    ]
-
-    agent_system = agent_system_prompt(policy, _read_text(sim.agent_instructions_path,
-                                                          AGENT_INSTRUCTIONS))
-    guidelines = _read_text(sim.user_guidelines_path, USER_GUIDELINES)
-    mistakes = MistakeConfig(rate=sim.mistake_rate, kinds=sim.mistakes)
-    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
-    setup = EpisodeSetup(
-        domain=domain, base=base, toolbox=toolbox,
-        limits=Limits(max_steps=sim.max_steps, max_errors=sim.max_errors),
-        greeting=sim.greeting, gold=GoldCache(), agent_name=sim.agent, user_name=sim.user,
-        timeout_s=sim.episode_timeout_s, wall_clock=time.time,
-    )
+    specs = []
+    for task in tasks:
+        for trial in range(sim.trials):
+            eid = episode_id(task.id, trial)
+            if eid in previous.finished:
+                continue
+            prefix: tuple[Message, ...] = ()
+            if eid in previous.unfinished:  # a crashed attempt: go on from its messages
+                prefix = resumable_prefix(
+                    prepared.setup, previous.events(eid, previous.attempts[eid]))
+            specs.append(EpisodeSpec(task=task, trial=trial,
+                                     seed=derive_seed(config.run.seed, task.id, trial),
+                                     attempt=previous.next_attempt(eid), prefix=prefix))
 
     progress = None
-    async with AsyncExitStack() as stack:
-        pool = await stack.enter_async_context(
-            _maybe_pool(config, tasks, domain_name, needs_pool, mistakes))
-        tools = toolbox.schemas()
-        if sim.judge is not None:
-            assert pool is not None
-            setup.judge = Judge(pool, sim.judge)
-
-        def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
-            return (_agent(spec, sim.agent, pool, agent_system, tools, toolbox, mistakes,
-                           sim.temperature, sim.max_tokens),
-                    _user(spec, sim.user, pool, guidelines, sim.temperature, sim.max_tokens))
-
+    async with open_participants(prepared) as participants:
         journal = run.open_journal()  # cuts a torn tail left by a crash, then appends
         try:
             if specs:
                 _, progress = await run_many(
-                    setup, specs, participants, journal, concurrency=sim.concurrency,
-                    stop=stop, progress_stream=progress_stream,
+                    prepared.setup, specs, participants, journal,
+                    concurrency=sim.concurrency, stop=stop, progress_stream=progress_stream,
                 )
         finally:
             journal.close()
 
     records = _in_order(run.read_journal().finished, tasks, sim.trials)
-    run.write_results(to_tau2_results(records, tasks, _info(config, domain_name)))
-    context = ExportContext(system_prompt_by_domain={domain_name: agent_system},
-                            tools_by_domain={domain_name: toolbox.schemas()})
-    exp = config.export
-    report = write_exports(
-        records, run.path / "export", context,
-        ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
-                     require_evidence=exp.require_evidence, dedupe=exp.dedupe),
-        [t.id for t in tasks],
-    )
+    report = write_outputs(run, prepared, records, tasks)
     expected = len(tasks) * sim.trials
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
                       summary=summary(records, tasks), export=report,

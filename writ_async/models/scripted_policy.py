@@ -34,7 +34,9 @@ from typing import Any
 
 import msgspec
 
+from writ_async.behaviours import parse_scenario_id
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
+from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.protocol import ToolCall as WireToolCall
@@ -160,7 +162,7 @@ class ScriptedPolicy:
     domain, a task's domain being its ``instructions.domain`` (or the only one given).
     """
 
-    __slots__ = ("max_user_turns", "mistakes", "tasks", "toolbox_by_domain")
+    __slots__ = ("max_user_turns", "mistakes", "tasks", "toolbox_by_domain", "untagged")
 
     def __init__(self, tasks: Mapping[str, Task], toolbox_by_domain: Mapping[str, Toolbox],
                  mistakes: MistakeConfig | None = None, *,
@@ -169,21 +171,26 @@ class ScriptedPolicy:
         self.toolbox_by_domain = toolbox_by_domain
         self.mistakes = mistakes
         self.max_user_turns = max_user_turns
+        # Requests that carry no episode tag (a judge's, say) get ordinary text.
+        self.untagged = PlausiblePolicy()
 
     def __repr__(self) -> str:
         return (f"ScriptedPolicy(tasks={len(self.tasks)}, "
                 f"domains={sorted(self.toolbox_by_domain)}, mistakes={self.mistakes!r})")
 
     def respond(self, request: ChatRequest, rng: random.Random) -> WireMessage:
-        del rng  # every choice comes from the tagged seed (module docstring)
+        if not request.user:
+            return self.untagged.respond(request, rng)
+        # every scripted choice comes from the tagged seed (module docstring), not ``rng``
         tag = parse_request_tag(request.user)
-        task = self.tasks.get(tag.task_id)
+        task_id, behaviours = parse_scenario_id(tag.task_id)
+        task = self.tasks.get(task_id)
         if task is None:
-            raise ScriptedRequestError(f"unknown task {tag.task_id!r} in tag {request.user!r}")
+            raise ScriptedRequestError(f"unknown task {task_id!r} in tag {request.user!r}")
         if tag.role == AGENT:
             agent = ScriptedAgent(task, self._toolbox(task), tag.seed, self.mistakes)
             return to_wire(agent.reply(agent_messages(request.messages)))
-        user = ScriptedUser(task, tag.seed, self.max_user_turns)
+        user = ScriptedUser(task, tag.seed, self.max_user_turns, behaviours=behaviours)
         return to_wire(user.reply(user_messages(request.messages)))
 
     def _toolbox(self, task: Task) -> Toolbox:
