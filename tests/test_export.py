@@ -188,7 +188,7 @@ def test_openai_row_structure() -> None:
     assert row["metadata"] == {
         "domain": "airline", "task_id": "t1", "trial": 0, "episode_id": "t1:0",
         "trajectory_type": "read_heavy", "axes": {"evidence": 3, "writes": 1},
-        "reward": 1.0, "termination": "user_stop", "seed": 1000}
+        "reward": 1.0, "termination": "user_stop", "seed": 1000, "behaviours": []}
 
 
 def test_missing_domain_context_is_an_error() -> None:

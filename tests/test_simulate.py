@@ -204,3 +204,25 @@ ttft_ms = 5.0
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(json.loads((run / "results.json").read_text())["simulations"]) == 200
+
+
+@pytest.mark.asyncio
+async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
+        tmp_path: Path) -> None:
+    from writ_async.behaviours import BehaviourMix
+
+    mix = BehaviourMix(weights={"one_fact_when_asked": 1.0, "verbose": 1.0,
+                                "correctable_id_mistake": 1.0, "forbidden_first": 1.0},
+                       per_task=2)
+    local = await simulate(tau2_config("airline", behaviours=mix), out=tmp_path / "local")
+    assert local.summary["episodes"] == 100
+    assert local.summary["average_reward"] == 1.0
+    ids = [r.episode_id for r in local.records]
+    assert len(set(ids)) == 100 and all("@" in i for i in ids)
+    assert all(r.behaviours and r.episode_id.startswith(f"{r.task_id}@") for r in local.records)
+    row = json.loads((local.run_dir / "export" / "sft_openai.jsonl").read_text().splitlines()[0])
+    assert row["metadata"]["behaviours"]
+    remote = await simulate(tau2_config("airline", behaviours=mix, agent="scripted-http",
+                                        user="scripted-http"), out=tmp_path / "http")
+    assert (local.run_dir / "export" / "sft_openai.jsonl").read_bytes() == (
+        remote.run_dir / "export" / "sft_openai.jsonl").read_bytes()

@@ -35,6 +35,7 @@ from domains import get_domain
 from writ_async.config import default_config, load_config
 from writ_async.domain import Domain
 from writ_async.errors import ConfigError, DataError, ToolCallFormatError, WritError
+from writ_async.loadtest.cli import add_parser as add_loadtest
 from writ_async.logs import configure_logging, get_logger
 from writ_async.overlay import BaseDB
 from writ_async.tools import Toolbox
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthesis seed (default: the same as --seed)")
     p.add_argument("--exclude", metavar="PATH", action="append", default=[],
                    help="a task file whose gold writes must never be reproduced (repeatable)")
+    p.add_argument("--config", metavar="PATH",
+                   help="config.toml whose [synthesis] section sets the mix and ranges")
     p.add_argument("--out", required=True, metavar="PATH", help="where to write tasks.json")
     p.set_defaults(run=cmd_tasks_generate)
 
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="overrides [mock] seed")
     p.add_argument("--policy", choices=["plausible", "shape"], help="overrides [mock] policy")
     p.set_defaults(run=cmd_mock_server)
+
+    add_loadtest(commands)
 
     p = commands.add_parser(
         "replay", help="verify episodes from the journal, fork one from a step, or re-run "
@@ -443,15 +448,18 @@ def _run_async(coro: Any) -> Any:
 
 
 def cmd_tasks_generate(args: argparse.Namespace) -> int:
-    from writ_async.synthesis.tasks import format_distribution, generate_tasks
+    from writ_async.synthesis.tasks import format_distribution, tasks_from_config
     from writ_async.tasks import load_tasks
 
+    config = load_config(args.config) if args.config else default_config()
+    synthesis = config.synthesis
+    if args.task_seed is not None:
+        synthesis = msgspec.structs.replace(synthesis, seed=args.task_seed)
     domain = get_domain(args.domain)
     base = domain.base(args.db, args.seed, args.scale)
     exclude = [t for path in args.exclude for t in load_tasks(path)]
-    seed = args.seed if args.task_seed is None else args.task_seed
     start = time.perf_counter()
-    tasks = generate_tasks(args.domain, base, args.count, seed, exclude=exclude)
+    tasks = tasks_from_config(args.domain, base, args.count, args.seed, synthesis, exclude)
     elapsed = time.perf_counter() - start
     out = Path(args.out)
     text = msgspec.json.format(msgspec.json.encode(tasks), indent=2) + b"\n"

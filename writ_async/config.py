@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from writ_async.behaviours import BehaviourMix
 from writ_async.errors import ConfigError
 from writ_async.models.mock_server import MockConfig
 
@@ -136,6 +137,8 @@ class SimulateConfig(Section):
     user_guidelines_path: str | None = None  # default: writ's own simulator guidelines
     mistake_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0  # scripted agent only
     mistakes: list[str] | None = None  # allowed kinds; unset: all
+    # WRIT stage 2: each task told by sampled user behaviours; unset: the plain scenario
+    behaviours: BehaviourMix | None = None
 
 
 class ExportConfig(Section):

@@ -136,6 +136,7 @@ def metadata(record: EpisodeRecord) -> dict[str, Any]:
         "reward": None if record.reward_info is None else record.reward_info.reward,
         "termination": record.termination,
         "seed": record.seed,
+        "behaviours": list(record.behaviours),
     }
 
 
@@ -212,27 +213,27 @@ def _domain_context(record: EpisodeRecord,
 
 def canonical_order(records: Iterable[EpisodeRecord],
                     task_order: list[str]) -> list[EpisodeRecord]:
-    """Records sorted by the caller's task order, then trial.
+    """Records sorted by the caller's task order, then behaviours, then trial.
 
     Raises ValueError for a task not in ``task_order`` or an episode given twice: either
     would make the order depend on arrival, and both are bugs upstream."""
     index: dict[str, int] = {}
     for i, task_id in enumerate(task_order):
         index.setdefault(task_id, i)
-    seen: set[tuple[str, int]] = set()
-    keyed: list[tuple[int, int, EpisodeRecord]] = []
+    seen: set[str] = set()
+    keyed: list[tuple[int, str, int, EpisodeRecord]] = []
     for record in records:
         position = index.get(record.task_id)
         if position is None:
             raise ValueError(f"episode {record.episode_id}: task {record.task_id!r} "
                              f"is not in the task order")
-        key = (record.task_id, record.trial)
-        if key in seen:
+        if record.episode_id in seen:
             raise ValueError(f"episode {record.episode_id} given more than once")
-        seen.add(key)
-        keyed.append((position, record.trial, record))
-    keyed.sort(key=lambda item: (item[0], item[1]))
-    return [record for _, _, record in keyed]
+        seen.add(record.episode_id)
+        # a task told by several behaviour combinations: those ordered by name
+        keyed.append((position, "+".join(record.behaviours), record.trial, record))
+    keyed.sort(key=lambda item: item[:3])
+    return [record for *_, record in keyed]
 
 
 def write_exports(records: Iterable[EpisodeRecord], out_dir: Path, context: ExportContext,

@@ -87,6 +87,7 @@ class EpisodeRecord(msgspec.Struct, frozen=True, kw_only=True):
     axes: dict[str, int] | None = None
     error: str | None = None  # the failure that ended it, for failed episodes
     timing: Timing = msgspec.field(default_factory=Timing)
+    behaviours: list[str] = msgspec.field(default_factory=list)  # WRIT stage 2 user behaviours
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     # the overlay's delta hash at the end (equal iff final_db_hash is): replay compares it
     # and computes the tau2 hash only when it differs

@@ -38,6 +38,7 @@ from typing import IO, Any
 
 import msgspec
 
+from writ_async.behaviours import parse_scenario_id, scenario_id
 from writ_async.config import Config, check_config, load_config
 from writ_async.episode import FAILURES, Finished, Termination
 from writ_async.errors import (
@@ -387,7 +388,7 @@ async def verify_episode(run: ReplayRun, episode: str | RecordedEpisode, *,
     messages = [e.message for e in recorded if isinstance(e, MessageAdded)]
     sink = _Comparing(recorded, record)
     spec = EpisodeSpec(task=run.task(task_id), trial=trial, seed=seed, attempt=ep.attempt,
-                       lineage=record.lineage)
+                       lineage=record.lineage, behaviours=behaviours_of(ep.episode_id))
     divergence = None
     try:
         await run_episode(setup, spec, _Recorded(messages, record, agent=True),
@@ -634,13 +635,15 @@ def _spec(run: ReplayRun, ep: RecordedEpisode, step: int, mode: str,
         task_id, trial, seed = record.task_id, record.trial, record.seed
     else:
         raise ReplayError(f"{run.path}: episode {ep.episode_id!r} has no recorded start")
+    behaviours = behaviours_of(ep.episode_id)
     if overrides.seed is not None:
-        seed = derive_seed(overrides.seed, task_id, trial)
+        seed = derive_seed(overrides.seed, scenario_id(task_id, behaviours), trial)
     lineage = Lineage(parent_run=run.manifest.run_id, parent_dir=str(run.path),
                       parent_episode=ep.episode_id, parent_attempt=ep.attempt,
                       fork_step=step, mode=mode)
     return EpisodeSpec(task=run.task(task_id), trial=trial, seed=seed, attempt=0,
-                       prefix=tuple(ep.messages[:step]), lineage=lineage)
+                       prefix=tuple(ep.messages[:step]), lineage=lineage,
+                       behaviours=behaviours)
 
 
 def check_fork(run: ReplayRun, ep: RecordedEpisode, step: int) -> None:
@@ -802,3 +805,9 @@ def render_outcome(run: ReplayRun, outcome: ReplayOutcome) -> str:
     if outcome.stopped_early:
         lines.append("stopped before every episode finished")
     return "\n".join(lines)
+
+
+def behaviours_of(episode_id: str) -> tuple[str, ...]:
+    """The user behaviours of an episode, from its id (``task[@behaviours]:trial``)."""
+    scenario, _, _ = episode_id.rpartition(":")
+    return parse_scenario_id(scenario)[1]

@@ -58,7 +58,7 @@ def to_tau2_results(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
         if record.task_id not in order:
             raise ValueError(f"episode {record.episode_id} is of task {record.task_id!r}, "
                              "which is not among the tasks given")
-    ordered = sorted(records, key=lambda r: (order[r.task_id], r.trial))
+    ordered = sorted(records, key=lambda r: (order[r.task_id], "+".join(r.behaviours), r.trial))
     if timestamp is None:
         timestamp = info.get("timestamp") or datetime.now(UTC).isoformat()
     document = {

@@ -23,6 +23,7 @@ from typing import Protocol
 
 import msgspec
 
+from writ_async.behaviours import scenario_id
 from writ_async.domain import Domain, Environment
 from writ_async.episode import (
     Action,
@@ -89,6 +90,12 @@ class EpisodeSpec:
     attempt: int = 0
     prefix: tuple[Message, ...] = ()
     lineage: Lineage | None = None
+    behaviours: tuple[str, ...] = ()  # how the user behaves (writ_async/behaviours.py)
+
+    @property
+    def episode_id(self) -> str:
+        """``task[@behaviours]:trial``: a task told by other behaviours is another episode."""
+        return episode_id(scenario_id(self.task.id, self.behaviours), self.trial)
 
 
 @dataclass(slots=True)
@@ -273,7 +280,7 @@ async def run_episode(
     """Run one episode to its end (from ``spec.prefix`` restored, if any), journal it,
     grade it, and commit its record."""
     counters = counters or Counters()
-    ep_id = episode_id(spec.task.id, spec.trial)
+    ep_id = spec.episode_id
     started = setup.wall_clock()
     journal = _Journal(sink, ep_id, spec.attempt)
     state = _Progress()
@@ -339,6 +346,7 @@ async def run_episode(
         timing=Timing(start_time=started, end_time=ended, duration=ended - started,
                       model_seconds=state.model_seconds),
         final_delta_hash=final_delta, not_judged=not_judged, lineage=spec.lineage,
+        behaviours=list(spec.behaviours),
     )
     sink.append(EpisodeFinished(episode_id=ep_id, attempt=spec.attempt, record=record))
     sink.commit()

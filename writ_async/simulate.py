@@ -26,6 +26,7 @@ import msgspec
 
 import writ_async
 from domains import get_domain
+from writ_async.behaviours import Scenario, expand_scenarios, with_behaviours
 from writ_async.config import Config
 from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
@@ -83,9 +84,10 @@ def load_run_tasks(config: Config, domain_name: str, base: Any) -> tuple[list[Ta
     if sim.tasks is not None:
         tasks = load_tasks(sim.tasks, split=sim.split)
         return tasks, hashlib.sha256(Path(sim.tasks).read_bytes()).hexdigest()
-    from writ_async.synthesis.tasks import generate_tasks
+    from writ_async.synthesis.tasks import tasks_from_config
 
-    tasks = generate_tasks(domain_name, base, sim.task_count, config.run.seed)
+    tasks = tasks_from_config(domain_name, base, sim.task_count, config.run.seed,
+                              config.synthesis)
     return tasks, hashlib.sha256(msgspec.json.encode(tasks)).hexdigest()
 
 
@@ -245,19 +247,22 @@ async def simulate(
     run: RunDir = open_for_resume(out, manifest) if resume else create_run(out, manifest)
     save_tasks(run, tasks)
     previous = run.read_journal()  # empty for a new run
+    scenarios = run_scenarios(config, tasks)
+    by_id = {t.id: t for t in tasks}
     specs = []
-    for task in tasks:
+    for scenario in scenarios:
         for trial in range(sim.trials):
-            eid = episode_id(task.id, trial)
+            eid = episode_id(scenario.id, trial)
             if eid in previous.finished:
                 continue
             prefix: tuple[Message, ...] = ()
             if eid in previous.unfinished:  # a crashed attempt: go on from its messages
                 prefix = resumable_prefix(
                     prepared.setup, previous.events(eid, previous.attempts[eid]))
-            specs.append(EpisodeSpec(task=task, trial=trial,
-                                     seed=derive_seed(config.run.seed, task.id, trial),
-                                     attempt=previous.next_attempt(eid), prefix=prefix))
+            specs.append(EpisodeSpec(task=by_id[scenario.task_id], trial=trial,
+                                     seed=derive_seed(config.run.seed, scenario.id, trial),
+                                     attempt=previous.next_attempt(eid), prefix=prefix,
+                                     behaviours=scenario.behaviours))
 
     progress = None
     async with open_participants(prepared) as participants:
@@ -271,20 +276,29 @@ async def simulate(
         finally:
             journal.close()
 
-    records = _in_order(run.read_journal().finished, tasks, sim.trials)
+    records = _in_order(run.read_journal().finished, scenarios, sim.trials)
     report = write_outputs(run, prepared, records, tasks)
-    expected = len(tasks) * sim.trials
+    expected = len(scenarios) * sim.trials
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
                       summary=summary(records, tasks), export=report,
                       stopped_early=len(records) < expected)
 
 
-def _in_order(finished: Mapping[str, EpisodeRecord], tasks: Sequence[Task],
+def run_scenarios(config: Config, tasks: Sequence[Task]) -> list[Scenario]:
+    """Every (task, behaviours) scenario of the run: one per task without a behaviour mix,
+    else each task told by the mix's sampled behaviours (WRIT stage 2)."""
+    mix = config.simulate.behaviours
+    if mix is None:
+        return [Scenario(t.id, ()) for t in tasks]
+    return expand_scenarios([t.id for t in tasks], mix, config.run.seed)
+
+
+def _in_order(finished: Mapping[str, EpisodeRecord], scenarios: Sequence[Scenario],
               trials: int) -> list[EpisodeRecord]:
     out = []
-    for task in tasks:
+    for scenario in scenarios:
         for trial in range(trials):
-            record = finished.get(episode_id(task.id, trial))
+            record = finished.get(episode_id(scenario.id, trial))
             if record is not None:
                 out.append(record)
     return out
@@ -304,7 +318,7 @@ def _info(config: Config, domain_name: str) -> dict[str, Any]:
 def _tag(spec: EpisodeSpec, role: str) -> str:
     from writ_async.models.scripted_policy import request_tag
 
-    return request_tag(episode_id(spec.task.id, spec.trial), role, spec.seed)
+    return request_tag(spec.episode_id, role, spec.seed)
 
 
 def _agent(spec: EpisodeSpec, who: str, pool: ModelPool | None, system: str,
@@ -321,8 +335,9 @@ def _agent(spec: EpisodeSpec, who: str, pool: ModelPool | None, system: str,
 def _user(spec: EpisodeSpec, who: str, pool: ModelPool | None, guidelines: str,
           temperature: float, max_tokens: int | None) -> Participant:
     if who == "scripted":
-        return InProcess(ScriptedUser(spec.task, spec.seed).reply)
+        return InProcess(ScriptedUser(spec.task, spec.seed, behaviours=spec.behaviours).reply)
     assert pool is not None
     role = "user" if who == SCRIPTED_HTTP else who
+    guidelines = with_behaviours(guidelines, spec.behaviours, spec.task, spec.seed)
     return LLMUser(pool, role, user_system_prompt(spec.task, guidelines), seed=spec.seed,
                    tag=_tag(spec, "user"), temperature=temperature, max_tokens=max_tokens)

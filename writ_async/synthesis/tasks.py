@@ -412,3 +412,17 @@ def format_distribution(tasks: Sequence[Task]) -> str:
         f"{sum(counts.get((w, e), 0) for w in rows):>{width}}" for e in cols
     ) + f" {len(tasks):>{width}}")
     return "\n".join(lines)
+
+
+def tasks_from_config(domain_name: str, base: BaseDB, count: int, run_seed: int,
+                      synthesis: Any, extra_exclude: Iterable[Task] = ()) -> list[Task]:
+    """``generate_tasks`` as the ``[synthesis]`` section configures it (mix, ranges,
+    exclusion files, seed); used by `writ tasks generate` and by `writ simulate`."""
+    from writ_async.tasks import load_tasks
+
+    exclude = [t for path in synthesis.exclude for t in load_tasks(path)]
+    exclude.extend(extra_exclude)
+    seed = run_seed if synthesis.seed is None else synthesis.seed
+    return generate_tasks(domain_name, base, count, seed, writes=tuple(synthesis.writes),
+                          evidence=tuple(synthesis.evidence), exclude=exclude,
+                          mix=dict(synthesis.mix))
