@@ -496,7 +496,8 @@ _OBJECT_VERBS = (
     "offers", "offered", "to", "for", "with", "help", "helps", "let", "lets", "call",
     "send", "sends", "sent", "reach", "contact", "owe", "owes", "charge", "charges",
     "refund", "refunds", "remind", "reminds", "from", "than", "about", "confirms", "assure",
-    "assured", "inform", "informs", "informed", "assist",
+    "assured", "inform", "informs", "informed", "assist", "keeps", "keep", "kept", "stops",
+    "stop", "stopped", "prevents", "prevent", "prevented", "forces", "forced",
 )
 _FIRST_PERSON: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bYou're\b"), "I'm"), (re.compile(r"\byou're\b"), "I'm"),

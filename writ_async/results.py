@@ -268,7 +268,26 @@ def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task]) -> dict[str
     out["kept"] = len(kept)
     out["kept_with_evidence"] = sum(1 for r in kept
                                     if r.reward_info is not None and r.reward_info.evidence_ok)
+    kept_ids = {r.episode_id for r in kept}
+    for label, key in (("type", lambda r: r.trajectory_type or "tau2"),
+                       ("writes", lambda r: (r.axes or {}).get("writes")),
+                       ("burden", lambda r: (r.axes or {}).get("evidence")),
+                       ("behaviour", lambda r: "+".join(r.behaviours) or "none")):
+        out[f"kept_by_{label}"] = kept_rates(records, kept_ids, key)
     return out
+
+
+def kept_rates(records: Sequence[EpisodeRecord], kept_ids: set[str],
+               key: Any) -> dict[str, str]:
+    """``{group: "kept/episodes"}`` for the groups ``key`` puts records in (sorted)."""
+    totals: Counter[Any] = Counter()
+    kept: Counter[Any] = Counter()
+    for record in records:
+        group = key(record)
+        totals[group] += 1
+        kept[group] += record.episode_id in kept_ids
+    ordered = sorted(totals, key=lambda g: (g is None, str(type(g)), g if g is not None else 0))
+    return {str(g): f"{kept[g]}/{totals[g]}" for g in ordered}
 
 
 def _number(value: float) -> float | None:
