@@ -584,3 +584,20 @@ def test_a_run_whose_data_changed_is_refused(mistakes_run: Path, tmp_path: Path)
     (copy / "manifest.json").write_text(manifest)
     with pytest.raises(ReplayError, match="recorded no episode"):
         open_run(copy)
+
+
+def test_a_fork_can_change_the_users_behaviours(mistakes_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    record = with_writes(mistakes_run)
+    assert main(["replay", str(mistakes_run), record.episode_id, "--from", "2",
+                 "--behaviours", "verbose+out_of_order", "--mistake-rate", "0",
+                 "--out", str(tmp_path / "fork")]) == 0
+    forked = next(iter(episodes(tmp_path / "fork").values()))
+    assert forked.behaviours == ["out_of_order", "verbose"]
+    assert forked.episode_id == f"{record.task_id}@out_of_order+verbose:{record.trial}"
+    assert forked.messages[:2] == record.messages[:2]
+    assert forked.termination == "user_stop"
+    capsys.readouterr()
+    assert main(["replay", str(mistakes_run), record.episode_id, "--from", "2",
+                 "--behaviours", "chatty", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown behaviour 'chatty'" in capsys.readouterr().err

@@ -34,7 +34,13 @@ import msgspec
 from domains import get_domain
 from writ_async.config import default_config, load_config
 from writ_async.domain import Domain
-from writ_async.errors import ConfigError, DataError, ToolCallFormatError, WritError
+from writ_async.errors import (
+    ConfigError,
+    DataError,
+    ReplayError,
+    ToolCallFormatError,
+    WritError,
+)
 from writ_async.loadtest.cli import add_parser as add_loadtest
 from writ_async.logs import configure_logging, get_logger
 from writ_async.overlay import BaseDB
@@ -199,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="PATH",
                    help="fork / --failed: a config.toml whose [models] and [mock] to use")
     p.add_argument("--mistake-rate", type=float, help="fork / --failed: scripted agent mistakes")
+    p.add_argument("--behaviours", metavar="A+B",
+                   help="fork / --failed: how the user behaves from here on ('' for none)")
     p.add_argument("--concurrency", type=_positive(int), help="--failed: episodes in flight")
     p.set_defaults(run=cmd_replay)
 
@@ -444,6 +452,19 @@ def _run_async(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+def _behaviours_arg(value: str | None) -> tuple[str, ...] | None:
+    """``a+b`` as checked behaviour names; None when not given."""
+    if value is None:
+        return None
+    from writ_async.behaviours import canonical
+
+    names = [n for n in value.split("+") if n]
+    try:
+        return canonical(names)
+    except ValueError as exc:
+        raise ReplayError(f"--behaviours: {exc}") from None
+
+
 # -- tasks -------------------------------------------------------------------------------
 
 
@@ -572,6 +593,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             ("--out", args.out), ("--seed", args.seed), ("--agent", args.agent),
             ("--user", args.user), ("--config", args.config),
             ("--mistake-rate", args.mistake_rate), ("--concurrency", args.concurrency),
+            ("--behaviours", args.behaviours),
         ) if value is not None]
         if given:
             raise ReplayError(f"{', '.join(given)} only apply to a fork (--from) or --failed")
@@ -593,7 +615,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     overrides = replay.Overrides(seed=args.seed, agent=args.agent, user=args.user,
                                  config_path=args.config, mistake_rate=args.mistake_rate,
-                                 concurrency=args.concurrency)
+                                 concurrency=args.concurrency,
+                                 behaviours=_behaviours_arg(args.behaviours))
     if args.out:
         out = Path(args.out)
     else:

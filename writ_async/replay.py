@@ -523,6 +523,7 @@ class Overrides:
     config_path: str | None = None  # its [models] and [mock] replace the parent's
     mistake_rate: float | None = None
     concurrency: int | None = None
+    behaviours: tuple[str, ...] | None = None  # the user's behaviours for the continuation
 
 
 def continuation_config(parent: Config, overrides: Overrides) -> Config:
@@ -636,6 +637,8 @@ def _spec(run: ReplayRun, ep: RecordedEpisode, step: int, mode: str,
     else:
         raise ReplayError(f"{run.path}: episode {ep.episode_id!r} has no recorded start")
     behaviours = behaviours_of(ep.episode_id)
+    if overrides.behaviours is not None:
+        behaviours = overrides.behaviours
     if overrides.seed is not None:
         seed = derive_seed(overrides.seed, scenario_id(task_id, behaviours), trial)
     lineage = Lineage(parent_run=run.manifest.run_id, parent_dir=str(run.path),
@@ -757,7 +760,8 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
     notes = notes or {}
     for spec in specs:
         assert spec.lineage is not None
-        record = finished.get(spec.lineage.parent_episode)
+        # the continuation's own id: the parent's, unless its behaviours were changed
+        record = finished.get(spec.episode_id)
         if record is None:
             continue
         records.append(record)
