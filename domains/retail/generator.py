@@ -231,6 +231,10 @@ def _item_of(product: Product, variant: Variant) -> OrderItem:
     )
 
 
+FREQUENT_BUYER_SHARE = 0.03
+FREQUENT_BUYER_WEIGHT = 9.0
+
+
 def _orders(
     rng: random.Random, ids: _Ids, products: dict[str, Product], users: dict[str, User],
     n: int,
@@ -239,11 +243,15 @@ def _orders(
     user_list = list(users.values())
     # About one user in eight has never ordered, as in tau2's data.
     buyers = [u for u in user_list if rng.random() >= 0.12] or user_list[:1]
+    # A few frequent buyers hold many orders (up to ~20): the customers whose order is
+    # found only by opening each of them (read-heavy tasks with a large evidence burden).
+    appetite = [FREQUENT_BUYER_WEIGHT if rng.random() < FREQUENT_BUYER_SHARE else 1.0
+                for _ in buyers]
     statuses = list(STATUS_WEIGHTS)
     weights = list(STATUS_WEIGHTS.values())
     orders: dict[str, Order] = {}
     for _ in range(n):
-        user = rng.choice(buyers)
+        user = rng.choices(buyers, appetite)[0]
         order_id = ids.digits(7, "#W")
         status = rng.choices(statuses, weights)[0]
         orders[order_id] = _order(rng, ids, catalog, user, order_id, status)
