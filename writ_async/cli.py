@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a task file whose gold writes must never be reproduced (repeatable)")
     p.add_argument("--config", metavar="PATH",
                    help="config.toml whose [synthesis] section sets the mix and ranges")
+    p.add_argument("--rewrite", metavar="ROLE",
+                   help="rewrite each task's instructions through this role of "
+                        "[models.roles]; rewrites that lose a fact are not used")
     p.add_argument("--out", required=True, metavar="PATH", help="where to write tasks.json")
     p.set_defaults(run=cmd_tasks_generate)
 
@@ -481,6 +484,8 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
     exclude = [t for path in args.exclude for t in load_tasks(path)]
     start = time.perf_counter()
     tasks = tasks_from_config(args.domain, base, args.count, args.seed, synthesis, exclude)
+    if args.rewrite is not None:
+        tasks = _rewrite(config, tasks, args.rewrite, args.config or "<defaults>", args.seed)
     elapsed = time.perf_counter() - start
     out = Path(args.out)
     text = msgspec.json.format(msgspec.json.encode(tasks), indent=2) + b"\n"
@@ -495,6 +500,25 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
     print("tasks by writes (rows) and evidence reads (columns):")
     print(format_distribution(tasks))
     return 0
+
+
+def _rewrite(config: Any, tasks: list[Any], role: str, source: str, seed: int) -> list[Any]:
+    from writ_async.models.setup import open_pool
+    from writ_async.synthesis.rewrite import rewrite_tasks
+
+    if role not in config.models.roles:
+        raise ConfigError(source, f"`{role}` is not a role of [models.roles]", "--rewrite")
+
+    async def run() -> tuple[list[Any], Any]:
+        async with open_pool(config.models, mock_config=config.mock, seed=seed) as pool:
+            return await rewrite_tasks(tasks, pool, role, seed=seed)
+
+    rewritten, report = _run_async(run())
+    print(f"rewrote {report.rewritten} of {report.tasks} instructions; "
+          f"{len(report.kept_original)} kept their template wording")
+    for task_id, why in list(report.kept_original.items())[:5]:
+        print(f"  {task_id}: {why}")
+    return rewritten
 
 
 # -- simulate ----------------------------------------------------------------------------
