@@ -226,3 +226,27 @@ async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
                                         user="scripted-http"), out=tmp_path / "http")
     assert (local.run_dir / "export" / "sft_openai.jsonl").read_bytes() == (
         remote.run_dir / "export" / "sft_openai.jsonl").read_bytes()
+
+
+@pytest.mark.asyncio
+async def test_tool_arguments_that_are_not_json_become_error_results(tmp_path: Path) -> None:
+    from writ_async.models.mock_server import FaultRates
+
+    config = tau2_config("airline", agent="agent", max_errors=3)
+    config = msgspec.structs.replace(config, mock=msgspec.structs.replace(
+        config.mock, faults=FaultRates(invalid_tool_args=1.0)))
+    config = msgspec.structs.replace(config, simulate=msgspec.structs.replace(
+        config.simulate, tasks=None, task_count=5))
+    config = msgspec.structs.replace(config, domains=default_config().domains)
+    outcome = await simulate(config, out=tmp_path / "run")
+    assert outcome.summary["episodes"] == 5
+    # never an agent error: the model's bad arguments are answered, and the error limit
+    # ends the episode the way tau2-bench's does
+    assert set(outcome.summary["termination_reasons"]) <= {"too_many_errors", "max_steps",
+                                                            "user_stop"}
+    errors = [m for r in outcome.records for m in r.messages
+              if getattr(m, "error", False) and "not a JSON object" in m.content]
+    assert errors
+    calls = [c for r in outcome.records for m in r.messages
+             for c in (getattr(m, "tool_calls", None) or ()) if c.raw_arguments is not None]
+    assert calls and all(c.arguments == {} for c in calls)

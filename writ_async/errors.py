@@ -117,6 +117,9 @@ class MalformedResponse(ModelCallError):
     def __init__(self, reason: str, message: str, **kw: object) -> None:
         super().__init__(f"{reason}: {message}", **kw)  # type: ignore[arg-type]
         self.reason = reason
+        # The decoded completion when there was one (e.g. tool arguments that are not
+        # JSON): the model's own answer, which a participant may still turn into data.
+        self.completion: object | None = None
 
 
 class CircuitOpen(ModelCallError):

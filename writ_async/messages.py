@@ -28,6 +28,9 @@ class ToolCall(msgspec.Struct, frozen=True):
     name: str
     arguments: dict[str, Any]
     requestor: str = "assistant"
+    # What the model wrote when it was not a JSON object (then ``arguments`` is empty and
+    # the call is answered with an error result instead of being run).
+    raw_arguments: str | None = None
 
 
 class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="role"):

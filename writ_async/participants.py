@@ -27,7 +27,8 @@ from writ_async.errors import (
 from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
 from writ_async.models.client import CallResult
 from writ_async.models.pool import ModelPool
-from writ_async.models.protocol import ChatRequest
+from writ_async.models.protocol import ChatCompletion, ChatRequest
+from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.retry import RETRYABLE_MALFORMED
 from writ_async.prompts import agent_view, user_view
 
@@ -85,20 +86,39 @@ class LLMAgent:
         )
         try:
             result = await self.pool.complete(self.role, request)
+        except MalformedResponse as error:
+            completion = error.completion
+            if error.reason != "invalid_tool_arguments" or not isinstance(
+                    completion, ChatCompletion):
+                raise ParticipantError(termination_for(error, is_agent=True),
+                                       str(error)) from None
+            # Tool arguments that are not JSON are the model's mistake, not an ending:
+            # the calls are kept as written and answered with error results (runner).
+            message = _assistant(completion.choices[0].message, len(messages), None)
+            return Turn(message, None)
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=True), str(error)) from None
-        choice = result.completion.choices[0].message
-        calls = None
-        if choice.tool_calls:
-            # check_completion already proved each argument text is a JSON object.
-            calls = tuple(
-                ToolCall(id=c.id, name=c.function.name,
-                         arguments=_arguments.decode(c.function.arguments or "{}"))
-                for c in choice.tool_calls
-            )
-        message = AssistantMessage(content=choice.content, tool_calls=calls,
-                                   turn_idx=len(messages), usage=_usage(result))
+        message = _assistant(result.completion.choices[0].message, len(messages),
+                             _usage(result))
         return Turn(message, result)
+
+
+def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> AssistantMessage:
+    """Our message for the agent's answer; tool arguments that are not a JSON object are
+    kept verbatim in ``raw_arguments``."""
+    calls = None
+    if choice.tool_calls:
+        calls = tuple(_tool_call(c.id, c.function.name, c.function.arguments)
+                      for c in choice.tool_calls)
+    return AssistantMessage(content=choice.content, tool_calls=calls, turn_idx=turn,
+                            usage=usage)
+
+
+def _tool_call(call_id: str, name: str, text: str) -> ToolCall:
+    try:
+        return ToolCall(id=call_id, name=name, arguments=_arguments.decode(text))
+    except msgspec.DecodeError:  # ValidationError too: JSON, but not an object
+        return ToolCall(id=call_id, name=name, arguments={}, raw_arguments=text)
 
 
 class LLMUser:

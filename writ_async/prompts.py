@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
+from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models import protocol
 from writ_async.tasks import Instructions, Task
 
@@ -73,6 +73,14 @@ def user_system_prompt(task: Task, guidelines: str = USER_GUIDELINES) -> str:
 _args_encoder = msgspec.json.Encoder()
 
 
+def _arguments_text(call: ToolCall) -> str:
+    """The arguments as the model wrote them: JSON text, or its raw text when it was not
+    a JSON object (so the model sees its own mistake in the history)."""
+    if call.raw_arguments is not None:
+        return call.raw_arguments
+    return _args_encoder.encode(call.arguments).decode()
+
+
 def to_openai(message: Message) -> dict[str, Any]:
     """One message as an OpenAI chat message (the agent's view)."""
     if isinstance(message, AssistantMessage):
@@ -80,8 +88,7 @@ def to_openai(message: Message) -> dict[str, Any]:
         if message.tool_calls:
             out["tool_calls"] = [
                 {"id": c.id, "type": "function",
-                 "function": {"name": c.name,
-                              "arguments": _args_encoder.encode(c.arguments).decode()}}
+                 "function": {"name": c.name, "arguments": _arguments_text(c)}}
                 for c in message.tool_calls
             ]
         return out
@@ -98,7 +105,7 @@ def agent_view(system: str, messages: list[Message]) -> list[protocol.Message]:
             if m.tool_calls:
                 calls = [protocol.ToolCall(
                     id=c.id, function=protocol.FunctionCall(
-                        name=c.name, arguments=_args_encoder.encode(c.arguments).decode()))
+                        name=c.name, arguments=_arguments_text(c)))
                     for c in m.tool_calls]
             out.append(protocol.Message(role="assistant", content=m.content, tool_calls=calls))
         elif isinstance(m, ToolMessage):

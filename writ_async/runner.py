@@ -52,7 +52,7 @@ from writ_async.overlay import BaseDB
 from writ_async.participants import Participant, ParticipantError, Turn
 from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.tasks import Task
-from writ_async.tools import Toolbox, ToolKind
+from writ_async.tools import Toolbox, ToolKind, ToolResult
 
 # What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
 JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]
@@ -206,9 +206,16 @@ def _run_tools(setup: EpisodeSetup, env: Environment, calls: Sequence[ToolCall],
     the recorded one."""
     results: list[ToolMessage] = []
     for call in calls:
-        result = env.call(call.name, call.arguments)
+        if call.raw_arguments is not None:
+            # The model's arguments were not a JSON object: nothing runs, and the model
+            # is told so, as a tool error (which counts toward the error limit).
+            result = ToolResult(f"Error: the arguments of {call.name} are not a JSON "
+                                f"object: {call.raw_arguments[:200]!r}", True)
+        else:
+            result = env.call(call.name, call.arguments)
         counters.tool_calls += 1
-        written = setup.toolbox.kind(call.name) is ToolKind.WRITE
+        written = (call.raw_arguments is None
+                   and setup.toolbox.kind(call.name) is ToolKind.WRITE)
         journal.sink.append(ToolExecuted(
             episode_id=journal.episode_id, attempt=journal.attempt, call_id=call.id,
             name=call.name, output=result.output, error=result.error,

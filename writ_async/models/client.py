@@ -173,7 +173,7 @@ class EndpointClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
         completion = self._decode(raw, resp.headers.get("Content-Type", ""))
-        check_completion(completion, require_usage=self.require_usage)
+        _checked(completion, self.require_usage)
         return CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
@@ -213,7 +213,7 @@ class EndpointClient:
         for event in parser.finish():
             assembler.feed_event(event.data, loop.time(), event=event.event)
         completion = assembler.result()
-        check_completion(completion, require_usage=self.require_usage)
+        _checked(completion, self.require_usage)
         return CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
@@ -221,3 +221,12 @@ class EndpointClient:
             chunk_gaps=tuple(assembler.gaps),
         )
 
+
+
+def _checked(completion: ChatCompletion, require_usage: bool) -> None:
+    """``check_completion``; a failure carries the completion it judged."""
+    try:
+        check_completion(completion, require_usage=require_usage)
+    except MalformedResponse as exc:
+        exc.completion = completion
+        raise
