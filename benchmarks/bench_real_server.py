@@ -141,6 +141,10 @@ def main() -> None:
                         [[len(sims), f"{elapsed:.0f}", dict(reasons), tool_errors, not_json,
                           "all verified" if replay.returncode == 0 else "DIVERGED"]]))
             print(replay.stdout[-1500:])
+            for s in sims:  # why each episode ended, in the engine's words
+                error = (s.get("info") or {}).get("writ", {}).get("error")
+                print(f"{s['id']}: {s['termination_reason']}"
+                      + (f" -- {error[:300]}" if error else ""))
     finally:
         proc.terminate()
         proc.wait(timeout=30)

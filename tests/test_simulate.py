@@ -250,3 +250,17 @@ async def test_tool_arguments_that_are_not_json_become_error_results(tmp_path: P
     calls = [c for r in outcome.records for m in r.messages
              for c in (getattr(m, "tool_calls", None) or ()) if c.raw_arguments is not None]
     assert calls and all(c.arguments == {} for c in calls)
+
+
+@pytest.mark.asyncio
+async def test_answers_cut_at_max_tokens_are_kept_not_fatal(tmp_path: Path) -> None:
+    config = tau2_config("airline", agent="agent", user="user", max_tokens=3, max_steps=12)
+    config = msgspec.structs.replace(config, simulate=msgspec.structs.replace(
+        config.simulate, tasks=None, task_count=3))
+    config = msgspec.structs.replace(config, domains=default_config().domains)
+    outcome = await simulate(config, out=tmp_path / "run")
+    reasons = outcome.summary["termination_reasons"]
+    assert "agent_error" not in reasons and "user_error" not in reasons
+    texts = [m.content for r in outcome.records for m in r.messages[1:]
+             if getattr(m, "content", None) and not getattr(m, "tool_calls", None)]
+    assert texts  # the cut answers are in the conversation

@@ -87,13 +87,10 @@ class LLMAgent:
         try:
             result = await self.pool.complete(self.role, request)
         except MalformedResponse as error:
-            completion = error.completion
-            if error.reason != "invalid_tool_arguments" or not isinstance(
-                    completion, ChatCompletion):
-                raise ParticipantError(termination_for(error, is_agent=True),
-                                       str(error)) from None
-            # Tool arguments that are not JSON are the model's mistake, not an ending:
-            # the calls are kept as written and answered with error results (runner).
+            completion = _usable(error, is_agent=True)
+            # Tool arguments that are not JSON, or an answer cut at max_tokens, are the
+            # model's own output, not an ending (tau2-bench keeps them too): the text is
+            # kept, and calls with bad arguments are answered with error results (runner).
             message = _assistant(completion.choices[0].message, len(messages), None)
             return Turn(message, None)
         except ModelCallError as error:
@@ -101,6 +98,20 @@ class LLMAgent:
         message = _assistant(result.completion.choices[0].message, len(messages),
                              _usage(result))
         return Turn(message, result)
+
+
+USABLE_MALFORMED = frozenset({"invalid_tool_arguments", "length"})
+
+
+def _usable(error: MalformedResponse, *, is_agent: bool) -> ChatCompletion:
+    """The completion behind a malformed answer that is still the model's own usable
+    output; any other failure ends the episode (ParticipantError)."""
+    completion = error.completion
+    if error.reason in USABLE_MALFORMED and isinstance(completion, ChatCompletion):
+        message = completion.choices[0].message
+        if message.tool_calls or (message.content or "").strip():
+            return completion
+    raise ParticipantError(termination_for(error, is_agent=is_agent), str(error)) from None
 
 
 def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> AssistantMessage:
@@ -137,12 +148,16 @@ class LLMUser:
         )
         try:
             result = await self.pool.complete(self.role, request)
+            completion = result.completion
+        except MalformedResponse as error:
+            completion, result = _usable(error, is_agent=False), None
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=False), str(error)) from None
-        content = result.completion.choices[0].message.content
+        content = completion.choices[0].message.content
         if not content:
             raise ParticipantError(Termination.USER_ERROR, "the user simulator sent no text")
-        message = UserMessage(content=content, turn_idx=len(messages), usage=_usage(result))
+        message = UserMessage(content=content, turn_idx=len(messages),
+                              usage=None if result is None else _usage(result))
         return Turn(message, result)
 
 
