@@ -40,9 +40,8 @@ from writ_async.synthesis.readheavy import (
     ReadShape,
     date_words,
     either,
-    mixed_positions,
+    mixed_steps,
     read_json,
-    step_budget,
     unique_best,
 )
 from writ_async.synthesis.wording import long_date, pick
@@ -234,18 +233,9 @@ class _Session(_WriteSession):
         return draft
 
     def mixed(self, shape: ReadShape) -> Draft | None:
-        heavy = mixed_positions(self.rng, shape)
-        steps: list[Step] = []
-        for i in range(shape.writes):
-            if i in heavy:
-                step = self.heavy(step_budget(shape, self.ledger, i, heavy, PER_OTHER_REQUEST))
-            else:
-                step = self.valid()
-            if step is None:
-                return None
-            self.ledger.add(step.reads)
-            steps.append(step)
-        return self.finish_read_heavy(steps)
+        steps = mixed_steps(self.rng, shape, self.ledger, PER_OTHER_REQUEST, self.heavy,
+                            self.valid)
+        return None if steps is None else self.finish_read_heavy(steps)
 
     def heavy(self, budget: int) -> Step | None:
         self.scan_limit = budget + SCAN_SLACK
@@ -562,14 +552,10 @@ class _Session(_WriteSession):
         allowance = FREE_BAGS[self.user.membership]
         free = allowance[res.cabin] * len(res.passengers)
         extra = rng.choice((1, 1, 2, 3))
-        total = res.total_baggages + extra
-        nonfree = max(0, total - free)
-        charge = BAG_FEE * (nonfree - res.nonfree_baggages)
-        payer = self.payer(charge)
-        if payer is None:
+        change = self.bag_change(res, free, extra)
+        if change is None:
             return None
-        pid, label = payer
-        bags = "one more checked bag" if extra == 1 else f"{extra} more checked bags"
+        total, nonfree, charge, pid, label, bags = change
         ask = pick(rng, ("you want to add {bags} to {desc}", "you need {bags} on {desc}"),
                    bags=bags, desc=desc)
         ask += ". " + self.pay_clause(label)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from writ_async.domain import Environment
 from writ_async.overlay import BaseDB, Overlay
@@ -118,6 +118,15 @@ class AirlineWriteIntensive:
 
 
 # -- facts about reservations -------------------------------------------------------------
+
+
+class BagChange(NamedTuple):
+    total: int
+    nonfree: int
+    charge: int
+    payment_id: str
+    payment_label: str
+    words: str  # "one more checked bag" / "2 more checked bags"
 
 
 def _segment_statuses(db: Overlay, res: Reservation) -> list[Any] | None:
@@ -385,6 +394,18 @@ class _Session:
             reasons += ["health", "weather"]
         return reasons
 
+    def bag_change(self, res: Reservation, free: int, extra: int) -> BagChange | None:
+        """Adding ``extra`` bags to ``res`` (``free`` bags are free); None when no payment
+        method of the user can pay the fee."""
+        total = res.total_baggages + extra
+        nonfree = max(0, total - free)
+        charge = BAG_FEE * (nonfree - res.nonfree_baggages)
+        payer = self.payer(charge)
+        if payer is None:
+            return None
+        bags = "one more checked bag" if extra == 1 else f"{extra} more checked bags"
+        return BagChange(total, nonfree, charge, payer[0], payer[1], bags)
+
     def cancel(self) -> Step | None:
         rng = self.rng
         candidates = []
@@ -446,14 +467,10 @@ class _Session:
             return None
         res, free = rng.choice(candidates)
         extra = rng.choice((1, 1, 2, 2, 3))
-        total = res.total_baggages + extra
-        nonfree = max(0, total - free)
-        charge = BAG_FEE * (nonfree - res.nonfree_baggages)
-        payer = self.payer(charge)
-        if payer is None:
+        change = self.bag_change(res, free, extra)
+        if change is None:
             return None
-        pid, label = payer
-        bags = "one more checked bag" if extra == 1 else f"{extra} more checked bags"
+        total, nonfree, charge, pid, label, bags = change
         ask = pick(rng, ("you want to add {bags} to {ref}",
                          "you are bringing {bags} on {ref} and want to add {it} to the booking",
                          "you need {bags} on {ref}"), bags=bags, ref=self.ref(res),

@@ -41,9 +41,8 @@ from writ_async.synthesis.readheavy import (
     ReadHeavyStep,
     ReadLedger,
     ReadShape,
-    mixed_positions,
+    mixed_steps,
     read_json,
-    step_budget,
     unique_best,
 )
 from writ_async.synthesis.wording import listing, pick
@@ -160,18 +159,9 @@ class _Session(_WriteSession):
                      steps=steps, opening=opening)
 
     def mixed(self, shape: ReadShape) -> Draft | None:
-        heavy = mixed_positions(self.rng, shape)
-        steps: list[Step] = []
-        for i in range(shape.writes):
-            if i in heavy:
-                step = self.heavy(step_budget(shape, self.ledger, i, heavy, PER_OTHER_REQUEST))
-            else:
-                step = self.valid()
-            if step is None:
-                return None
-            self.ledger.add(step.reads)
-            steps.append(step)
-        return self.finish(steps)
+        steps = mixed_steps(self.rng, shape, self.ledger, PER_OTHER_REQUEST, self.heavy,
+                            self.valid)
+        return None if steps is None else self.finish(steps)
 
     def heavy(self, budget: int) -> Step | None:
         self.scan_limit = budget + SCAN_SLACK

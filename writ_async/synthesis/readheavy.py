@@ -171,3 +171,21 @@ def either(words: Sequence[str]) -> str:
     if len(words) <= 1:
         return "".join(words)
     return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def mixed_steps(rng: random.Random, shape: Any, ledger: Any, per_other: int,
+                heavy: Callable[[int], Step | None],
+                valid: Callable[[], Step | None]) -> list[Step] | None:
+    """The steps of a mixed task: read-heavy requests at positions drawn for ``shape``,
+    write-intensive ones elsewhere, each read-heavy step given what is left of the read
+    budget; None when some request cannot be made in the current state."""
+    positions = mixed_positions(rng, shape)
+    steps: list[Step] = []
+    for i in range(shape.writes):
+        step = (heavy(step_budget(shape, ledger, i, positions, per_other))
+                if i in positions else valid())
+        if step is None:
+            return None
+        ledger.add(step.reads)
+        steps.append(step)
+    return steps
