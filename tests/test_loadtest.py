@@ -35,8 +35,18 @@ from writ_async.errors import (
 )
 from writ_async.loadtest import cli as loadtest_cli
 from writ_async.loadtest.histogram import LogHistogram
-from writ_async.loadtest.metrics import Objectives, error_class, record_decoder
-from writ_async.loadtest.report import REPORT_HTML, REPORT_JSON, REQUESTS_JSONL
+from writ_async.loadtest.metrics import (
+    Objectives,
+    conversation_decoder,
+    error_class,
+    record_decoder,
+)
+from writ_async.loadtest.report import (
+    CONVERSATIONS_JSONL,
+    REPORT_HTML,
+    REPORT_JSON,
+    REQUESTS_JSONL,
+)
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.testing import open_timed_mock, timings_decoder
@@ -56,6 +66,10 @@ def nearest_rank(values: list[float], q: float) -> float:
 
 def records_of(buffer: io.BytesIO) -> list[Any]:
     return [record_decoder.decode(line) for line in buffer.getvalue().splitlines()]
+
+
+def conversations_of(buffer: io.BytesIO) -> list[Any]:
+    return [conversation_decoder.decode(line) for line in buffer.getvalue().splitlines()]
 
 
 # -- histogram, pure ---------------------------------------------------------------------
@@ -174,6 +188,58 @@ async def test_request_bound_stops_by_itself_and_excludes_warmup() -> None:
 
 
 @pytest.mark.asyncio
+async def test_conversation_records_add_up_their_requests() -> None:
+    faults = FaultRates(error_5xx=0.05)
+    async with open_mock_server(MockConfig(ttft_ms=1, tpot_ms=0.1, faults=faults,
+                                           seed=4)) as server:
+        config = LoadConfig(base_url=server.url, model="m", concurrency=6, requests=150,
+                            warmup_s=0.03, drain_s=5)
+        requests, conversations = io.BytesIO(), io.BytesIO()
+        run = await run_load(config, SyntheticTraffic(turns=IntRange(2, 4)), records=requests,
+                             conversations=conversations)
+        summary = run.summary()
+    records, convs = records_of(requests), conversations_of(conversations)
+    by_conv: dict[int, list[Any]] = {}
+    for r in records:
+        by_conv.setdefault(r.conversation, []).append(r)
+    # every conversation that sent a request has exactly one record, and vice versa
+    assert sorted(c.conversation for c in convs) == sorted(by_conv)
+    outcomes = {c.outcome for c in convs}
+    assert {"completed", "failed", "stopped"} <= outcomes  # faults and the bound cut some
+    for conv in convs:
+        rs = sorted(by_conv[conv.conversation], key=lambda r: r.turn)
+        assert conv.requests == len(rs) and [r.turn for r in rs] == list(range(len(rs)))
+        assert conv.attempts == sum(r.attempts for r in rs)
+        assert conv.errors == sum(not r.ok for r in rs)
+        assert conv.prompt_tokens == sum(r.prompt_tokens for r in rs if r.ok)
+        assert conv.completion_tokens == sum(r.completion_tokens for r in rs if r.ok)
+        latencies = [r.e2e_intended_ms for r in rs]
+        assert conv.latency_ms == pytest.approx(sum(latencies))
+        assert conv.latency_per_request_ms == pytest.approx(sum(latencies) / len(rs))
+        assert conv.warmup == rs[0].warmup
+        assert conv.started == pytest.approx(rs[0].intended)
+        # its requests ran one after another, so it lasted at least as long as they did
+        assert conv.duration_ms >= sum(latencies) - 1e-6
+        assert conv.completed == (conv.outcome == "completed")
+        if conv.outcome == "completed":
+            assert conv.errors == 0 and conv.turns == conv.requests
+        if conv.outcome == "failed":
+            assert conv.errors == 1 and not rs[-1].ok
+    measured = [c for c in convs if not c.warmup]
+    done = [c for c in measured if c.completed]
+    part = summary["conversations"]
+    assert part["completed_measured"] == len(done) > 0
+    assert part["not_completed"] == len(measured) - len(done)
+    assert part["duration_ms"]["count"] == len(done)
+    assert part["duration_ms"]["max"] == pytest.approx(max(c.duration_ms for c in done),
+                                                       rel=1e-3)
+    assert part["requests_per_conversation"]["mean"] == pytest.approx(
+        sum(c.requests for c in done) / len(done), rel=1e-3)
+    assert part["turns_mean"] == pytest.approx(sum(c.turns for c in done) / len(done),
+                                               abs=1e-4)
+
+
+@pytest.mark.asyncio
 async def test_agent_conversations_run_tools_and_finish() -> None:
     domain = get_domain("airline")
     base = domain.base(None, 0, 1.0)
@@ -183,13 +249,18 @@ async def test_agent_conversations_run_tools_and_finish() -> None:
     async with open_mock_server(MockConfig(), policy) as server:
         config = LoadConfig(base_url=server.url, model="m", concurrency=6, requests=40,
                             drain_s=10)
-        buffer = io.BytesIO()
-        run = await run_load(config, traffic, records=buffer)
+        buffer, conversations = io.BytesIO(), io.BytesIO()
+        run = await run_load(config, traffic, records=buffer, conversations=conversations)
         summary = run.summary()
     records = records_of(buffer)
     assert all(r.ok for r in records) and all(r.role == "agent" for r in records)
     outcomes = summary["conversations"]["outcomes"]
     assert outcomes.get("user_stop", 0) >= 1  # whole conversations, to their end
+    finished = [c for c in conversations_of(conversations) if c.outcome == "user_stop"]
+    assert finished and all(c.completed for c in finished)
+    # a user turn can take several agent requests (tool calls between)
+    assert all(c.turns >= 1 for c in finished)
+    assert any(c.requests > c.turns for c in finished)
     # the agent's requests carry the domain's system prompt and tools: thousands of tokens
     assert min(r.prompt_tokens for r in records) > 2000
     # tool results went back: some turn of a conversation grew by more than a reply
@@ -361,7 +432,14 @@ def test_cli_sweep_writes_every_output(plain_mock: str, tmp_path: Path,
     assert {"cpu_mean", "loop_lag_ms", "bottleneck", "reasons"} <= set(step["client"])
     lines = (out / REQUESTS_JSONL).read_bytes().splitlines()
     assert {record_decoder.decode(x).step for x in lines} == {0, 1}
+    convs = [conversation_decoder.decode(x)
+             for x in (out / CONVERSATIONS_JSONL).read_bytes().splitlines()]
+    assert {c.step for c in convs} == {0, 1}
+    assert sum(c.requests for c in convs) == len(lines)
+    assert step["conversations"]["completed_measured"] == sum(
+        c.completed and not c.warmup for c in convs if c.step == 0)
     page = (out / REPORT_HTML).read_text()
+    assert "<h2>Conversations</h2>" in page
     assert page.count("<svg") == 8  # 3 per step, and 2 for the sweep
     assert "<script src" not in page and "<link" not in page  # nothing to fetch: offline
     assert "knee" in capsys.readouterr().out

@@ -16,7 +16,7 @@ import msgspec
 
 from writ_async.errors import ConfigError
 from writ_async.loadtest.metrics import Objectives
-from writ_async.loadtest.report import REQUESTS_JSONL, write_report
+from writ_async.loadtest.report import CONVERSATIONS_JSONL, REQUESTS_JSONL, write_report
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.traffic import AgentTraffic, SyntheticTraffic, Traffic, parse_range
@@ -134,12 +134,15 @@ def public_config(config: LoadConfig) -> dict[str, Any]:
 
 async def load_test(configs: list[LoadConfig], traffic: Traffic, out: Path,
                     progress: Any = None) -> dict[str, Any]:
-    """Run every step, write ``requests.jsonl`` and the reports; return the report."""
+    """Run every step, write ``requests.jsonl``, ``conversations.jsonl`` and the reports;
+    return the report."""
     out.mkdir(parents=True, exist_ok=True)
     steps = []
-    with (out / REQUESTS_JSONL).open("wb") as records:
+    with (out / REQUESTS_JSONL).open("wb") as records, \
+            (out / CONVERSATIONS_JSONL).open("wb") as conversations:
         for i, config in enumerate(configs):
-            run = await run_load(config, traffic, records=records, progress=progress, step=i)
+            run = await run_load(config, traffic, records=records, progress=progress, step=i,
+                                 conversations=conversations)
             steps.append(run.summary())
     report = {"version": 1, "config": {**public_config(configs[0]),
                                        "loads": [c.load for c in configs],
@@ -168,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
               f"{lat['ttft_from_intended'].get('p99', 0):.1f} ms, e2e p50/p99 "
               f"{lat['e2e_from_intended'].get('p50', 0):.1f}/"
               f"{lat['e2e_from_intended'].get('p99', 0):.1f} ms, errors "
-              f"{step['requests']['errors'] or 0}"
+              f"{step['requests']['errors'] or 0}, conversations completed "
+              f"{step['conversations']['completed_measured']} (duration p50 "
+              f"{step['conversations']['duration_ms'].get('p50', 0):.0f} ms)"
               + (f" [client-bound: {'; '.join(step['client']['reasons'])}]"
                  if step["client"]["bottleneck"] else ""))
     if report["knee"]:

@@ -7,6 +7,10 @@ sent) and the actual send, ``lag_ms`` later. TTFT and end-to-end latency are rep
 from both; the ``*_intended`` figures are the honest ones under load (no coordinated
 omission: a request the client could not send on time is charged the wait).
 
+``ConversationRecord`` is one conversation as ``conversations.jsonl`` holds it: its
+requests (one per model turn), attempts, errors, tokens, the latency its requests added
+up to, and its duration from the first request's intended send to the last response.
+
 ``Collector`` folds records into histograms (``LogHistogram``), counters and time
 windows as they complete, so a run of any length holds bounded memory.
 """
@@ -56,8 +60,28 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     step: int = 0  # the sweep step (0 outside sweeps)
 
 
+class ConversationRecord(msgspec.Struct, frozen=True, kw_only=True):
+    conversation: int
+    step: int = 0
+    outcome: str  # how it ended: the traffic's own ending, "stopped" or "cancelled"
+    completed: bool  # ran to its own end with every request answered
+    turns: int | None  # user turns (scripted or not); None: cut off before it said
+    requests: int  # requests sent, one per model turn (retries are attempts)
+    attempts: int
+    errors: int  # requests that failed after their retries
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started: float | None = None  # first request's intended send, s since the run's start
+    duration_ms: float | None = None  # first intended send to the last response's end
+    latency_ms: float = 0.0  # the requests' end-to-end latencies (from intended), summed
+    latency_per_request_ms: float | None = None
+    ttft_mean_ms: float | None = None
+    warmup: bool = False  # its first request was intended before the warm-up's end
+
+
 record_encoder = msgspec.json.Encoder()
 record_decoder = msgspec.json.Decoder(RequestRecord)
+conversation_decoder = msgspec.json.Decoder(ConversationRecord)
 
 
 def error_class(error: ModelCallError) -> str:
@@ -129,6 +153,23 @@ class Collector:
         self.completion_tokens = 0
         self.retries = 0
         self.windows: dict[int, Window] = {}
+        # conversations that started in the measured part (first request measured)
+        self.conversations = 0
+        self.conversations_completed = 0
+        self.conversation_duration = LogHistogram()  # completed ones, seconds
+        self.conversation_requests = LogHistogram()  # completed ones, requests each
+        self.conversation_turns = 0  # completed ones, summed
+
+    def add_conversation(self, record: ConversationRecord) -> None:
+        """Count one ended conversation whose first request was measured."""
+        self.conversations += 1
+        if not record.completed:
+            return
+        self.conversations_completed += 1
+        self.conversation_turns += record.turns or 0
+        self.conversation_requests.record(float(record.requests))
+        if record.duration_ms is not None:
+            self.conversation_duration.record(record.duration_ms / 1000.0)
 
     def window(self, at: float) -> Window:
         index = max(0, math.floor(at / self.window_s))

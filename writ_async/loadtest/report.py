@@ -19,6 +19,7 @@ import msgspec
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 REQUESTS_JSONL = "requests.jsonl"
+CONVERSATIONS_JSONL = "conversations.jsonl"
 
 _W, _H, _PAD = 640, 260, 48
 _COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd")
@@ -180,6 +181,17 @@ def render_html(report: dict[str, Any]) -> str:
                 lat["e2e_from_intended"].get("p99_9"), lat["send_lag"].get("p99"),
                 "yes: " + "; ".join(s["client"]["reasons"]) if s["client"]["bottleneck"]
                 else "no")) + "</tr>")
+    conversation_rows = []
+    for s in steps:
+        conv = s["conversations"]
+        duration, per = conv["duration_ms"], conv["requests_per_conversation"]
+        conversation_rows.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                f"{s['mode']} {s['load']:g}", conv["started_measured"],
+                conv["completed_measured"], conv["not_completed"], conv["completed_per_s"],
+                conv["turns_mean"], per.get("mean"), duration.get("p50"), duration.get("p90"),
+                duration.get("p99"), duration.get("max"),
+                ", ".join(f"{k}: {n}" for k, n in conv["outcomes"].items()))) + "</tr>")
     knee = report.get("knee")
     config = html.escape(json.dumps(report["config"], indent=2))
     return f"""<!DOCTYPE html>
@@ -195,6 +207,13 @@ svg{{display:block;margin:12px 0}}pre{{background:#f6f6f6;padding:8px}}</style><
 <th>goodput/s</th><th>TTFT p50</th><th>TTFT p99</th><th>e2e p50</th><th>e2e p99</th>
 <th>e2e p99.9</th><th>send lag p99</th><th>client-bound</th></tr>
 {"".join(rows)}</table>
+<h2>Conversations</h2>
+<p>Started after the warm-up; completed: ran to their own end with every request
+answered. Duration: first intended send to the last response (ms).</p>
+<table><tr><th>load</th><th>started</th><th>completed</th><th>not completed</th>
+<th>completed/s</th><th>turns (mean)</th><th>requests (mean)</th><th>duration p50</th>
+<th>p90</th><th>p99</th><th>max</th><th>outcomes</th></tr>
+{"".join(conversation_rows)}</table>
 {"".join(plots)}
 <h2>Configuration</h2><pre>{config}</pre>
 <script>

@@ -43,7 +43,14 @@ import msgspec
 from writ_async.errors import ModelCallError, RateLimited
 from writ_async.loadtest.client import LoadClient
 from writ_async.loadtest.histogram import LogHistogram
-from writ_async.loadtest.metrics import Collector, Objectives, RequestRecord, error_class
+from writ_async.loadtest.metrics import (
+    Collector,
+    ConversationRecord,
+    Objectives,
+    RequestRecord,
+    error_class,
+    record_encoder,
+)
 from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts, open_session
 from writ_async.models.protocol import ChatRequest
@@ -93,20 +100,64 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
         return float(self.concurrency) if self.mode == "concurrency" else self.rate
 
 
+STOPPED = "stopped"  # the run's bound came before the conversation's end
+CANCELLED = "cancelled"  # still running when the drain time ran out
+
+
 class _Stopped(Exception):
     """The run is over: a conversation must not send another request."""
 
 
 class _ConversationSender:
-    """The pool-shaped sender one conversation's participants call."""
+    """The pool-shaped sender one conversation's participants call; it also keeps the
+    conversation's own tallies (``ConversationRecord``)."""
 
-    __slots__ = ("first_intended", "go", "index", "run", "turns")
+    __slots__ = ("attempts", "completion_tokens", "errors", "first_intended", "go", "index",
+                 "last_end", "latency_ms", "measured", "prompt_tokens", "run",
+                 "started", "ttft_count", "ttft_ms", "turns")
 
     def __init__(self, run: LoadRun, index: int, first_intended: float | None,
                  go: asyncio.Future[None] | None) -> None:
         self.run, self.index = run, index
         self.first_intended, self.go = first_intended, go
-        self.turns = 0
+        self.turns = 0  # requests sent so far (the next one's turn index)
+        self.attempts = self.errors = self.prompt_tokens = self.completion_tokens = 0
+        self.latency_ms = self.ttft_ms = 0.0
+        self.ttft_count = 0
+        self.started: float | None = None  # the first request's intended send
+        self.last_end: float | None = None
+        self.measured: bool | None = None  # was its first request measured
+
+    def tally(self, record: RequestRecord, end: float) -> None:
+        self.attempts += record.attempts
+        self.last_end = end
+        if record.e2e_intended_ms is not None:
+            self.latency_ms += record.e2e_intended_ms
+        if not record.ok:
+            self.errors += 1
+            return
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        if record.ttft_intended_ms is not None:
+            self.ttft_ms += record.ttft_intended_ms
+            self.ttft_count += 1
+
+    def record(self, outcome: str, turns: int | None) -> ConversationRecord:
+        run = self.run
+        requests = self.turns
+        duration = None
+        if self.started is not None and self.last_end is not None:
+            duration = (self.last_end - self.started) * 1000.0
+        return ConversationRecord(
+            conversation=self.index, step=run.step, outcome=outcome,
+            completed=outcome not in (STOPPED, CANCELLED) and self.errors == 0 and requests > 0,
+            turns=turns, requests=requests, attempts=self.attempts, errors=self.errors,
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+            started=None if self.started is None else self.started - run.t0,
+            duration_ms=duration, latency_ms=self.latency_ms,
+            latency_per_request_ms=self.latency_ms / requests if requests else None,
+            ttft_mean_ms=self.ttft_ms / self.ttft_count if self.ttft_count else None,
+            warmup=not self.measured)
 
     async def complete(self, role: str, request: ChatRequest) -> CallResult:
         run = self.run
@@ -130,8 +181,10 @@ class _ConversationSender:
                 run.stop("requests")  # this one is the last
         turn = self.turns
         self.turns += 1
-        if turn == 0 and measured:
-            run.conversations_started += 1
+        if turn == 0:
+            self.started, self.measured = intended, measured
+            if measured:
+                run.conversations_started += 1
         run.in_flight += 1
         attempt = 0
         first_sent = 0.0
@@ -153,11 +206,13 @@ class _ConversationSender:
                         if isinstance(decision, Retry):
                             await asyncio.sleep(decision.delay)
                             continue
-                    run.finish(self.index, turn, role, intended, first_sent, sent,
-                               _now(), None, error, attempt, measured)
+                    end = _now()
+                    self.tally(run.finish(self.index, turn, role, intended, first_sent, sent,
+                                          end, None, error, attempt, measured), end)
                     raise
-                run.finish(self.index, turn, role, intended, first_sent, sent, _now(),
-                           result, None, attempt, measured)
+                end = _now()
+                self.tally(run.finish(self.index, turn, role, intended, first_sent, sent, end,
+                                      result, None, attempt, measured), end)
                 return result
         except asyncio.CancelledError:
             run.cancelled += 1
@@ -171,9 +226,11 @@ class LoadRun:
 
     def __init__(self, config: LoadConfig, traffic: Traffic, client: LoadClient, *,
                  records: IO[bytes] | None = None, progress: IO[str] | None = None,
-                 step: int = 0, on_stop: Callable[[str], None] | None = None) -> None:
+                 step: int = 0, on_stop: Callable[[str], None] | None = None,
+                 conversations: IO[bytes] | None = None) -> None:
         self.config, self.traffic, self.client = config, traffic, client
         self.records, self.progress_stream, self.step = records, progress, step
+        self.conversation_records = conversations
         self.on_stop = on_stop
         self.loop = asyncio.get_running_loop()
         self.rng = random.Random(f"loadtest:{config.seed}")
@@ -199,7 +256,7 @@ class LoadRun:
         self.responses_429 = 0
         self.conversations_started = 0
         self.outcomes: dict[str, int] = {}
-        self.conversations_completed = 0  # ended on their own during the measured part
+        self.conversations_ended = 0  # ended on their own during the measured part
         self.last_end = 0.0
         self.finished = 0  # every request finished, warm-up included
         self.loop_lag = LogHistogram()
@@ -229,7 +286,7 @@ class LoadRun:
 
     def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
                sent: float, end: float, result: CallResult | None,
-               error: ModelCallError | None, attempts: int, measured: bool) -> None:
+               error: ModelCallError | None, attempts: int, measured: bool) -> RequestRecord:
         self.finished += 1
         t0 = self.t0
         lag = (first_sent - intended) * 1000.0
@@ -269,6 +326,7 @@ class LoadRun:
                 self.last_end = end
         if self.records is not None:
             self.records.write(_encode_line(record))
+        return record
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -305,15 +363,29 @@ class LoadRun:
         assert task is not None
         self.live.add(task)
         sender = _ConversationSender(self, index, intended, go)
+        turns: int | None = None
         try:
-            outcome = await self.traffic.converse(index, sender)
+            ended = await self.traffic.converse(index, sender)
+            outcome, turns = ended.outcome, ended.turns
         except _Stopped:
-            outcome = "stopped"
+            outcome = STOPPED
+        except asyncio.CancelledError:
+            self._conversation_ended(sender.record(CANCELLED, None))
+            raise
         finally:
             self.live.discard(task)
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        if outcome != "stopped" and _now() >= self.measure_from:
-            self.conversations_completed += 1
+        if outcome != STOPPED and _now() >= self.measure_from:
+            self.conversations_ended += 1
+        self._conversation_ended(sender.record(outcome, turns))
+
+    def _conversation_ended(self, record: ConversationRecord) -> None:
+        if record.requests == 0:
+            return  # stopped before it sent anything: never started
+        if not record.warmup:
+            self.collector.add_conversation(record)
+        if self.conversation_records is not None:
+            self.conversation_records.write(_encode_line(record))
 
     async def _worker(self, start_at: float) -> None:
         if start_at > _now():
@@ -487,9 +559,18 @@ class LoadRun:
             },
             "objectives": msgspec.to_builtins(config.objectives),
             "conversations": {
+                # started: first request measured; ended: ended on its own (any outcome)
+                # in the measured part; completed: of those started, ran to their own end
+                # with every request answered (durations are theirs)
                 "started_measured": self.conversations_started,
-                "completed_measured": self.conversations_completed,
-                "completed_per_s": round(self.conversations_completed / measured_s, 4),
+                "ended_measured": self.conversations_ended,
+                "completed_measured": c.conversations_completed,
+                "completed_per_s": round(c.conversations_completed / measured_s, 4),
+                "not_completed": c.conversations - c.conversations_completed,
+                "duration_ms": c.conversation_duration.summary(),
+                "requests_per_conversation": c.conversation_requests.summary(scale=1.0),
+                "turns_mean": round(c.conversation_turns / c.conversations_completed, 4)
+                if c.conversations_completed else None,
                 "outcomes": dict(sorted(self.outcomes.items())),
                 "dropped_arrivals": self.dropped_arrivals,
             },
@@ -512,9 +593,7 @@ class LoadRun:
         }
 
 
-def _encode_line(record: RequestRecord) -> bytes:
-    from writ_async.loadtest.metrics import record_encoder
-
+def _encode_line(record: RequestRecord | ConversationRecord) -> bytes:
     return record_encoder.encode(record) + b"\n"
 
 
@@ -538,10 +617,13 @@ def _distribution(hist: LogHistogram, bins: int = 40) -> list[list[float]]:
 
 async def run_load(config: LoadConfig, traffic: Traffic, *, records: IO[bytes] | None = None,
                    progress: IO[str] | None = None, step: int = 0,
-                   client: LoadClient | None = None) -> LoadRun:
-    """Carry out one run against ``config.base_url``; returns the finished ``LoadRun``."""
+                   client: LoadClient | None = None,
+                   conversations: IO[bytes] | None = None) -> LoadRun:
+    """Carry out one run against ``config.base_url``; returns the finished ``LoadRun``.
+    ``records`` and ``conversations`` receive the JSONL records as they complete."""
     with _quiet_gc():
-        return await _run_load(config, traffic, records, progress, step, client)
+        return await _run_load(config, traffic, records, progress, step, client,
+                               conversations)
 
 
 @contextmanager
@@ -560,18 +642,21 @@ def _quiet_gc() -> Iterator[None]:
 
 
 async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | None,
-                    progress: IO[str] | None, step: int, client: LoadClient | None) -> LoadRun:
+                    progress: IO[str] | None, step: int, client: LoadClient | None,
+                    conversations: IO[bytes] | None) -> LoadRun:
     timeouts = Timeouts(first_token=config.first_token_timeout_s,
                         idle=config.first_token_timeout_s, total=config.total_timeout_s)
     if client is not None:
-        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step)
+        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
+                      conversations=conversations)
         await run.execute()
         return run
     width = config.concurrency if config.mode == "concurrency" else config.max_conversations
     async with open_session(max(256, 2 * width)) as session:
         client = LoadClient(config.base_url, session, model=config.model,
                             stream=config.stream, api_key=config.api_key, timeouts=timeouts)
-        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step)
+        run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
+                      conversations=conversations)
         await run.execute()
         return run
 

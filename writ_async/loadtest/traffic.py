@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from writ_async.episode import AskAgent, Episode, Finished, Limits, RunTools
 from writ_async.errors import ModelCallError
-from writ_async.messages import ToolMessage
+from writ_async.messages import ToolMessage, UserMessage
 from writ_async.models.client import CallResult
 from writ_async.models.policies import plausible_text
 from writ_async.models.protocol import ChatRequest, Message
@@ -40,10 +40,18 @@ class Sender(Protocol):
     async def complete(self, role: str, request: ChatRequest) -> CallResult: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a conversation ended, and how many user turns it had."""
+
+    outcome: str
+    turns: int
+
+
 class Traffic(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
-    async def converse(self, index: int, sender: Sender) -> str:
+    async def converse(self, index: int, sender: Sender) -> Ended:
         """Run conversation ``index`` to its end; return how it ended."""
         ...
 
@@ -94,11 +102,11 @@ class SyntheticTraffic:
                 "system_tokens": str(self.system_tokens), "user_tokens": str(self.user_tokens),
                 "output_tokens": None if self.output_tokens is None else str(self.output_tokens)}
 
-    async def converse(self, index: int, sender: Sender) -> str:
+    async def converse(self, index: int, sender: Sender) -> Ended:
         rng = random.Random(f"{self.seed}:synthetic:{index}")
         messages = [Message(role="system",
                             content=plausible_text(rng, max(1, self.system_tokens.draw(rng))))]
-        for _ in range(self.turns.draw(rng)):
+        for turn in range(self.turns.draw(rng)):
             text = plausible_text(rng, max(1, self.user_tokens.draw(rng)))
             messages.append(Message(role="user", content=text))
             limit = None if self.output_tokens is None else max(1, self.output_tokens.draw(rng))
@@ -107,13 +115,13 @@ class SyntheticTraffic:
             try:
                 result = await sender.complete("agent", request)
             except ModelCallError:
-                return FAILED  # counted by the sender; the conversation cannot go on
+                return Ended(FAILED, turn + 1)  # counted by the sender; it cannot go on
             reply = result.completion.choices[0].message
             messages.append(Message(role="assistant", content=reply.content or "",
                                     tool_calls=reply.tool_calls))
             for call in reply.tool_calls or ():  # a shape has no tools: answer blandly
                 messages.append(Message(role="tool", tool_call_id=call.id, content="{}"))
-        return COMPLETED
+        return Ended(COMPLETED, sum(1 for m in messages if m.role == "user"))
 
 
 class AgentTraffic:
@@ -162,7 +170,7 @@ class AgentTraffic:
                            temperature=self.temperature, max_tokens=self.max_tokens)
         return agent, user
 
-    async def converse(self, index: int, sender: Sender) -> str:
+    async def converse(self, index: int, sender: Sender) -> Ended:
         agent, user = self.participants(index, sender)
         env = self.domain.environment(self.base, self.toolbox)
         episode = Episode(self.limits, self.greeting)
@@ -186,4 +194,5 @@ class AgentTraffic:
             action = (episode.agent_replied(turn.message) if is_agent  # type: ignore[arg-type]
                       else episode.user_replied(turn.message))  # type: ignore[arg-type]
         assert episode.termination is not None
-        return episode.termination.value
+        turns = sum(1 for m in episode.messages if isinstance(m, UserMessage))
+        return Ended(episode.termination.value, turns)
