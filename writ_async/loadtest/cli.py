@@ -45,6 +45,9 @@ def add_parser(subcommands: Any) -> None:
     p.add_argument("--drain", type=float, default=60.0, help="max seconds for in-flight requests")
     p.add_argument("--report", required=True, metavar="DIR", help="where the report goes")
     p.add_argument("--traffic", choices=["agent", "synthetic"], default="agent")
+    p.add_argument("--from-run", metavar="RUN_DIR",
+                   help="replay the chat requests a `writ simulate` run made (its episodes "
+                        "as conversations, recorded order and contexts)")
     p.add_argument("--domain", default="airline", help="agent traffic: airline or retail")
     p.add_argument("--tasks", metavar="PATH", help="agent traffic: a tau2 tasks file")
     p.add_argument("--task-count", type=int, default=20, help="generated tasks (no --tasks)")
@@ -67,6 +70,10 @@ def add_parser(subcommands: Any) -> None:
 
 
 def build_traffic(args: argparse.Namespace) -> Traffic:
+    if args.from_run:
+        from writ_async.loadtest.recorded import RecordedTraffic
+
+        return RecordedTraffic(args.from_run)
     try:
         if args.traffic == "synthetic":
             return SyntheticTraffic(turns=parse_range(args.turns),
