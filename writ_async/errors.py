@@ -172,6 +172,20 @@ class RunDirError(WritError):
         super().__init__(f"{self.path}: {message}")
 
 
+# -- cluster -------------------------------------------------------------------------------
+# `writ simulate --ray` (writ_async/cluster/): the cluster cannot be used, or a shard keeps
+# losing its worker.
+
+
+class ClusterError(WritError):
+    """A run on a Ray cluster cannot go on: Ray is not installed, the cluster cannot be
+    reached, or a shard lost its worker more often than allowed (``shard`` names it)."""
+
+    def __init__(self, message: str, *, shard: int | None = None) -> None:
+        self.shard = shard
+        super().__init__(message if shard is None else f"shard {shard}: {message}")
+
+
 # -- replay --------------------------------------------------------------------------------
 # `writ replay` and `writ show` (writ_async/replay.py): a run or episode that cannot be
 # replayed, and a recorded episode that the environment does not reproduce.

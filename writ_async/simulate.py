@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +32,12 @@ from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
 from writ_async.grading import GoldCache
-from writ_async.journal import Event, MessageAdded
+from writ_async.journal import Event, JournalContents, MessageAdded
 from writ_async.judge import Judge
 from writ_async.logs import get_logger
 from writ_async.messages import Message
 from writ_async.models.pool import ModelPool
-from writ_async.models.setup import open_pool
+from writ_async.models.setup import RateLimiterFactory, open_pool
 from writ_async.overlay import BaseDB
 from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
 from writ_async.prompts import (
@@ -93,7 +93,9 @@ def load_run_tasks(config: Config, domain_name: str, base: Any) -> tuple[list[Ta
 
 @asynccontextmanager
 async def _maybe_pool(config: Config, tasks: Sequence[Task], domain_name: str,
-                      needs_pool: bool, mistakes: MistakeConfig) -> AsyncIterator[ModelPool | None]:
+                      needs_pool: bool, mistakes: MistakeConfig,
+                      rate_limiter: RateLimiterFactory | None = None,
+                      ) -> AsyncIterator[ModelPool | None]:
     if not needs_pool:
         yield None
         return
@@ -104,7 +106,7 @@ async def _maybe_pool(config: Config, tasks: Sequence[Task], domain_name: str,
         toolbox = get_domain(domain_name).toolbox
         policy = ScriptedPolicy({t.id: t for t in tasks}, {domain_name: toolbox}, mistakes)
     async with open_pool(config.models, mock_config=config.mock, seed=config.run.seed,
-                         mock_policy=policy) as pool:
+                         mock_policy=policy, rate_limiter=rate_limiter) as pool:
         yield pool
 
 
@@ -160,13 +162,16 @@ def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
 
 
 @asynccontextmanager
-async def open_participants(prepared: Prepared) -> AsyncIterator[MakeParticipants]:
+async def open_participants(prepared: Prepared, *,
+                            rate_limiter: RateLimiterFactory | None = None,
+                            ) -> AsyncIterator[MakeParticipants]:
     """The participants of each episode (and the judge on the setup), with the model
-    pool they need open for as long as the context lasts."""
+    pool they need open for as long as the context lasts (``rate_limiter``: see
+    ``open_pool``)."""
     config, sim = prepared.config, prepared.config.simulate
     needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
     async with _maybe_pool(config, prepared.tasks, prepared.domain_name, needs_pool,
-                           prepared.mistakes) as pool:
+                           prepared.mistakes, rate_limiter) as pool:
         tools = prepared.toolbox.schemas()
         if sim.judge is not None:
             assert pool is not None
@@ -248,21 +253,7 @@ async def simulate(
     save_tasks(run, tasks)
     previous = run.read_journal()  # empty for a new run
     scenarios = run_scenarios(config, tasks)
-    by_id = {t.id: t for t in tasks}
-    specs = []
-    for scenario in scenarios:
-        for trial in range(sim.trials):
-            eid = episode_id(scenario.id, trial)
-            if eid in previous.finished:
-                continue
-            prefix: tuple[Message, ...] = ()
-            if eid in previous.unfinished:  # a crashed attempt: go on from its messages
-                prefix = resumable_prefix(
-                    prepared.setup, previous.events(eid, previous.attempts[eid]))
-            specs.append(EpisodeSpec(task=by_id[scenario.task_id], trial=trial,
-                                     seed=derive_seed(config.run.seed, scenario.id, trial),
-                                     attempt=previous.next_attempt(eid), prefix=prefix,
-                                     behaviours=scenario.behaviours))
+    specs = episode_specs(prepared, scenarios, previous)
 
     progress = None
     async with open_participants(prepared) as participants:
@@ -282,6 +273,32 @@ async def simulate(
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
                       summary=summary(records, tasks), export=report,
                       stopped_early=len(records) < expected)
+
+
+def episode_specs(prepared: Prepared, scenarios: Sequence[Scenario],
+                  previous: JournalContents, *, only: Container[str] | None = None,
+                  continue_unfinished: bool = True) -> list[EpisodeSpec]:
+    """The specs of every episode of ``scenarios`` not finished in ``previous`` (of those
+    in ``only``, if given), in run order. An attempt a crash cut short goes on from its
+    journaled messages, or, with ``continue_unfinished=False``, starts over (its model
+    calls and tokens are then counted in full, as in an uninterrupted run)."""
+    config = prepared.config
+    by_id = {t.id: t for t in prepared.tasks}
+    specs = []
+    for scenario in scenarios:
+        for trial in range(config.simulate.trials):
+            eid = episode_id(scenario.id, trial)
+            if eid in previous.finished or (only is not None and eid not in only):
+                continue
+            prefix: tuple[Message, ...] = ()
+            if continue_unfinished and eid in previous.unfinished:
+                prefix = resumable_prefix(
+                    prepared.setup, previous.events(eid, previous.attempts[eid]))
+            specs.append(EpisodeSpec(task=by_id[scenario.task_id], trial=trial,
+                                     seed=derive_seed(config.run.seed, scenario.id, trial),
+                                     attempt=previous.next_attempt(eid), prefix=prefix,
+                                     behaviours=scenario.behaviours))
+    return specs
 
 
 def run_scenarios(config: Config, tasks: Sequence[Task]) -> list[Scenario]:

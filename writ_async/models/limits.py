@@ -36,12 +36,13 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
-__all__ = ["ConcurrencyLimiter", "ConcurrencyStatistics", "Outcome", "RateLimiter",
-           "RateLimiterStatistics", "Ticket", "parse_reset"]
+__all__ = ["BudgetFeedback", "ConcurrencyLimiter", "ConcurrencyStatistics", "GrantedRateLimiter",
+           "Outcome", "RateLimiter", "RateLimiterStatistics", "Ticket", "TokenBucket",
+           "parse_reset"]
 
 # Float noise: a timer fires at `now + deficit / rate`, and refilling to that instant can
 # land a hair short of the cost. Treat deficits this small (relative) as paid.
@@ -78,11 +79,24 @@ class _Bucket:
         """When ``cost`` can be paid (the bucket is refilled to ``now``)."""
         need = min(cost, self.capacity)  # bigger than capacity: pay when full
         deficit = need - self.level
-        return now if deficit <= _EPSILON * max(need, 1.0) else now + deficit / self.rate
+        if deficit <= _EPSILON * max(need, 1.0):
+            return now
+        return math.inf if self.rate == 0 else now + deficit / self.rate  # 0: only a credit
+
+    @classmethod
+    def granted(cls, now: float) -> _Bucket:
+        """An empty bucket that only credits fill (``GrantedRateLimiter``)."""
+        bucket = cls.__new__(cls)
+        bucket.amount, bucket.capacity, bucket.rate = math.inf, math.inf, 0.0
+        bucket.level, bucket.stamp = 0.0, now
+        return bucket
 
     def adjust(self, delta: float) -> None:
         """Debit ``delta`` (negative: a credit, which never overfills the bucket)."""
         self.level = self.level - delta if delta > 0 else min(self.capacity, self.level - delta)
+
+
+TokenBucket = _Bucket  # the bucket itself, for budgets kept elsewhere (writ_async.cluster)
 
 
 class RateLimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -286,6 +300,8 @@ class RateLimiter:
             self._timer, self._timer_due = None, math.inf
 
     def _arm(self, due: float, now: float) -> None:
+        if math.isinf(due):
+            return  # a granted budget with nothing left: only a credit can pay the head
         if self._timer is not None:
             if self._timer_due <= due:
                 return  # fires no later than needed; it re-examines the head then
@@ -297,6 +313,86 @@ class RateLimiter:
     def _on_timer(self) -> None:
         self._timer, self._timer_due = None, math.inf
         self._dispatch()
+
+
+class BudgetFeedback(Protocol):
+    """Who hands out a ``GrantedRateLimiter``'s budget, told what the endpoint said."""
+
+    def paused(self, seconds: float) -> None:
+        """A 429 asked for no requests during the next ``seconds``."""
+
+    def synced(self, remaining_requests: int | None, remaining_tokens: int | None,
+               reset_requests_s: float | None, reset_tokens_s: float | None) -> None:
+        """The endpoint's ``x-ratelimit-*`` view (see ``RateLimiter.sync``)."""
+
+
+class GrantedRateLimiter(RateLimiter):
+    """A ``RateLimiter`` whose budget is granted in batches by someone else (e.g. one
+    budget shared by many processes), not refilled by the clock.
+
+    Admission, FIFO order, tickets, refunds and pauses are ``RateLimiter``'s. ``credit``
+    adds a granted batch, to be spent before its ``until`` (on ``clock``): at every
+    admission, what is left beyond the batches still valid is dropped (spending is
+    counted oldest batch first), so nothing is spent after its lease. ``wanted`` says how
+    many requests wait and what the first needs. A 429's pause and the ``x-ratelimit-*``
+    headers also go to ``feedback``, so the budget's owner can apply them everywhere;
+    ``pause_local`` applies one learned from there.
+    """
+
+    def __init__(self, *, requests: bool, tokens: bool, feedback: BudgetFeedback | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(None, None, clock=clock)
+        now = clock()
+        self._requests = _Bucket.granted(now) if requests else None
+        self._tokens = _Bucket.granted(now) if tokens else None
+        self._batches: deque[tuple[float, int, int]] = deque()  # (until, requests, tokens)
+        self.feedback = feedback
+
+    def credit(self, requests: int, tokens: int, until: float = math.inf) -> None:
+        """A granted batch, valid before ``until``: admit whoever it pays for."""
+        self._batches.append((until, requests, tokens))
+        self._adjust(-requests, -tokens)
+
+    def clamp(self, requests: float, tokens: float) -> None:
+        """Keep at most ``requests`` and ``tokens`` of what is left."""
+        for bucket, ceiling in ((self._requests, requests), (self._tokens, tokens)):
+            if bucket is not None and bucket.level > ceiling:
+                bucket.level = ceiling
+
+    def _refill(self, now: float) -> None:
+        batches = self._batches
+        if batches and batches[0][0] <= now:
+            while batches and batches[0][0] <= now:
+                batches.popleft()
+            self.clamp(sum(b[1] for b in batches), sum(b[2] for b in batches))
+
+    def levels(self) -> tuple[float, float]:
+        """What is left to spend: requests and tokens (0 for a budget not limited)."""
+        return (0.0 if self._requests is None else self._requests.level,
+                0.0 if self._tokens is None else self._tokens.level)
+
+    def wanted(self) -> tuple[int, int]:
+        """Live waiters, and the tokens of the first of them (the head must be paid whole)."""
+        head = next((tokens for future, tokens in self._waiters if not future.done()), 0)
+        return self._waiting, head
+
+    def pause_until(self, t: float) -> None:
+        super().pause_until(t)
+        if self.feedback is not None:
+            self.feedback.paused(t - self.clock())
+
+    def pause_local(self, t: float) -> None:
+        """A pause the budget's owner learned of elsewhere: not reported back."""
+        super().pause_until(t)
+
+    def sync(self, remaining_requests: int | None, remaining_tokens: int | None,
+             reset_requests_s: float | None, reset_tokens_s: float | None) -> None:
+        # The server's remaining counts bound this share too; the refill view is global.
+        self.clamp(math.inf if remaining_requests is None else remaining_requests,
+                   math.inf if remaining_tokens is None else remaining_tokens)
+        if self.feedback is not None:
+            self.feedback.synced(remaining_requests, remaining_tokens, reset_requests_s,
+                                 reset_tokens_s)
 
 
 _DURATION = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|h|m|s)")

@@ -36,6 +36,7 @@ import math
 import os
 import random
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -364,9 +365,12 @@ class _MockService:
     """The request handlers and the state they share (one per application)."""
 
     def __init__(self, config: MockConfig, policy: ResponsePolicy,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], record_arrivals: bool = False) -> None:
         self.config = config
         self.policy = policy
+        self.clock = clock
+        # when each chat request arrived (on ``clock``), for checking a client's rate
+        self.arrivals: array[float] | None = array("d") if record_arrivals else None
         self.rng = random.Random(config.seed)
         self.counters = _Counters()
         self.limits = _Limits(config, clock) if config.rpm_limit or config.tpm_limit else None
@@ -398,6 +402,9 @@ class _MockService:
     async def stats(self, request: web.Request) -> web.Response:
         return web.Response(body=encoder.encode(self.counters.snapshot()), content_type=_JSON)
 
+    async def list_arrivals(self, request: web.Request) -> web.Response:
+        return web.Response(body=encoder.encode(list(self.arrivals or ())), content_type=_JSON)
+
     async def reset_stats(self, request: web.Request) -> web.Response:
         self.counters.clear()
         return await self.stats(request)
@@ -411,6 +418,8 @@ class _MockService:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        if self.arrivals is not None:
+            self.arrivals.append(self.clock())
         counters = self.counters
         counters.requests += 1
         counters.in_flight += 1
@@ -678,9 +687,11 @@ _MAX_BODY = 64 * 1024 * 1024
 
 
 def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = None, *,
-              clock: Callable[[], float] = time.monotonic) -> web.Application:
+              clock: Callable[[], float] = time.monotonic,
+              record_arrivals: bool = False) -> web.Application:
     """The mock's aiohttp application. ``policy`` answers requests (default:
     ``PlausiblePolicy`` sized by the config); ``clock`` drives the rate limits.
+    ``record_arrivals``: keep each chat request's arrival time (``GET /arrivals``).
 
     To run it under your own ``web.AppRunner``, pass ``handler_cancellation=True`` so
     that a client that hangs up during a stall does not leave its handler sleeping."""
@@ -689,7 +700,7 @@ def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = 
         policy = (ShapePolicy(config.shape_tool_calls, config.shape_user_turns)
                   if config.policy == "shape"
                   else PlausiblePolicy(config.reply_tokens_min, config.reply_tokens_max))
-    service = _MockService(config, policy, clock)
+    service = _MockService(config, policy, clock, record_arrivals)
     app = web.Application(client_max_size=_MAX_BODY)
     app[SERVICE_KEY] = service
     app.router.add_post("/v1/chat/completions", service.chat)
@@ -698,6 +709,7 @@ def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = 
     app.router.add_get("/stats", service.stats)
     app.router.add_get("/metrics", service.stats)
     app.router.add_post("/stats/reset", service.reset_stats)
+    app.router.add_get("/arrivals", service.list_arrivals)
     app.on_shutdown.append(service.on_shutdown)
     return app
 
@@ -727,6 +739,10 @@ class MockServer:
     def reset_stats(self) -> None:
         self._service.counters.clear()
 
+    def arrivals(self) -> list[float]:
+        """Arrival times of chat requests (empty unless opened with ``record_arrivals``)."""
+        return list(self._service.arrivals or ())
+
     def __repr__(self) -> str:
         c = self._service.counters
         return (f"<MockServer {self.url} requests={c.requests} in_flight={c.in_flight} "
@@ -737,13 +753,14 @@ class MockServer:
 async def open_mock_server(config: MockConfig | None = None,
                            policy: ResponsePolicy | None = None, *,
                            clock: Callable[[], float] = time.monotonic,
+                           record_arrivals: bool = False,
                            ) -> AsyncIterator[MockServer]:
     """Serve the mock on ``config.host``/``config.port`` (0: a free port) while inside.
 
     On exit, stalled and in-flight requests are cancelled, connections closed and every
     task the server started has finished."""
     config = config or MockConfig()
-    app = build_app(config, policy, clock=clock)
+    app = build_app(config, policy, clock=clock, record_arrivals=record_arrivals)
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
                            shutdown_timeout=1.0,
                            **({} if config.access_log else {"access_log": None}))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
 from writ_async.models.retry import RetryPolicy
 
 MOCK = "mock"
+RateLimiterFactory = Callable[[str, EndpointConfig], RateLimiter]
 
 
 def api_key_for(name: str, settings: EndpointConfig, environ: Mapping[str, str],
@@ -44,8 +45,12 @@ async def open_pool(
     mock_config: object | None = None,
     mock_policy: object | None = None,
     seed: int = 0,
+    rate_limiter: RateLimiterFactory | None = None,
 ) -> AsyncIterator[ModelPool]:
-    """A ready ``ModelPool`` for the configured roles; everything closes on exit."""
+    """A ready ``ModelPool`` for the configured roles; everything closes on exit.
+
+    ``rate_limiter(name, settings)``, when given, makes each endpoint's rate limiter
+    instead of a local one from its limits (e.g. one drawing on a cluster-wide budget)."""
     environ = os.environ if environ is None else environ
     used = {name for names in config.roles.values() for name in names}
     async with AsyncExitStack() as stack:
@@ -64,7 +69,8 @@ async def open_pool(
                 base_url = mock_url
             session = await stack.enter_async_context(open_session(settings.max_concurrency * 2))
             endpoint = _endpoint(name, settings, base_url, session,
-                                 api_key_for(name, settings, environ, source))
+                                 api_key_for(name, settings, environ, source),
+                                 None if rate_limiter is None else rate_limiter(name, settings))
             endpoints[name] = endpoint
         roles = {role: [endpoints[n] for n in names] for role, names in config.roles.items()}
         retry = RetryPolicy(
@@ -75,10 +81,11 @@ async def open_pool(
 
 
 def _endpoint(name: str, settings: EndpointConfig, base_url: str, session: object,
-              api_key: str | None) -> Endpoint:
+              api_key: str | None, rate: RateLimiter | None = None) -> Endpoint:
     t = settings.timeouts
     # burst=1.0: never more than the configured amount in any window (see limits.py)
-    rate = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute, burst=1.0)
+    if rate is None:
+        rate = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute, burst=1.0)
     endpoint = Endpoint(
         name=name,
         client=EndpointClient(

@@ -1,0 +1,117 @@
+"""A worker's side of a shared budget: keep one endpoint's ``GrantedRateLimiter``
+supplied with batches from a ``BudgetSource`` (each to be spent within its lease, which
+the limiter enforces), and pass the endpoint's 429s and rate-limit headers back.
+
+Nothing here knows about Ray: the source is a protocol (``ray_run.ActorSource`` is the
+Ray one; tests use the ledger in-process). The feeder asks when requests are waiting or
+when what is left falls below a quarter second of the recent spending rate, so a busy
+worker seldom waits for the ledger and an idle one holds (and wastes) nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from writ_async.cluster.budget import Grant
+from writ_async.models.limits import GrantedRateLimiter
+
+DEFAULT_TOKENS = 1024  # tokens assumed per request until a waiting request shows its own
+
+
+class BudgetSource(Protocol):
+    """Where batches come from (the ledger, wherever it lives)."""
+
+    async def grant(self, endpoint: str, worker: str, requests: int, tokens: int,
+                    min_tokens: int) -> Grant: ...
+
+    async def pause(self, endpoint: str, seconds: float) -> None: ...
+
+    async def sync(self, endpoint: str, remaining_requests: int | None,
+                   remaining_tokens: int | None, reset_requests_s: float | None,
+                   reset_tokens_s: float | None) -> None: ...
+
+
+class BudgetFeeder:
+    """Feeds ``limiter`` (made here) from ``source``; run ``run()`` as a task while the
+    limiter is in use, and cancel it after."""
+
+    def __init__(self, endpoint: str, worker: str, source: BudgetSource, *,
+                 requests: bool, tokens: bool, lease: float = 1.0, poll: float = 0.01,
+                 prefetch: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self.endpoint, self.worker, self.source = endpoint, worker, source
+        self.lease, self.poll, self.prefetch = lease, poll, prefetch
+        self.clock = clock
+        self.limiter = GrantedRateLimiter(requests=requests, tokens=tokens, feedback=self,
+                                          clock=clock)
+        self._limits_requests, self._limits_tokens = requests, tokens
+        self._admissions: deque[tuple[float, int]] = deque()  # (time, admitted so far)
+        self._tokens_per_request = float(DEFAULT_TOKENS)
+        self._pending: set[asyncio.Task[None]] = set()
+        self.asks = 0
+
+    # -- BudgetFeedback: what the endpoint said, for the whole cluster -------------------------
+
+    def paused(self, seconds: float) -> None:
+        self._send(self.source.pause(self.endpoint, seconds))
+
+    def synced(self, remaining_requests: int | None, remaining_tokens: int | None,
+               reset_requests_s: float | None, reset_tokens_s: float | None) -> None:
+        self._send(self.source.sync(self.endpoint, remaining_requests, remaining_tokens,
+                                    reset_requests_s, reset_tokens_s))
+
+    def _send(self, call: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(call)  # type: ignore[arg-type]
+        self._pending.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._pending.discard)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                want = self._wanted(self.clock())
+                if want is None:
+                    await asyncio.sleep(self.poll)
+                    continue
+                requests, tokens, head_tokens = want
+                asked_at = self.clock()  # the lease runs from before the ask left
+                self.asks += 1
+                grant = await self.source.grant(self.endpoint, self.worker, requests, tokens,
+                                                head_tokens)
+                if grant.paused_for > 0:
+                    self.limiter.pause_local(self.clock() + grant.paused_for)
+                if grant.requests or grant.tokens:
+                    self.limiter.credit(grant.requests, grant.tokens, asked_at + self.lease)
+                    continue
+                await asyncio.sleep(min(max(grant.retry_in, self.poll), self.lease))
+        finally:
+            for task in self._pending:
+                task.cancel()
+
+    def _wanted(self, now: float) -> tuple[int, int, int] | None:
+        """(requests, tokens, tokens of the head) to ask for now, or None."""
+        waiting, head_tokens = self.limiter.wanted()
+        if waiting and head_tokens:
+            self._tokens_per_request = 0.8 * self._tokens_per_request + 0.2 * head_tokens
+        admitted = self.limiter.statistics().admitted
+        history = self._admissions
+        history.append((now, admitted))
+        while len(history) > 1 and now - history[0][0] > 1.0:
+            history.popleft()
+        span = now - history[0][0]
+        rate = (admitted - history[0][1]) / span if span > 0.05 else 0.0
+        target = math.ceil(rate * self.prefetch)
+        level_r, level_t = self.limiter.levels()
+        tokens_target = target * self._tokens_per_request
+        short = waiting > 0 or (
+            level_r < target if self._limits_requests else level_t < tokens_target)
+        if not short:
+            return None
+        requests = max(1, waiting + target - math.floor(level_r))
+        tokens = math.ceil(max(requests * self._tokens_per_request, head_tokens))
+        return requests, (tokens if self._limits_tokens else 0), head_tokens
