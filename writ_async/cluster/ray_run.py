@@ -1,0 +1,404 @@
+"""`writ simulate --ray ADDRESS`: one run spread over the worker processes of a Ray cluster.
+
+The driver (this process) prepares the run as ``writ simulate`` does (run directory,
+manifest, tasks), splits the episodes not yet finished into shards (``shards``), and
+submits one Ray task per shard, each taking one CPU and running the ordinary asyncio
+engine with its share of the run's concurrency. One ``Coordinator`` actor holds the
+rate-limit ledger of every rate-limited endpoint (``budget``), which the workers draw on
+in batches (``feeder``), and the latest counts of every shard, from which the driver
+prints the usual progress line.
+
+A shard whose worker dies (the process is killed, or its node goes away) is submitted
+again, to whichever worker Ray picks, and resumes from its journal; its old worker is
+reported lost to the ledger. When every shard is done the driver merges the shards'
+journals into the run's and writes results and exports exactly as a single-process run
+does, then removes ``shards/``. A run stopped early keeps ``shards/`` and continues with
+``--resume`` (with ``--ray`` or without).
+
+Endpoints whose ``base_url`` is ``"mock"`` are served once, by the driver, so that the
+whole cluster talks to one endpoint (set ``[mock] host`` to an address the workers can
+reach when they are on other machines). The run directory must be on a filesystem every
+worker sees (the same machine, or a shared volume), and writ-async must be installed on
+every node.
+
+Ray is imported here only, and only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from writ_async.cluster.budget import BudgetLedger, BudgetStatistics, Grant
+from writ_async.cluster.feeder import BudgetFeeder
+from writ_async.cluster.shards import (
+    ShardProgress,
+    load_or_save_plan,
+    merge_shards,
+    plan_shards,
+    progress_of,
+    remove_shards,
+    run_order,
+    run_shard,
+    shard_path,
+)
+from writ_async.config import Config, EndpointConfig
+from writ_async.errors import ClusterError, ConfigError
+from writ_async.logs import configure_logging, get_logger
+from writ_async.models.limits import RateLimiter
+from writ_async.models.setup import MOCK
+from writ_async.results import summary
+from writ_async.rundir import Manifest, create_run, new_manifest, open_for_resume
+from writ_async.scheduler import Progress
+from writ_async.simulate import (
+    SCRIPTED_HTTP,
+    Prepared,
+    RunOutcome,
+    _in_order,  # the run's record order, shared with `writ simulate` on purpose
+    prepare,
+    run_scenarios,
+    save_tasks,
+    write_outputs,
+)
+from writ_async.tasks import Task
+
+Limits = dict[str, tuple[float | None, float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """What the driver knows at one poll: each shard's latest counts, the workers lost so
+    far, and the shared budget's statistics."""
+
+    shards: Mapping[int, ShardProgress]
+    lost: tuple[str, ...]
+    budget: tuple[BudgetStatistics, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RayOptions:
+    address: str  # of the cluster ("auto", "127.0.0.1:6379", "ray://...")
+    workers: int | None = None  # shards running at once; default: the cluster's CPUs
+    shards: int | None = None  # default: one per worker
+    max_shard_attempts: int = 3  # a shard whose worker dies more often fails the run
+    lease_s: float = 1.0  # how long a granted batch may be spent (budget.py)
+    poll_s: float = 0.25
+    on_status: Callable[[ClusterStatus], None] | None = None  # each poll (tests, monitors)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOutcome:
+    run: RunOutcome
+    shards: int
+    workers: int
+    attempts: dict[int, int]  # per shard: how many times it was submitted
+    lost: tuple[str, ...]  # workers that died while running a shard
+    budget: tuple[BudgetStatistics, ...]
+    merged: int  # episodes merged from the shards into the run's journal
+    seconds: float = 0.0
+    statuses: list[ShardProgress] = field(default_factory=list)
+
+
+class Coordinator:
+    """The actor's state: the shared budget and the shards' latest counts."""
+
+    def __init__(self, limits: Limits, lease: float) -> None:
+        self.ledger = BudgetLedger(limits, lease=lease)
+        self.shards: dict[int, ShardProgress] = {}
+        self.lost: list[str] = []
+
+    def grant(self, endpoint: str, worker: str, requests: int, tokens: int,
+              min_tokens: int) -> Grant:
+        return self.ledger.grant(endpoint, worker, requests, tokens, min_tokens)
+
+    def pause(self, endpoint: str, seconds: float) -> None:
+        self.ledger.pause(endpoint, seconds)
+
+    def sync(self, endpoint: str, remaining_requests: int | None, remaining_tokens: int | None,
+             reset_requests_s: float | None, reset_tokens_s: float | None) -> None:
+        self.ledger.sync(endpoint, remaining_requests, remaining_tokens, reset_requests_s,
+                         reset_tokens_s)
+
+    def report(self, progress: ShardProgress) -> None:
+        current = self.shards.get(progress.shard)
+        if current is None or progress.attempt >= current.attempt:  # a lost one's last word
+            self.shards[progress.shard] = progress
+
+    def worker_lost(self, worker: str) -> int:
+        self.lost.append(worker)
+        return self.ledger.worker_lost(worker)
+
+    def status(self) -> ClusterStatus:
+        return ClusterStatus(dict(self.shards), tuple(self.lost),
+                             tuple(self.ledger.statistics()))
+
+
+async def _get(ref: Any) -> Any:
+    """An ObjectRef's value, awaited on whatever event loop runs (uvloop included)."""
+    return await asyncio.wrap_future(ref.future())
+
+
+class ActorSource:
+    """``feeder.BudgetSource`` over the Coordinator actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    async def grant(self, endpoint: str, worker: str, requests: int, tokens: int,
+                    min_tokens: int) -> Grant:
+        grant: Grant = await _get(self.actor.grant.remote(endpoint, worker, requests, tokens,
+                                                          min_tokens))
+        return grant
+
+    async def pause(self, endpoint: str, seconds: float) -> None:
+        await _get(self.actor.pause.remote(endpoint, seconds))
+
+    async def sync(self, endpoint: str, remaining_requests: int | None,
+                   remaining_tokens: int | None, reset_requests_s: float | None,
+                   reset_tokens_s: float | None) -> None:
+        await _get(self.actor.sync.remote(endpoint, remaining_requests, remaining_tokens,
+                                          reset_requests_s, reset_tokens_s))
+
+
+# -- the worker side -------------------------------------------------------------------------
+
+
+def shard_task(config: Config, manifest: Manifest, tasks: tuple[list[Task], str], path: str,
+               episode_ids: list[str], shard: int, attempt: int, concurrency: int,
+               coordinator: Any, lease: float, limited: list[str]) -> ShardProgress:
+    """Body of the Ray task that runs one shard (in a worker process)."""
+    pid = os.getpid()
+    worker = f"shard{shard:02d}.{attempt}@{pid}"
+    configure_logging(config.logging.level, "json")
+
+    async def main() -> ShardProgress:
+        source = ActorSource(coordinator)
+        feeding: list[asyncio.Task[None]] = []
+
+        def rate_limiter(name: str, settings: EndpointConfig) -> RateLimiter:
+            if name not in limited:
+                return RateLimiter(settings.requests_per_minute, settings.tokens_per_minute,
+                                   burst=1.0)
+            feeder = BudgetFeeder(name, worker, source, lease=lease,
+                                  requests=settings.requests_per_minute is not None,
+                                  tokens=settings.tokens_per_minute is not None)
+            feeding.append(asyncio.get_running_loop().create_task(feeder.run()))
+            return feeder.limiter
+
+        async def report(progress: ShardProgress) -> None:
+            await _get(coordinator.report.remote(progress))
+
+        try:
+            return await run_shard(config, manifest, tasks, Path(path), episode_ids,
+                                   shard=shard, attempt=attempt, worker=worker, pid=pid,
+                                   concurrency=concurrency, rate_limiter=rate_limiter,
+                                   report=report)
+        finally:
+            for task in feeding:
+                task.cancel()
+            await asyncio.gather(*feeding, return_exceptions=True)
+
+    return _run_loop(main())
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("--ray needs Ray: pip install 'writ-async[ray]'") from None
+    return ray
+
+
+def _lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
+    return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
+
+
+def _used_endpoints(config: Config) -> dict[str, EndpointConfig]:
+    names = {n for role in config.models.roles.values() for n in role}
+    return {n: config.models.endpoints[n] for n in sorted(names)}
+
+
+@asynccontextmanager
+async def _one_endpoint_for_all(config: Config, prepared: Prepared) -> AsyncIterator[Config]:
+    """``config`` for the workers: endpoints served by the embedded mock point at one mock
+    served here, not at a mock of their own per worker."""
+    sim = config.simulate
+    mocked = [n for n, e in _used_endpoints(config).items() if e.base_url == MOCK]
+    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
+    if not mocked or not needs_pool:
+        yield config
+        return
+    from writ_async.models.mock_server import open_mock_server
+
+    policy = None
+    if SCRIPTED_HTTP in (sim.agent, sim.user):
+        from writ_async.models.scripted_policy import ScriptedPolicy
+
+        policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
+                                {prepared.domain_name: prepared.toolbox}, prepared.mistakes)
+    async with open_mock_server(config.mock, policy) as server:  # type: ignore[arg-type]
+        replace = msgspec.structs.replace
+        endpoints = {n: (replace(e, base_url=server.url) if n in mocked else e)
+                     for n, e in config.models.endpoints.items()}
+        yield replace(config, models=replace(config.models, endpoints=endpoints))
+
+
+async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
+                          resume: bool = False,
+                          progress_stream: IO[str] | None = None) -> ClusterOutcome:
+    """``simulate.simulate`` over a Ray cluster; the same run directory at the end."""
+    ray = _import_ray()
+    started = time.monotonic()
+    sim = config.simulate
+    out = Path(out).resolve()
+    prepared = prepare(config)
+    tasks = prepared.tasks
+    if not tasks:
+        raise ConfigError("simulate", "no tasks to run", "simulate.tasks")
+    manifest = new_manifest(
+        config, base_db_hash=prepared.base.db_hash(), tasks_file_sha256=prepared.tasks_hash,
+        task_ids=[t.id for t in tasks], trials=sim.trials, agent=sim.agent, user=sim.user,
+    )
+    run = open_for_resume(out, manifest) if resume else create_run(out, manifest)
+    save_tasks(run, tasks)
+    order = run_order(config, tasks)
+    already = run.read_journal().finished
+    remaining = [eid for eid in order if eid not in already]
+
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=options.address, log_to_driver=False, logging_level="warning")
+        except (ConnectionError, ValueError) as exc:
+            raise ClusterError(f"cannot reach the Ray cluster at {options.address}: "
+                               f"{exc}") from None
+    attempts: dict[int, int] = {}
+    status = ClusterStatus({}, (), ())
+    plan: list[list[str]] = []
+    workers = 0
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, options.workers or cpus)
+        plan = load_or_save_plan(run.path, plan_shards(remaining, options.shards or workers))
+        if remaining:
+            status = await _run_shards(ray, config, prepared, manifest, run.path, plan,
+                                       workers, options, attempts, started,
+                                       len(order) - len(remaining), len(order),
+                                       progress_stream)
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+    merged = merge_shards(run, plan, order) if plan else 0
+    records = _in_order(run.read_journal().finished, run_scenarios(config, tasks), sim.trials)
+    report = write_outputs(run, prepared, records, tasks)
+    complete = len(records) == len(order)
+    if complete and (run.path / "shards").exists():
+        remove_shards(run.path)
+    outcome = RunOutcome(run_dir=run.path, records=records,
+                         progress=progress_of(len(order), len(already), status.shards,
+                                              started),
+                         summary=summary(records, tasks), export=report,
+                         stopped_early=not complete)
+    return ClusterOutcome(run=outcome, shards=len(plan), workers=workers,
+                          attempts=attempts, lost=status.lost, budget=status.budget,
+                          merged=merged, seconds=time.monotonic() - started,
+                          statuses=list(status.shards.values()))
+
+
+async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Manifest,
+                      run_path: Path, plan: list[list[str]], workers: int,
+                      options: RayOptions, attempts: dict[int, int], started: float,
+                      already: int, total: int,
+                      progress_stream: IO[str] | None) -> ClusterStatus:
+    log = get_logger(component="ray")
+    lost_errors = _lost_worker_errors(ray)
+    concurrency = math.ceil(config.simulate.concurrency / min(workers, len(plan)))
+    async with _one_endpoint_for_all(config, prepared) as worker_config:
+        limits: Limits = {n: (e.requests_per_minute, e.tokens_per_minute)
+                          for n, e in _used_endpoints(worker_config).items()
+                          if e.requests_per_minute is not None or e.tokens_per_minute is not None}
+        coordinator = ray.remote(num_cpus=0)(Coordinator).remote(limits, options.lease_s)
+        tasks_ref = ray.put((prepared.tasks, prepared.tasks_hash))
+        remote_shard = ray.remote(num_cpus=1, max_retries=0)(shard_task)
+        refs: dict[int, Any] = {}
+
+        def submit(index: int) -> asyncio.Future[Any]:
+            attempts[index] = attempts.get(index, 0) + 1
+            ref = remote_shard.remote(worker_config, manifest, tasks_ref,
+                                      str(shard_path(run_path, index)), plan[index], index,
+                                      attempts[index] - 1, concurrency, coordinator,
+                                      options.lease_s, sorted(limits))
+            refs[index] = ref
+            return asyncio.wrap_future(ref.future())
+
+        pending = {submit(i): i for i in range(len(plan))}
+        status = ClusterStatus({}, (), ())
+        last_line = 0.0
+        tty = progress_stream is not None and progress_stream.isatty()
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, timeout=options.poll_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                status = await _get(coordinator.status.remote())
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        future.result()
+                    except lost_errors as exc:
+                        shard = status.shards.get(index)
+                        if shard is not None and shard.attempt == attempts[index] - 1:
+                            await _get(coordinator.worker_lost.remote(shard.worker))
+                        log.warning("ray.shard_lost", shard=index, attempt=attempts[index],
+                                    error=type(exc).__name__)
+                        if attempts[index] >= options.max_shard_attempts:
+                            raise ClusterError(f"lost its worker {attempts[index]} times",
+                                               shard=index) from None
+                        pending[submit(index)] = index
+                    except ray.exceptions.RayTaskError as exc:
+                        raise exc.as_instanceof_cause() from None
+                status = await _get(coordinator.status.remote())
+                if options.on_status is not None:
+                    options.on_status(status)
+                progress = progress_of(total, already, status.shards, started)
+                now = time.monotonic()
+                if tty:
+                    _show(progress_stream, progress, now)
+                elif now - last_line >= 5.0:
+                    last_line = now
+                    log.info("progress", status=progress.render(now))
+        finally:
+            for future in pending:  # stopped (Ctrl-C) or failed: the shards stay resumable
+                ray.cancel(refs[pending[future]], force=True)
+                future.cancel()
+            ray.kill(coordinator)
+        if tty:
+            progress_stream.write("\n")  # type: ignore[union-attr]
+        return status
+
+
+def _show(stream: IO[str] | None, progress: Progress, now: float) -> None:
+    assert stream is not None
+    stream.write("\r" + progress.render(now) + "\x1b[K")
+    stream.flush()
