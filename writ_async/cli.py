@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="RUN", help="the new run directory")
     where.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the episodes in shards on this Ray "
+                   "cluster (`auto`, host:port); needs pip install 'writ-async[ray]'")
+    p.add_argument("--ray-workers", type=_positive(int), metavar="N",
+                   help="with --ray: shards running at once (default: the cluster's CPUs)")
     p.set_defaults(run=cmd_simulate)
 
     p = commands.add_parser(
@@ -569,6 +573,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out, resume = Path(config.run.out_dir) / f"{config.run.domain}-{stamp}", False
+    if args.ray:
+        from writ_async.cluster.ray_run import RayOptions, simulate_on_ray
+
+        options = RayOptions(address=args.ray, workers=args.ray_workers)
+        cluster = _run_async(simulate_on_ray(config, out=out, resume=resume, options=options,
+                                             progress_stream=sys.stderr))
+        print(render_summary(cluster.run))
+        print(f"ray: {cluster.shards} shards on {cluster.workers} workers, "
+              f"{len(cluster.lost)} workers lost, {cluster.merged} episodes merged")
+        return 0
     outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr))
     print(render_summary(outcome))
     return 0
