@@ -1,11 +1,14 @@
-"""The load tester's HTTP client: one attempt, timed, with a lean hot path.
+"""The load tester's HTTP client: one attempt, timed, on the lean HTTP/1.1 path.
 
 It follows ``models.client.EndpointClient`` (same wire types, SSE parser, stream
-assembler, status classification and typed errors) with two differences a load test
-needs: a completion cut by ``max_tokens`` (``finish_reason: length``) or withheld by a
-filter is a success to measure, not a failure, and a server that sends no usage still
-yields token counts, estimated from the text (``usage_estimated``). Answers an agent
-could not use (no choices, tool arguments that are not a JSON object) stay errors.
+assembler, status classification and typed errors) with three differences a load test
+needs: the exchange runs on ``loadtest.http`` (a pooled asyncio Protocol that hands
+body bytes over with the time their read arrived, and parses the stream inside the read
+callback, so no task wake-up sits between a byte's arrival and its timestamp); a
+completion cut by ``max_tokens`` (``finish_reason: length``) or withheld by a filter is
+a success to measure, not a failure; and a server that sends no usage still yields token
+counts, estimated from the text (``usage_estimated``). Answers an agent could not use (no
+choices, tool arguments that are not a JSON object) stay errors.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import asyncio
 import time
 from time import perf_counter as _now
 
-import aiohttp
 import msgspec
 
-from writ_async.errors import CallTimeout, MalformedResponse, TransientError
+from writ_async.errors import CallTimeout, MalformedResponse, ModelCallError, TransientError
+from writ_async.loadtest.events import FastSSE
+from writ_async.loadtest.http import Connection, Origin, Pool
 from writ_async.models.assemble import StreamAssembler
 from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts
 from writ_async.models.policies import completion_tokens, prompt_tokens
@@ -30,80 +34,182 @@ from writ_async.models.protocol import (
     encoder,
 )
 from writ_async.models.retry import classify_status
-from writ_async.models.sse import SSEParser
 
 _object = msgspec.json.Decoder(dict)
 
 
-class LoadClient:
-    """Sends single attempts to ``base_url`` over a shared session (see module doc)."""
+class _Call:
+    """One exchange in flight: parses what its connection reports, resolves ``future``."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, *, model: str,
-                 stream: bool = True, api_key: str | None = None,
-                 timeouts: Timeouts | None = None, name: str = "loadtest") -> None:
+    __slots__ = ("assembler", "body", "client", "conn", "ended", "first_at", "future",
+                 "headers", "last_at", "parser", "start", "status", "timer")
+
+    def __init__(self, client: LoadClient, conn: Connection, start: float,
+                 future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]]
+                 ) -> None:
+        self.client, self.conn, self.start, self.future = client, conn, start, future
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self.first_at: float | None = None  # first body byte (non-streamed) / token
+        self.last_at = start
+        if client.stream:
+            self.parser: FastSSE | None = FastSSE(endpoint=client.name)
+            self.assembler: StreamAssembler | None = StreamAssembler(started=start,
+                                                                     endpoint=client.name)
+        else:
+            self.parser = self.assembler = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.ended = False  # the connection reported the end (or an error)
+
+    # -- what the connection reports ---------------------------------------------------
+
+    def on_head(self, status: int, headers: dict[str, str], now: float) -> None:
+        self.status, self.headers = status, headers
+        self.last_at = now
+
+    def on_body(self, data: bytes, now: float) -> None:
+        self.last_at = now
+        if self.status != 200:
+            room = MAX_ERROR_BODY - len(self.body)
+            if room > 0:
+                self.body += data[:room]
+            return
+        parser = self.parser
+        if parser is None:
+            self.body += data
+            return
+        assembler = self.assembler
+        assert assembler is not None
+        try:
+            for event in parser.feed(data):
+                assembler.feed_event(event.data, now, event=event.event)
+        except ModelCallError as error:
+            self.fail(error)
+            return
+        if self.first_at is None:
+            self.first_at = assembler.first_token_at
+
+    def on_end(self, now: float) -> None:
+        self.ended = True
+        self._stop_timer()
+        if self.future.done():
+            return
+        client = self.client
+        try:
+            if self.status != 200:
+                raise classify_status(self.status, self.headers, bytes(self.body),
+                                      endpoint=client.name, now_epoch=time.time())
+            if self.parser is None:
+                completion = client._decode(bytes(self.body))
+            else:
+                assert self.assembler is not None
+                for event in self.parser.finish():
+                    self.assembler.feed_event(event.data, now, event=event.event)
+                completion = self.assembler.result()
+        except ModelCallError as error:
+            self.future.set_exception(error)
+            return
+        self.future.set_result((completion, now, self.assembler))
+
+    def on_error(self, error: BaseException) -> None:
+        self.ended = True
+        self._stop_timer()
+        if not self.future.done():
+            self.future.set_exception(error)
+
+    def fail(self, error: BaseException) -> None:
+        """Give up on the exchange (its connection cannot carry another)."""
+        if not self.ended:
+            self.conn.abort()
+        self.on_error(error)
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    def check_timeout(self) -> None:
+        """The timer fired: time out, or sleep again until the next deadline."""
+        self.timer = None
+        if self.future.done():
+            return
+        t = self.client.timeouts
+        now = _now()
+        total = self.start + t.total
+        if self.first_at is None:
+            due, phase, seconds = min(total, self.start + t.first_token), "first_token", \
+                t.first_token
+        else:
+            due, phase, seconds = min(total, self.last_at + t.idle), "idle", t.idle
+        if now >= due - 1e-4:
+            if now >= total - 1e-3:
+                phase, seconds = "total", t.total
+            self.fail(CallTimeout(phase, seconds, endpoint=self.client.name))
+            return
+        self.timer = asyncio.get_running_loop().call_later(due - now, self.check_timeout)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class LoadClient:
+    """Sends single attempts to ``base_url`` over its own connection pool (module doc)."""
+
+    def __init__(self, base_url: str, *, model: str, stream: bool = True,
+                 api_key: str | None = None, timeouts: Timeouts | None = None,
+                 name: str = "loadtest", max_connections: int = 10_000) -> None:
         self.name = name
+        self.origin = Origin(base_url.rstrip("/") + "/chat/completions")
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.stream, self.session = model, stream, session
+        self.model, self.stream = model, stream
         self.timeouts = timeouts or Timeouts()
+        self.pool = Pool(self.origin, limit=max_connections,
+                         connect_timeout=self.timeouts.connect, name=name)
         self.usage_estimated = 0  # completions whose usage the server did not report
-        self._headers = {"Content-Type": "application/json"}
+        head = (f"POST {self.origin.path} HTTP/1.1\r\nHost: {self.origin.authority}\r\n"
+                "Content-Type: application/json\r\nAccept: application/json, "
+                "text/event-stream\r\n")
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._aiohttp_timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect)
+            head += f"Authorization: Bearer {api_key}\r\n"
+        self._head = head.encode("latin-1")
+        self._stream_options = StreamOptions() if stream else None
 
     def __repr__(self) -> str:
         return f"<LoadClient {self.url} stream={self.stream}>"
 
+    def close(self) -> None:
+        self.pool.close()
+
+    def encode(self, request: ChatRequest, request_id: str | None = None) -> bytes:
+        """The request's bytes on the wire (head and JSON body)."""
+        if (request.model != self.model or request.stream != self.stream
+                or request.stream_options != self._stream_options):
+            request = msgspec.structs.replace(request, model=self.model, stream=self.stream,
+                                              stream_options=self._stream_options)
+        body = encoder.encode(request)
+        rid = b"" if request_id is None else b"X-Request-Id: %s\r\n" % request_id.encode()
+        return b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, rid, len(body), body)
+
     async def complete(self, request: ChatRequest, request_id: str | None = None) -> CallResult:
         """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header."""
-        headers = self._headers
-        if request_id is not None:
-            headers = {**headers, "X-Request-Id": request_id}
-        request = msgspec.structs.replace(
-            request, model=self.model, stream=self.stream,
-            stream_options=StreamOptions() if self.stream else None)
-        body = encoder.encode(request)
+        payload = self.encode(request, request_id)
+        conn = await self.pool.acquire()
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]] = \
+            loop.create_future()
         start = _now()  # measurements: perf_counter (uvloop's clock ticks in milliseconds)
+        call = _Call(self, conn, start, future)
         t = self.timeouts
-        deadline = loop.time() + t.total  # timers: the loop's clock
-        phase = "first_token"
+        call.timer = loop.call_later(min(t.first_token, t.total), call.check_timeout)
         try:
-            async with asyncio.timeout(min(deadline, loop.time() + t.first_token)) as timer:
-                async with self.session.post(self.url, data=body, headers=headers,
-                                             timeout=self._aiohttp_timeout) as resp:
-                    if resp.status != 200:
-                        raw = await resp.content.read(MAX_ERROR_BODY)
-                        raise classify_status(resp.status, resp.headers, raw,
-                                              endpoint=self.name, now_epoch=time.time())
-                    if not self.stream:
-                        completion = self._decode(await resp.read())
-                        ttft, gaps = None, ()
-                    else:
-                        parser = SSEParser(endpoint=self.name)
-                        assembler = StreamAssembler(started=start, endpoint=self.name)
-                        async for data in resp.content.iter_any():
-                            now = _now()
-                            for event in parser.feed(data):
-                                assembler.feed_event(event.data, now, event=event.event)
-                            if assembler.first_token_at is not None:
-                                phase = "idle"
-                                timer.reschedule(min(deadline, loop.time() + t.idle))
-                        for event in parser.finish():
-                            assembler.feed_event(event.data, _now(), event=event.event)
-                        completion = assembler.result()
-                        ttft, gaps = assembler.ttft, tuple(assembler.gaps)
-        except aiohttp.ServerTimeoutError:
-            raise CallTimeout("connect", t.connect, endpoint=self.name) from None
-        except TimeoutError:
-            if loop.time() >= deadline - 1e-3:
-                raise CallTimeout("total", t.total, endpoint=self.name) from None
-            raise CallTimeout(phase, t.first_token if phase == "first_token" else t.idle,
-                              endpoint=self.name) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
-        end = _now()
+            conn.start(payload, call)
+        except (OSError, RuntimeError) as exc:  # the transport broke between acquire and now
+            call.fail(TransientError(f"cannot send: {exc}", endpoint=self.name))
+        try:
+            completion, end, assembler = await future
+        except asyncio.CancelledError:
+            call.fail(TransientError("cancelled", endpoint=self.name))
+            raise
         self._check(completion)
         usage = completion.usage
         if usage is None:
@@ -111,8 +217,11 @@ class LoadClient:
             p = prompt_tokens(request)
             c = completion_tokens(completion.choices[0].message)
             usage = Usage(p, c, p + c)
+        if assembler is None:
+            return CallResult(completion=completion, endpoint=self.name, latency=end - start,
+                              usage=usage)
         return CallResult(completion=completion, endpoint=self.name, latency=end - start,
-                          usage=usage, ttft=ttft, chunk_gaps=gaps)
+                          usage=usage, ttft=assembler.ttft, chunk_gaps=tuple(assembler.gaps))
 
     def _decode(self, raw: bytes) -> ChatCompletion:
         try:

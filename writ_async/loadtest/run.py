@@ -52,7 +52,7 @@ from writ_async.loadtest.metrics import (
     record_encoder,
 )
 from writ_async.loadtest.traffic import Traffic
-from writ_async.models.client import CallResult, Timeouts, open_session
+from writ_async.models.client import CallResult, Timeouts
 from writ_async.models.protocol import ChatRequest
 from writ_async.models.retry import Retry, RetryPolicy, decide
 
@@ -652,13 +652,16 @@ async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | N
         await run.execute()
         return run
     width = config.concurrency if config.mode == "concurrency" else config.max_conversations
-    async with open_session(max(256, 2 * width)) as session:
-        client = LoadClient(config.base_url, session, model=config.model,
-                            stream=config.stream, api_key=config.api_key, timeouts=timeouts)
+    client = LoadClient(config.base_url, model=config.model, stream=config.stream,
+                        api_key=config.api_key, timeouts=timeouts,
+                        max_connections=max(256, width))
+    try:
         run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
                       conversations=conversations)
         await run.execute()
-        return run
+    finally:
+        client.close()
+    return run
 
 
 def default_progress() -> IO[str]:
