@@ -13,7 +13,7 @@ again, to whichever worker Ray picks, and resumes from its journal; its old work
 reported lost to the ledger. When every shard is done the driver merges the shards'
 journals into the run's and writes results and exports exactly as a single-process run
 does, then removes ``shards/``. A run stopped early keeps ``shards/`` and continues with
-``--resume`` (with ``--ray`` or without).
+``--resume`` and ``--ray`` (the same shards, resumed from their journals).
 
 Endpoints whose ``base_url`` is ``"mock"`` are served once, by the driver, so that the
 whole cluster talks to one endpoint (set ``[mock] host`` to an address the workers can
