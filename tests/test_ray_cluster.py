@@ -31,6 +31,7 @@ from writ_async.journal import read_journal
 from writ_async.models.mock_server import MockConfig, open_mock_server
 from writ_async.models.scripted_policy import ScriptedPolicy
 from writ_async.records import Timing
+from writ_async.scheduler import StopRequest
 from writ_async.simulate import prepare, simulate
 
 ray = pytest.importorskip("ray")
@@ -204,3 +205,33 @@ concurrency = 4
     assert results_without_timing(tmp_path / "ray") == results_without_timing(
         tmp_path / "local")
     assert not (tmp_path / "ray" / "shards").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_ray_run_resumes_on_the_cluster_to_the_same_run(
+        ray_address: str, tmp_path: Path) -> None:
+    config = default_config()
+    replace = msgspec.structs.replace
+    config = replace(config, simulate=replace(config.simulate, task_count=60, trials=2,
+                                              concurrency=8, mistake_rate=0.3))
+    stop = StopRequest()
+
+    def stop_after_some(status: ClusterStatus) -> None:
+        if sum(s.done for s in status.shards.values()) >= 10:
+            stop()
+
+    run = tmp_path / "ray"
+    first = await simulate_on_ray(config, out=run, options=RayOptions(
+        address=ray_address, on_status=stop_after_some, poll_s=0.05, stop=stop))
+    assert first.run.stopped_early and (run / "shards").is_dir()
+    merged = len(read_journal(run / "journal.bin").finished)
+    assert 10 <= merged < 120 and merged == first.merged
+
+    second = await simulate_on_ray(config, out=run, resume=True,
+                                   options=RayOptions(address=ray_address))
+    assert not second.run.stopped_early and second.merged == 120 - merged
+    contents = read_journal(run / "journal.bin")
+    assert len(contents.finished) == 120 and contents.duplicate_finishes == 0
+    await simulate(config, out=tmp_path / "single")
+    assert results_without_timing(run) == results_without_timing(tmp_path / "single")
+    assert records_without_timing(run) == records_without_timing(tmp_path / "single")

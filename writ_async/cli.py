@@ -581,7 +581,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                              progress_stream=sys.stderr))
         print(render_summary(cluster.run))
         print(f"ray: {cluster.shards} shards on {cluster.workers} workers, "
-              f"{len(cluster.lost)} workers lost, {cluster.merged} episodes merged")
+              f"{len(cluster.lost)} workers lost, {cluster.merged} episodes merged"
+              + (f"; resume with --ray {args.ray}" if cluster.run.stopped_early else ""))
         return 0
     outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr))
     print(render_summary(outcome))

@@ -8,7 +8,9 @@ rate-limit ledger of every rate-limited endpoint (``budget``), which the workers
 in batches (``feeder``), and the latest counts of every shard, from which the driver
 prints the usual progress line.
 
-A shard whose worker dies (the process is killed, or its node goes away) is submitted
+The first Ctrl-C (or SIGTERM, or ``RayOptions.stop``) stops the run: shards still running
+are cancelled, what they finished is merged, and the run says to resume. A shard whose
+worker dies (the process is killed, or its node goes away) is submitted
 again, to whichever worker Ray picks, and resumes from its journal; its old worker is
 reported lost to the ledger. When every shard is done the driver merges the shards'
 journals into the run's and writes results and exports exactly as a single-process run
@@ -58,7 +60,7 @@ from writ_async.models.limits import RateLimiter
 from writ_async.models.setup import MOCK
 from writ_async.results import summary
 from writ_async.rundir import Manifest, create_run, new_manifest, open_for_resume
-from writ_async.scheduler import Progress
+from writ_async.scheduler import Progress, StopRequest, _install_signals
 from writ_async.simulate import (
     SCRIPTED_HTTP,
     Prepared,
@@ -93,6 +95,7 @@ class RayOptions:
     lease_s: float = 1.0  # how long a granted batch may be spent (budget.py)
     poll_s: float = 0.25
     on_status: Callable[[ClusterStatus], None] | None = None  # each poll (tests, monitors)
+    stop: StopRequest | None = None  # default: Ctrl-C / SIGTERM stop the run (see below)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +304,10 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, options.workers or cpus)
         plan = load_or_save_plan(run.path, plan_shards(remaining, options.shards or workers))
+        # A resumed run: episodes already merged are not the shards' to count or run.
+        todo = [[eid for eid in ids if eid not in already] for ids in plan]
         if remaining:
-            status = await _run_shards(ray, config, prepared, manifest, run.path, plan,
+            status = await _run_shards(ray, config, prepared, manifest, run.path, todo,
                                        workers, options, attempts, started,
                                        len(order) - len(remaining), len(order),
                                        progress_stream)
@@ -334,7 +339,8 @@ async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Ma
                       progress_stream: IO[str] | None) -> ClusterStatus:
     log = get_logger(component="ray")
     lost_errors = _lost_worker_errors(ray)
-    concurrency = math.ceil(config.simulate.concurrency / min(workers, len(plan)))
+    running = [i for i, ids in enumerate(plan) if ids]
+    concurrency = math.ceil(config.simulate.concurrency / max(1, min(workers, len(running))))
     async with _one_endpoint_for_all(config, prepared) as worker_config:
         limits: Limits = {n: (e.requests_per_minute, e.tokens_per_minute)
                           for n, e in _used_endpoints(worker_config).items()
@@ -353,12 +359,15 @@ async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Ma
             refs[index] = ref
             return asyncio.wrap_future(ref.future())
 
-        pending = {submit(i): i for i in range(len(plan))}
+        pending = {submit(i): i for i in running}
         status = ClusterStatus({}, (), ())
         last_line = 0.0
         tty = progress_stream is not None and progress_stream.isatty()
+        stop = options.stop or StopRequest()
+        loop = asyncio.get_running_loop()
+        installed = _install_signals(loop, stop)
         try:
-            while pending:
+            while pending and stop.admitting:
                 done, _ = await asyncio.wait(pending, timeout=options.poll_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 status = await _get(coordinator.status.remote())
@@ -389,7 +398,11 @@ async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Ma
                     last_line = now
                     log.info("progress", status=progress.render(now))
         finally:
-            for future in pending:  # stopped (Ctrl-C) or failed: the shards stay resumable
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            # Stopped or failed: running shards end now (their unfinished episodes start
+            # over on --resume); what they finished is merged by the caller.
+            for future in pending:
                 ray.cancel(refs[pending[future]], force=True)
                 future.cancel()
             ray.kill(coordinator)
