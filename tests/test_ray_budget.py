@@ -145,3 +145,44 @@ async def test_two_workers_share_one_budget_and_a_429_stops_both() -> None:
     assert all(f.asks > 0 for f in feeders)
     # b learned of a's 429 at its next ask: at most a batch still in hand went out
     assert during <= math.ceil(40 * 0.25 / 2)
+
+
+class CountingSource(LocalSource):
+    def __init__(self, ledger: BudgetLedger) -> None:
+        super().__init__(ledger)
+        self.syncs: list[tuple[object, ...]] = []
+
+    async def sync(self, endpoint: str, *args: object) -> None:
+        self.syncs.append(args)
+        await super().sync(endpoint, *args)
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_headers_reach_the_ledger_at_most_once_per_interval() -> None:
+    loop = asyncio.get_running_loop()
+    ledger = BudgetLedger({"ep": (6000, None)}, clock=FakeClock())  # no refill meanwhile
+    source = CountingSource(ledger)
+    feeder = BudgetFeeder("ep", "a", source, requests=True, tokens=False, clock=loop.time)
+    runner = asyncio.ensure_future(feeder.run())
+    try:
+        for remaining in range(100, 0, -1):  # a hundred responses in a burst
+            feeder.limiter.sync(remaining, None, None, None)
+        await asyncio.sleep(0.05)
+        assert source.syncs == [(1, None, None, None)]  # only the latest went out
+        before = ledger.grant("ep", "b", 50, 0).requests
+        assert before == 1  # the endpoint said one request is left: the ledger believes it
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+def test_without_ray_installed_the_cluster_run_says_how_to_get_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from writ_async.cluster import ray_run
+    from writ_async.errors import ClusterError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ClusterError, match=r"writ-async\[ray\]"):
+        ray_run._import_ray()

@@ -52,6 +52,10 @@ class BudgetFeeder:
         self._admissions: deque[tuple[float, int]] = deque()  # (time, admitted so far)
         self._tokens_per_request = float(DEFAULT_TOKENS)
         self._pending: set[asyncio.Task[None]] = set()
+        self._latest_sync: tuple[int | None, int | None, float | None, float | None] | None
+        self._latest_sync = None
+        self._synced_at = -math.inf
+        self.sync_every = 0.1
         self.asks = 0
 
     # -- BudgetFeedback: what the endpoint said, for the whole cluster -------------------------
@@ -61,8 +65,10 @@ class BudgetFeeder:
 
     def synced(self, remaining_requests: int | None, remaining_tokens: int | None,
                reset_requests_s: float | None, reset_tokens_s: float | None) -> None:
-        self._send(self.source.sync(self.endpoint, remaining_requests, remaining_tokens,
-                                    reset_requests_s, reset_tokens_s))
+        # Every response may carry these headers: only the latest goes out, at most once
+        # per ``sync_every``, so the ledger is not told once per call.
+        self._latest_sync = (remaining_requests, remaining_tokens, reset_requests_s,
+                             reset_tokens_s)
 
     def _send(self, call: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(call)  # type: ignore[arg-type]
@@ -74,7 +80,11 @@ class BudgetFeeder:
     async def run(self) -> None:
         try:
             while True:
-                want = self._wanted(self.clock())
+                now = self.clock()
+                if self._latest_sync is not None and now - self._synced_at >= self.sync_every:
+                    self._send(self.source.sync(self.endpoint, *self._latest_sync))
+                    self._latest_sync, self._synced_at = None, now
+                want = self._wanted(now)
                 if want is None:
                     await asyncio.sleep(self.poll)
                     continue
