@@ -353,7 +353,7 @@ def serve_mock(*args: str) -> Iterator[str]:
 @pytest.fixture
 def latency_mock() -> Iterator[str]:
     yield from serve_mock("--ttft-ms", "3000", "--tpot-ms", "10", "--jitter-ms", "300",
-                          "--reply-tokens", "8-32", "--tokens-per-chunk", "32")
+                          "--reply-tokens", "8-32", "--tokens-per-chunk", "32", "--timings")
 
 
 def test_measured_latency_matches_the_servers_own_timings(latency_mock: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from time import perf_counter as _now
 
 import msgspec
@@ -36,6 +37,59 @@ from writ_async.models.protocol import (
 from writ_async.models.retry import classify_status
 
 _object = msgspec.json.Decoder(dict)
+
+
+class NotSent(Exception):
+    """A gated request was withdrawn before its time (the run stopped)."""
+
+
+class Gate:
+    """Holds a prepared request (encoded, on a connection) until its send time.
+
+    Open-loop arrivals are sent by the arrivals task itself, at their intended time,
+    with one ``transport.write``: nothing (no task wake-up, no encoding, no connection
+    set-up) sits between the decision to send and the send. The client ``arm``s the gate
+    once the request is ready; the scheduler ``release``s it at its time. Whichever comes
+    second sends, after ``admit()`` (the scheduler's last word: False withdraws it).
+    ``sent`` is when it went out (``perf_counter``).
+    """
+
+    __slots__ = ("_abort", "_fire", "admit", "intended", "released", "sent")
+
+    def __init__(self, intended: float) -> None:
+        self.intended = intended
+        self.admit: Callable[[], bool] | None = None
+        self.released = False
+        self.sent: float | None = None
+        self._fire: Callable[[float], None] | None = None
+        self._abort: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Gate intended={self.intended:.6f} released={self.released} sent={self.sent}>"
+
+    def arm(self, fire: Callable[[float], None], abort: Callable[[], None]) -> None:
+        if self.released:
+            self._go(fire, abort)  # late: its time has passed already
+        else:
+            self._fire, self._abort = fire, abort
+
+    def disarm(self) -> None:
+        """The request will not be sent after all (its sender was cancelled)."""
+        self._fire = self._abort = None
+
+    def release(self) -> None:
+        self.released = True
+        fire, abort = self._fire, self._abort
+        if fire is not None and abort is not None:
+            self._fire = self._abort = None
+            self._go(fire, abort)
+
+    def _go(self, fire: Callable[[float], None], abort: Callable[[], None]) -> None:
+        if self.admit is not None and not self.admit():
+            abort()
+            return
+        self.sent = now = _now()
+        fire(now)
 
 
 class _Call:
@@ -190,26 +244,59 @@ class LoadClient:
         rid = b"" if request_id is None else b"X-Request-Id: %s\r\n" % request_id.encode()
         return b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, rid, len(body), body)
 
-    async def complete(self, request: ChatRequest, request_id: str | None = None) -> CallResult:
-        """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header."""
+    async def complete(self, request: ChatRequest, request_id: str | None = None, *,
+                       gate: Gate | None = None) -> CallResult:
+        """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header. With a
+        ``gate`` the request is prepared and sent when the gate says (``NotSent`` if it
+        is withdrawn)."""
         payload = self.encode(request, request_id)
         conn = await self.pool.acquire()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]] = \
             loop.create_future()
-        start = _now()  # measurements: perf_counter (uvloop's clock ticks in milliseconds)
-        call = _Call(self, conn, start, future)
+        call = _Call(self, conn, 0.0, future)
         t = self.timeouts
-        call.timer = loop.call_later(min(t.first_token, t.total), call.check_timeout)
-        try:
-            conn.start(payload, call)
-        except (OSError, RuntimeError) as exc:  # the transport broke between acquire and now
-            call.fail(TransientError(f"cannot send: {exc}", endpoint=self.name))
+
+        def fire(now: float) -> None:
+            unused[0] = False
+            call.start = call.last_at = now  # measurements: perf_counter
+            if call.assembler is not None:
+                call.assembler.started = now
+            call.timer = loop.call_later(min(t.first_token, t.total), call.check_timeout)
+            if conn.closed:  # the server closed it while the request waited for its time
+                call.on_error(TransientError("connection closed by the server before the "
+                                             "request was sent", endpoint=self.name))
+                return
+            try:
+                conn.start(payload, call)
+            except (OSError, RuntimeError) as exc:  # the transport broke since acquire
+                call.fail(TransientError(f"cannot send: {exc}", endpoint=self.name))
+
+        unused = [True]  # the connection is ours and nothing was sent on it
+
+        def withdraw() -> None:
+            if unused[0]:
+                unused[0] = False
+                self.pool._release(conn)  # it is as it was
+            if not future.done():
+                future.set_exception(NotSent())
+
+        if gate is None:
+            fire(_now())
+        else:
+            gate.arm(fire, withdraw)
         try:
             completion, end, assembler = await future
         except asyncio.CancelledError:
-            call.fail(TransientError("cancelled", endpoint=self.name))
+            if call.start:
+                call.fail(TransientError("cancelled", endpoint=self.name))
+            elif gate is not None:
+                gate.disarm()
+                if unused[0]:
+                    unused[0] = False
+                    self.pool._release(conn)
             raise
+        start = call.start
         self._check(completion)
         usage = completion.usage
         if usage is None:

@@ -7,12 +7,14 @@ Load modes:
 * **rate** — new conversations arrive open-loop at ``R`` per second (constant spacing or
   Poisson), whatever the endpoint does. Arrival times are absolute (``t0 + k / R`` or a
   seeded cumulative exponential sum), never "sleep the gap after the last one", so error
-  does not accumulate. A conversation is started a little ahead of its time (``lead``) so
-  its setup is done when the time comes; the arrivals task releases it at its time: it
-  sleeps until shortly before (event-loop timers are only good to about a millisecond)
-  and yields to the loop for the rest. The first request of the conversation is intended
-  at the arrival time, later ones when they are ready; every request records its send
-  lag and its latencies from the intended time too (no coordinated omission).
+  does not accumulate. A conversation is started a little ahead of its time (``lead``):
+  it builds its first request, which the client encodes and puts on a connection, then
+  leaves in a ``Gate``. The arrivals task sends it at its time, itself, with one write:
+  it sleeps until shortly before (event-loop timers are only good to about a
+  millisecond) and yields to the loop for the rest. The first request of the
+  conversation is intended at the arrival time, later ones when they are ready; every
+  request records its send lag and its latencies from the intended time too (no
+  coordinated omission).
 
 A run has a warm-up (requests intended before it ends are recorded but not measured) and
 a bound: a duration or a number of measured requests. Then no new request is sent;
@@ -41,7 +43,7 @@ from typing import IO, Any, Literal
 import msgspec
 
 from writ_async.errors import ModelCallError, RateLimited
-from writ_async.loadtest.client import LoadClient
+from writ_async.loadtest.client import Gate, LoadClient, NotSent
 from writ_async.loadtest.histogram import LogHistogram
 from writ_async.loadtest.metrics import (
     Collector,
@@ -84,7 +86,7 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     seed: int = 0
     window_s: float | None = None  # time-series resolution (None: about 60 windows)
     spin_ms: float = 1.5  # rate mode: yield instead of sleeping this close to a send
-    lead_ms: float = 5.0  # rate mode: start a conversation this early
+    lead_ms: float = 10.0  # rate mode: start a conversation (and ready its request) this early
     ramp_s: float = 0.0  # concurrency mode: spread the first conversations over this long
 
     def __post_init__(self) -> None:
@@ -112,14 +114,12 @@ class _ConversationSender:
     """The pool-shaped sender one conversation's participants call; it also keeps the
     conversation's own tallies (``ConversationRecord``)."""
 
-    __slots__ = ("attempts", "completion_tokens", "errors", "first_intended", "go", "index",
+    __slots__ = ("attempts", "completion_tokens", "errors", "go", "index",
                  "last_end", "latency_ms", "measured", "prompt_tokens", "run",
                  "started", "ttft_count", "ttft_ms", "turns")
 
-    def __init__(self, run: LoadRun, index: int, first_intended: float | None,
-                 go: asyncio.Future[None] | None) -> None:
-        self.run, self.index = run, index
-        self.first_intended, self.go = first_intended, go
+    def __init__(self, run: LoadRun, index: int, go: Gate | None) -> None:
+        self.run, self.index, self.go = run, index, go
         self.turns = 0  # requests sent so far (the next one's turn index)
         self.attempts = self.errors = self.prompt_tokens = self.completion_tokens = 0
         self.latency_ms = self.ttft_ms = 0.0
@@ -159,44 +159,67 @@ class _ConversationSender:
             ttft_mean_ms=self.ttft_ms / self.ttft_count if self.ttft_count else None,
             warmup=not self.measured)
 
-    async def complete(self, role: str, request: ChatRequest) -> CallResult:
+    def admit(self, intended: float) -> bool | None:
+        """Whether the next request may go out at ``intended`` (None: the run is over),
+        and if so whether it is measured; counts it."""
         run = self.run
-        go = self.go
-        if go is not None:
-            self.go = None
-            if not go.done():
-                await go
-            assert self.first_intended is not None
-            intended = self.first_intended
-        else:
-            intended = _now()
         if intended >= run.t_end:
             run.stop("duration")  # the stopper's timer may not have fired yet
         if run.stopping:
-            raise _Stopped
+            return None
         measured = intended >= run.measure_from
         if measured:
             run.sent_measured += 1
             if run.config.requests is not None and run.sent_measured >= run.config.requests:
                 run.stop("requests")  # this one is the last
-        turn = self.turns
-        self.turns += 1
-        if turn == 0:
+        if self.turns == 0:
             self.started, self.measured = intended, measured
             if measured:
                 run.conversations_started += 1
+        self.turns += 1
         run.in_flight += 1
+        return measured
+
+    async def complete(self, role: str, request: ChatRequest) -> CallResult:
+        run = self.run
+        gate = self.go
+        turn = self.turns
+        verdict: list[bool | None] = [None]
+        if gate is not None:  # an open-loop arrival: the arrivals task sends it on time
+            self.go = None
+            intended = gate.intended
+
+            def admit() -> bool:
+                verdict[0] = self.admit(intended)
+                return verdict[0] is not None
+
+            gate.admit = admit
+        else:
+            intended = _now()
+            verdict[0] = self.admit(intended)
+            if verdict[0] is None:
+                raise _Stopped
         attempt = 0
         first_sent = 0.0
         try:
             while True:
                 attempt += 1
-                sent = _now()
-                if attempt == 1:
-                    first_sent = sent
+                rid = f"{run.step}.{self.index}.{turn}.{attempt}"
                 try:
-                    result = await run.client.complete(
-                        request, f"{run.step}.{self.index}.{turn}.{attempt}")
+                    if gate is not None:
+                        try:
+                            result = await run.client.complete(request, rid, gate=gate)
+                        except NotSent:
+                            raise _Stopped from None
+                        finally:
+                            if gate.sent is not None:
+                                first_sent = gate.sent
+                            gate = None
+                    else:
+                        sent = _now()
+                        if attempt == 1:
+                            first_sent = sent
+                        result = await run.client.complete(request, rid)
                 except ModelCallError as error:
                     if isinstance(error, RateLimited):
                         run.responses_429 += 1
@@ -207,18 +230,20 @@ class _ConversationSender:
                             await asyncio.sleep(decision.delay)
                             continue
                     end = _now()
-                    self.tally(run.finish(self.index, turn, role, intended, first_sent, sent,
-                                          end, None, error, attempt, measured), end)
+                    self.tally(run.finish(self.index, turn, role, intended, first_sent, end,
+                                          None, error, attempt, bool(verdict[0])), end)
                     raise
                 end = _now()
-                self.tally(run.finish(self.index, turn, role, intended, first_sent, sent, end,
-                                      result, None, attempt, measured), end)
+                self.tally(run.finish(self.index, turn, role, intended, first_sent, end,
+                                      result, None, attempt, bool(verdict[0])), end)
                 return result
         except asyncio.CancelledError:
-            run.cancelled += 1
+            if verdict[0] is not None:
+                run.cancelled += 1
             raise
         finally:
-            run.in_flight -= 1
+            if verdict[0] is not None:
+                run.in_flight -= 1
 
 
 class LoadRun:
@@ -285,7 +310,7 @@ class LoadRun:
                 self.on_stop(reason)
 
     def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
-               sent: float, end: float, result: CallResult | None,
+               end: float, result: CallResult | None,
                error: ModelCallError | None, attempts: int, measured: bool) -> RequestRecord:
         self.finished += 1
         t0 = self.t0
@@ -357,12 +382,11 @@ class LoadRun:
                     task.cancel()
         self._print_progress(final=True)
 
-    async def _conversation(self, index: int, intended: float | None,
-                            go: asyncio.Future[None] | None) -> None:
+    async def _conversation(self, index: int, go: Gate | None) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.live.add(task)
-        sender = _ConversationSender(self, index, intended, go)
+        sender = _ConversationSender(self, index, go)
         turns: int | None = None
         try:
             ended = await self.traffic.converse(index, sender)
@@ -393,38 +417,37 @@ class LoadRun:
         while not self.stopping:
             index = self.next_index
             self.next_index += 1
-            await self._conversation(index, None, None)
+            await self._conversation(index, None)
 
     async def _arrivals(self, group: asyncio.TaskGroup) -> None:
-        loop, config = self.loop, self.config
+        config = self.config
         rng = random.Random(f"arrivals:{config.seed}")
         lead, spin = config.lead_ms / 1000.0, config.spin_ms / 1000.0
         poisson = config.arrivals == "poisson"
         start = self.t0 + lead
         k = 0
         next_at = start + (rng.expovariate(config.rate) if poisson else 0.0)
-        pending: deque[tuple[float, asyncio.Future[None]]] = deque()
+        pending: deque[Gate] = deque()
         while True:
             now = _now()
             while not self.stopping and next_at < self.t_end and next_at - lead <= now:
                 if len(self.live) >= config.max_conversations:
                     self.dropped_arrivals += 1
                 else:
-                    go: asyncio.Future[None] = loop.create_future()
-                    pending.append((next_at, go))
-                    group.create_task(self._conversation(self.next_index, next_at, go))
+                    go = Gate(next_at)
+                    pending.append(go)
+                    group.create_task(self._conversation(self.next_index, go))
                     self.next_index += 1
                 k += 1
                 next_at = (next_at + rng.expovariate(config.rate) if poisson
                            else start + k / config.rate)
-            while pending and pending[0][0] <= now:
-                _, go = pending.popleft()
-                if not go.done():
-                    go.set_result(None)
+            while pending and pending[0].intended <= now:
+                pending.popleft().release()  # sends it, if it is ready (else when it is)
+                now = _now()
             arrivals_over = self.stopping or next_at >= self.t_end
             if arrivals_over and not pending:
                 return
-            target = pending[0][0] if pending else math.inf
+            target = pending[0].intended if pending else math.inf
             if not arrivals_over:
                 target = min(target, next_at - lead)
             wait = target - _now()

@@ -9,9 +9,10 @@ role chunk after the modelled delay) and to the end of the response. They are se
 ``GET /loadtest/timings`` as ``ServerTimings`` (seconds) and cleared by
 ``POST /loadtest/timings/reset``.
 
-``python -m writ_async.loadtest.testing --ttft-ms 50 ...`` serves it in its own process
-(uvloop when available) and prints ``listening on URL`` once ready, so a test's client
-does not share a CPU-bound event loop with the server it measures.
+``python -m writ_async.loadtest.testing --ttft-ms 50 ...`` serves the mock in its own
+process (uvloop when available) and prints ``listening on URL`` once ready, so a test's
+client does not share a CPU-bound event loop with the server it measures; ``--timings``
+adds the timing layer (off by default: a throughput benchmark should not pay for it).
 """
 
 from __future__ import annotations
@@ -94,11 +95,14 @@ def instrument(app: web.Application) -> None:
 
 @asynccontextmanager
 async def open_timed_mock(config: MockConfig | None = None,
-                          policy: ResponsePolicy | None = None) -> AsyncIterator[str]:
-    """Serve an instrumented mock in this process; yields its OpenAI base URL."""
+                          policy: ResponsePolicy | None = None, *,
+                          timings: bool = True) -> AsyncIterator[str]:
+    """Serve a mock (instrumented unless ``timings`` is false) in this process; yields its
+    OpenAI base URL."""
     config = config or MockConfig()
     app = build_app(config, policy)
-    instrument(app)
+    if timings:
+        instrument(app)
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
                            shutdown_timeout=1.0, access_log=None)
     await runner.setup()
@@ -112,8 +116,8 @@ async def open_timed_mock(config: MockConfig | None = None,
 
 
 
-async def _serve(config: MockConfig) -> None:
-    async with open_timed_mock(config) as url:
+async def _serve(config: MockConfig, timings: bool) -> None:
+    async with open_timed_mock(config, timings=timings) as url:
         print(f"listening on {url}", flush=True)
         await asyncio.get_running_loop().create_future()
 
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault", action="append", default=[], metavar="KIND=RATE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens-per-chunk", type=int, default=4)
+    parser.add_argument("--timings", action="store_true",
+                        help="serve per-request server timings at /loadtest/timings")
     args = parser.parse_args(argv)
     low, _, high = args.reply_tokens.partition("-")
     faults = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run = uvloop.run
     with suppress(KeyboardInterrupt):
-        run(_serve(config))
+        run(_serve(config, args.timings))
     return 0
 
 
