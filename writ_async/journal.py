@@ -78,6 +78,9 @@ class ModelCalled(_Event, frozen=True, kw_only=True, tag="model_called"):
     latency: float
     ttft: float | None
     attempts: int
+    # The MalformedResponse reason of an answer kept as the model's output anyway
+    # (cut at max_tokens, tool arguments that are not JSON); None for a clean answer.
+    malformed: str | None = None
 
 
 class ToolExecuted(_Event, frozen=True, kw_only=True, tag="tool"):

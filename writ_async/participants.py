@@ -91,16 +91,37 @@ class LLMAgent:
             # Tool arguments that are not JSON, or an answer cut at max_tokens, are the
             # model's own output, not an ending (tau2-bench keeps them too): the text is
             # kept, and calls with bad arguments are answered with error results (runner).
-            message = _assistant(completion.choices[0].message, len(messages), None)
-            return Turn(message, None)
+            kept = _kept_call(error)
+            message = _assistant(completion.choices[0].message, len(messages),
+                                 None if kept is None else _usage(kept))
+            return Turn(message, kept)
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=True), str(error)) from None
-        message = _assistant(result.completion.choices[0].message, len(messages),
-                             _usage(result))
+        choice = result.completion.choices[0].message
+        if not choice.tool_calls and not (choice.content or "").strip():
+            # Neither text nor a tool call: tau2-bench refuses such a message as an agent
+            # error. Passing it on would show the user an empty turn.
+            raise ParticipantError(Termination.AGENT_ERROR,
+                                   "empty: the agent sent an empty message (no text, no "
+                                   f"tool call; finish_reason {_finish(result)!r})")
+        message = _assistant(choice, len(messages), _usage(result))
         return Turn(message, result)
 
 
 USABLE_MALFORMED = frozenset({"invalid_tool_arguments", "length"})
+
+
+def _kept_call(error: MalformedResponse) -> CallResult | None:
+    """The call behind a malformed answer that is kept, marked with why it was
+    malformed, so it is accounted and journaled like any other call."""
+    call = error.call
+    if not isinstance(call, CallResult):
+        return None
+    return msgspec.structs.replace(call, malformed=error.reason)
+
+
+def _finish(result: CallResult) -> str | None:
+    return result.completion.choices[0].finish_reason
 
 
 def _usable(error: MalformedResponse, *, is_agent: bool) -> ChatCompletion:
@@ -150,12 +171,14 @@ class LLMUser:
             result = await self.pool.complete(self.role, request)
             completion = result.completion
         except MalformedResponse as error:
-            completion, result = _usable(error, is_agent=False), None
+            completion, result = _usable(error, is_agent=False), _kept_call(error)
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=False), str(error)) from None
         content = completion.choices[0].message.content
-        if not content:
-            raise ParticipantError(Termination.USER_ERROR, "the user simulator sent no text")
+        if not (content or "").strip():
+            # Whitespace is no text either (tau2-bench strips before it checks).
+            raise ParticipantError(Termination.USER_ERROR,
+                                   "empty: the user simulator sent no text")
         message = UserMessage(content=content, turn_idx=len(messages),
                               usage=None if result is None else _usage(result))
         return Turn(message, result)

@@ -394,4 +394,5 @@ def _account(sink: Sink, ep_id: str, spec: EpisodeSpec, turn: Turn, role: str,
         episode_id=ep_id, attempt=spec.attempt, role=role, endpoint=call.endpoint,
         prompt_tokens=call.usage.prompt_tokens, completion_tokens=call.usage.completion_tokens,
         latency=call.latency, ttft=call.ttft, attempts=call.attempts,
+        malformed=call.malformed,
     ))

@@ -206,7 +206,9 @@ class StreamAssembler:
         """The completion the stream amounts to, once it has ended.
 
         Raises ``MalformedResponse``: ``truncated_stream`` (neither ``[DONE]`` nor any
-        ``finish_reason``: the connection ended early), ``no_choices``, or
+        ``finish_reason``: the connection ended early), ``no_choices``,
+        ``interrupted_stream`` (``[DONE]`` but no ``finish_reason``: the server stopped
+        the answer early), or
         ``invalid_tool_call`` (a tool call without an id or a function name, which a
         non-streamed response could not even express). Content checks (length, content
         filter, usage, tool arguments) are ``check_completion``'s, shared with
@@ -220,6 +222,15 @@ class StreamAssembler:
         if not self._choices:
             raise MalformedResponse("no_choices", "the stream carried no choices",
                                     endpoint=self.endpoint)
+        if not finished:
+            # [DONE] with no finish_reason: the server cut the answer short on purpose.
+            # llama-cpp-python's server does this to a stream when another request is
+            # waiting (its interrupt_requests setting, on by default); the text so far
+            # is not the model's whole answer and must not pass for it.
+            raise MalformedResponse(
+                "interrupted_stream",
+                f"[DONE] came before any finish_reason, after {self.chunks} chunk(s)",
+                endpoint=self.endpoint)
         choices = []
         for index in sorted(self._choices):
             parts = self._choices[index]

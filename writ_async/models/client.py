@@ -56,6 +56,7 @@ class CallResult(msgspec.Struct, frozen=True):
     ttft: float | None = None  # streaming only: seconds to the first content/tool chunk
     chunk_gaps: tuple[float, ...] = ()  # streaming only: seconds between chunks
     attempts: int = 1
+    malformed: str | None = None  # set by a participant that kept a malformed answer
 
 
 @asynccontextmanager
@@ -173,11 +174,10 @@ class EndpointClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
         completion = self._decode(raw, resp.headers.get("Content-Type", ""))
-        _checked(completion, self.require_usage)
-        return CallResult(
+        return _checked(CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
-        )
+        ), self.require_usage)
 
     def _decode(self, raw: bytes, content_type: str) -> ChatCompletion:
         try:
@@ -213,20 +213,22 @@ class EndpointClient:
         for event in parser.finish():
             assembler.feed_event(event.data, loop.time(), event=event.event)
         completion = assembler.result()
-        _checked(completion, self.require_usage)
-        return CallResult(
+        return _checked(CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
             ttft=assembler.ttft,
             chunk_gaps=tuple(assembler.gaps),
-        )
+        ), self.require_usage)
 
 
 
-def _checked(completion: ChatCompletion, require_usage: bool) -> None:
-    """``check_completion``; a failure carries the completion it judged."""
+def _checked(result: CallResult, require_usage: bool) -> CallResult:
+    """``check_completion``; a failure carries the completion it judged and the call
+    (so a participant that keeps the answer can still account for it)."""
     try:
-        check_completion(completion, require_usage=require_usage)
+        check_completion(result.completion, require_usage=require_usage)
     except MalformedResponse as exc:
-        exc.completion = completion
+        exc.completion = result.completion
+        exc.call = result
         raise
+    return result

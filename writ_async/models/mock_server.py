@@ -45,6 +45,8 @@ import msgspec
 from aiohttp import web
 
 from writ_async.errors import ConfigError
+from writ_async.models import mock_quirks
+from writ_async.models.mock_quirks import Quirks
 from writ_async.models.policies import (
     CHARS_PER_TOKEN,
     PlausiblePolicy,
@@ -121,6 +123,7 @@ class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     tpm_limit: NonNegativeInt = 0
     rate_window_s: PositiveFloat = 60.0
     faults: FaultRates = msgspec.field(default_factory=FaultRates)
+    quirks: Quirks = msgspec.field(default_factory=Quirks)  # a real server's ways (mock_quirks)
     stall_s: PositiveFloat = 600.0
     backlog: PositiveInt = 2048
     access_log: bool = False
@@ -407,6 +410,8 @@ class _MockService:
         self.piece_chars = config.tokens_per_chunk * CHARS_PER_TOKEN
         self.serial = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        # None unless some quirk is on: the default path then pays one identity test
+        self.quirks: Quirks | None = None if config.quirks == Quirks() else config.quirks
 
     # -- small routes ----------------------------------------------------------------------
 
@@ -478,6 +483,9 @@ class _MockService:
         prompt = prompt_tokens(chat)
         limit = self.config.max_context_tokens
         if limit and prompt > limit:
+            if self.quirks is not None and self.quirks.llama_context_errors:
+                counters.faults["context_length"] += 1
+                return mock_quirks.context_error(chat, prompt, limit)
             return self._refuse(
                 400, f"This model's maximum context length is {limit} tokens. However, your "
                 f"messages resulted in {prompt} tokens. Please reduce the length of the "
@@ -510,6 +518,9 @@ class _MockService:
     def _refuse(self, status: int, message: str, fault: str, *, code: str | None = None,
                 param: str | None = None) -> web.Response:
         self.counters.faults[fault] += 1
+        if (fault == "bad_request" and param is None and self.quirks is not None
+                and self.quirks.bad_body_as_500):
+            return mock_quirks.bad_body_error(status, message)
         headers = self.limits.peek() if self.limits is not None else None
         return web.Response(body=_error_bytes(message, "invalid_request_error", code, param),
                             status=status, headers=headers, content_type=_JSON)
@@ -594,6 +605,9 @@ class _MockService:
             if len(message.content) > room:
                 message = msgspec.structs.replace(message, content=message.content[:room])
                 finish = "length"
+        quirks = self.quirks
+        if quirks is not None:
+            message, finish = mock_quirks.shape_answer(quirks, chat, message, finish, rng)
         if "invalid_tool_args" in faults and message.tool_calls:
             self._count("invalid_tool_args")
             calls = [msgspec.structs.replace(c, function=FunctionCall(
@@ -609,16 +623,29 @@ class _MockService:
         if "no_usage" in faults:
             self._count("no_usage")
             usage = None
+        if quirks is not None and chat.stream and quirks.no_stream_usage:
+            usage = None
         self.serial += 1
         ident = f"chatcmpl-mock{self.serial:08d}"
         created = int(time.time())
         if chat.stream:
+            if quirks is not None and quirks.stream_writer:
+                return await mock_quirks.write_stream(
+                    request, quirks, message, finish, usage, ident=ident, created=created,
+                    model=chat.model, piece_chars=self.piece_chars, headers=headers,
+                    others_waiting=lambda: self.counters.in_flight > 1,
+                    delay=lambda tokens: self._delay(self.tpot * tokens if tokens
+                                                     else self.ttft) if self.paced else 0.0)
             return await self._stream(request, chat, message, finish, usage, ident, created,
                                       faults, headers)
         if self.paced:
             delay = self._delay(self.ttft + self.tpot * completion)
             if delay:
                 await asyncio.sleep(delay)
+        if quirks is not None and quirks.legacy_function_call:
+            return web.Response(body=mock_quirks.completion_body(
+                message, finish, usage, ident, created, chat.model), headers=headers,
+                content_type=_JSON)
         choice = Choice(message=message, finish_reason=finish)
         if usage is None:
             body = encoder.encode({"id": ident, "object": "chat.completion", "created": created,

@@ -31,7 +31,8 @@ from writ_async.models.protocol import error_decoder
 # The rest (length, content_filter, invalid tool arguments) are the model's own output
 # and are handed to the episode, which decides what they mean.
 RETRYABLE_MALFORMED = frozenset(
-    {"invalid_json", "html", "error_object", "truncated_stream", "no_choices", "missing_usage"}
+    {"invalid_json", "html", "error_object", "truncated_stream", "no_choices", "missing_usage",
+     "interrupted_stream"}
 )
 
 MAX_SERVER_WAIT_S = 120.0  # never sleep longer than this on a server's say-so

@@ -1,0 +1,222 @@
+"""What a real server did that the mock's clean OpenAI dialect does not: quirks.
+
+Each quirk is a behaviour observed on a real serving stack, captured raw from
+llama-cpp-python's server (0.3.x, FastAPI + sse-starlette) serving Gemma 3 270M on
+loopback (benchmarks/bench_real_server.py); ``LLAMA_CPP_PYTHON`` turns all of them on.
+The mock server (mock_server.py) calls the hooks below only when a quirk is set, so its
+default behaviour and its hot path are untouched.
+
+Observed, and modelled here:
+
+* streams never carry usage, even with ``stream_options.include_usage`` (plain calls do);
+* stream framing: the first chunk carries only ``{"role": "assistant"}``; delta fields
+  the chunk does not use are explicit ``null``s; every piece of a tool call repeats its
+  ``id``, ``type`` and ``function.name`` and a legacy ``function_call`` copy; each event
+  is its own write (its own HTTP chunk);
+* ``: ping - <time>`` SSE comments while the prompt is being read (every 15 s there);
+* a stream is cut with ``data: [DONE]`` and no ``finish_reason`` when another request is
+  waiting (``interrupt_requests``, on by default): a single-slot server yielding;
+* a plain answer that calls tools also carries the legacy ``function_call`` field;
+* tool-call arguments cut at ``max_tokens`` keep ``finish_reason: "tool_calls"``, so
+  only the arguments' JSON shows the cut;
+* an empty answer (``content: ""``, ``finish_reason: "stop"``), which its
+  ``chatml-function-calling`` format gives whenever the model chooses to talk;
+* context overflow: a plain call gets 400 ``context_length_exceeded`` with llama's own
+  message; a streamed call gets 200 ``text/event-stream`` and an empty body;
+* a request body that is not valid gets 500, not 400/422: ``text/plain`` "Internal
+  Server Error" for broken JSON, an OpenAI-shaped ``internal_server_error`` otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from writ_async.models.policies import CHARS_PER_TOKEN
+from writ_async.models.protocol import ChatRequest, FunctionCall, Message, Usage, encoder
+
+Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+_SSE = "text/event-stream"
+_JSON = "application/json"
+
+
+class Quirks(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Which real-server behaviours the mock imitates; all off by default."""
+
+    no_stream_usage: bool = False
+    llama_stream_chunks: bool = False
+    ping_before_first_token: bool = False
+    # "when_waiting": cut a stream when another request is in flight; "always": every one
+    interrupt_streams: Literal["never", "when_waiting", "always"] = "never"
+    legacy_function_call: bool = False
+    tool_args_cut_keep_finish: bool = False
+    empty_answer: Rate = 0.0  # probability of answering "" with finish_reason "stop"
+    llama_context_errors: bool = False
+    bad_body_as_500: bool = False
+
+    @property
+    def stream_writer(self) -> bool:
+        """Whether streams are written by ``write_stream`` instead of the mock's own."""
+        return (self.llama_stream_chunks or self.ping_before_first_token
+                or self.interrupt_streams != "never")
+
+
+LLAMA_CPP_PYTHON = Quirks(
+    no_stream_usage=True, llama_stream_chunks=True, ping_before_first_token=True,
+    interrupt_streams="when_waiting", legacy_function_call=True,
+    tool_args_cut_keep_finish=True, llama_context_errors=True, bad_body_as_500=True,
+)
+
+PRESETS = {"none": Quirks(), "llama-cpp-python": LLAMA_CPP_PYTHON}
+
+
+# -- answers -----------------------------------------------------------------------------
+
+
+def shape_answer(quirks: Quirks, chat: ChatRequest, message: Message, finish: str,
+                 rng: random.Random) -> tuple[Message, str]:
+    """The policy's answer as the quirky server would give it, and its finish_reason."""
+    if quirks.empty_answer and rng.random() < quirks.empty_answer:
+        return Message(role="assistant", content=""), "stop"
+    if quirks.tool_args_cut_keep_finish and chat.max_tokens and message.tool_calls:
+        room = chat.max_tokens * CHARS_PER_TOKEN
+        calls = [msgspec.structs.replace(c, function=FunctionCall(
+            c.function.name, c.function.arguments[:room])) for c in message.tool_calls]
+        message = msgspec.structs.replace(message, tool_calls=calls)
+    return message, finish
+
+
+def completion_body(message: Message, finish: str, usage: Usage | None, ident: str,
+                    created: int, model: str) -> bytes:
+    """A plain completion whose message also carries the legacy ``function_call``."""
+    body: dict[str, Any] = {"role": "assistant", "content": message.content}
+    if message.tool_calls:
+        body["tool_calls"] = message.tool_calls
+        first = message.tool_calls[0].function
+        body["function_call"] = {"name": first.name, "arguments": first.arguments}
+    out: dict[str, Any] = {
+        "id": ident, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": body, "logprobs": None, "finish_reason": finish}],
+    }
+    if usage is not None:
+        out["usage"] = usage
+    return encoder.encode(out)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def context_error(chat: ChatRequest, prompt: int, limit: int) -> web.Response:
+    """Over the context window: llama's 400 for a plain call, an empty 200 stream."""
+    if chat.stream:
+        return web.Response(body=b"", content_type=_SSE)
+    completion = chat.max_tokens or 0
+    message = (f"This model's maximum context length is {limit} tokens. However, you "
+               f"requested {prompt + completion} tokens ({prompt} in the messages, "
+               f"{completion} in the completion). Please reduce the length of the messages "
+               "or completion.")
+    body = {"error": {"message": message, "type": "invalid_request_error",
+                      "param": "messages", "code": "context_length_exceeded"}}
+    return web.Response(body=encoder.encode(body), status=400, content_type=_JSON)
+
+
+def bad_body_error(status: int, message: str) -> web.Response:
+    """A refused body as a 500: plain text for broken JSON (400), JSON otherwise (422)."""
+    if status == 400:
+        return web.Response(body=b"Internal Server Error", status=500,
+                            content_type="text/plain", charset="utf-8")
+    body = {"error": {"message": message, "type": "internal_server_error", "param": None,
+                      "code": None}}
+    return web.Response(body=encoder.encode(body), status=500, content_type=_JSON)
+
+
+# -- streams -----------------------------------------------------------------------------
+
+
+def _event(payload: Any) -> bytes:
+    return b"data: " + encoder.encode(payload) + b"\n\n"
+
+
+def stream_events(message: Message, finish: str, usage: Usage | None, *, ident: str,
+                  created: int, model: str, piece_chars: int,
+                  llama_chunks: bool) -> list[tuple[bytes, int]]:
+    """The stream's events after the role chunk, each with the tokens it carries; the
+    finish chunk, any usage chunk and ``[DONE]`` are the last three or two."""
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if llama_chunks:
+            delta = {"role": None, "content": None, "function_call": None,
+                     "tool_calls": None, **delta}
+        return _event({"id": ident, "object": "chat.completion.chunk", "created": created,
+                       "model": model, "choices": [{"index": 0, "finish_reason": finish_reason,
+                                                    "logprobs": None, "delta": delta}]})
+
+    events: list[tuple[bytes, int]] = []
+    text = message.content or ""
+    for i in range(0, len(text), piece_chars):
+        part = text[i:i + piece_chars]
+        events.append((chunk({"content": part}), -(-len(part) // CHARS_PER_TOKEN)))
+    for index, call in enumerate(message.tool_calls or ()):
+        args = call.function.arguments
+        parts = [args[i:i + piece_chars] for i in range(0, len(args), piece_chars)] or [""]
+        for n, part in enumerate(parts):
+            if llama_chunks or n == 0:  # llama repeats the call's header on every piece
+                piece = {"index": index, "id": call.id, "type": call.type,
+                         "function": {"name": call.function.name, "arguments": part}}
+            else:
+                piece = {"index": index, "function": {"arguments": part}}
+            delta: dict[str, Any] = {"tool_calls": [piece]}
+            if llama_chunks:
+                delta["function_call"] = {"name": call.function.name, "arguments": part}
+            events.append((chunk(delta), max(1, -(-len(part) // CHARS_PER_TOKEN))))
+    events.append((chunk({}, finish), 0))
+    if usage is not None:
+        events.append((_event({"id": ident, "object": "chat.completion.chunk",
+                               "created": created, "model": model, "choices": [],
+                               "usage": usage}), 0))
+    events.append((b"data: [DONE]\n\n", 0))
+    return events
+
+
+async def write_stream(request: web.Request, quirks: Quirks, message: Message, finish: str,
+                       usage: Usage | None, *, ident: str, created: int, model: str,
+                       piece_chars: int, headers: dict[str, str] | None,
+                       others_waiting: Callable[[], bool],
+                       delay: Callable[[int], float]) -> web.StreamResponse:
+    """Write a stream the way the quirky server does: one write per event, a ping comment
+    before the first token, and a cut (``[DONE]``, no finish_reason) when another request
+    is waiting. ``delay(tokens)`` is the pacing before an event (tokens 0: the first)."""
+    response = web.StreamResponse(headers=headers)
+    response.content_type = _SSE
+    await response.prepare(request)
+    role: dict[str, Any] = {"role": "assistant"}
+    if not quirks.llama_stream_chunks:
+        role["content"] = ""
+    await response.write(_event({"id": ident, "object": "chat.completion.chunk",
+                                 "created": created, "model": model,
+                                 "choices": [{"index": 0, "finish_reason": None,
+                                              "logprobs": None, "delta": role}]}))
+    if quirks.ping_before_first_token:
+        stamp = datetime.datetime.now(datetime.UTC)
+        await response.write(f": ping - {stamp}\n\n".encode())
+    events = stream_events(message, finish, usage, ident=ident, created=created, model=model,
+                           piece_chars=piece_chars, llama_chunks=quirks.llama_stream_chunks)
+    first = True
+    for event, tokens in events:
+        if (quirks.interrupt_streams == "always"
+                or (quirks.interrupt_streams == "when_waiting" and others_waiting())):
+            await response.write(b"data: [DONE]\n\n")
+            break
+        wait = delay(0 if first else tokens)
+        first = False
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await response.write(event)
+    await response.write_eof()
+    return response
