@@ -48,7 +48,13 @@ from writ_async.loadtest.report import (
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.testing import timings_decoder
-from writ_async.loadtest.traffic import AgentTraffic, IntRange, SyntheticTraffic, parse_range
+from writ_async.loadtest.traffic import (
+    AgentTraffic,
+    Draws,
+    IntRange,
+    SyntheticTraffic,
+    parse_range,
+)
 from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
 from writ_async.models.scripted_policy import ScriptedPolicy
 from writ_async.synthesis.tasks import generate_tasks
@@ -96,6 +102,36 @@ def test_histogram_error_is_bounded_at_any_scale() -> None:
         assert abs(hist.percentile(q) - exact) <= exact * 2 ** -12 + 1e-6
     low, high = hist.bucket_bounds(10_000)
     assert (high - low) / low <= 2 ** -12
+
+
+def test_histogram_record_many_is_record_each() -> None:
+    rng = random.Random(2)
+    values = [rng.lognormvariate(-6, 2) for _ in range(5000)] + [-1.0, 0.0]
+    one, many = LogHistogram(), LogHistogram()
+    for v in values:
+        one.record(v)
+    many.record(0.5)
+    many.record_many(values)
+    one.record(0.5)
+    assert (one.counts, one.count, one.min, one.max) == (many.counts, many.count, many.min,
+                                                         many.max)
+    assert one.total == pytest.approx(many.total)
+
+
+def test_draws_are_seeded_by_index_and_uniform() -> None:
+    first = [Draws(7, 3).randint(1, 6) for _ in range(3)]
+    assert first == [Draws(7, 3).randint(1, 6)] * 3  # same seed and index, same draws
+    sequences = {tuple(map(Draws(7, i).randint, [0] * 4, [1000] * 4)) for i in range(200)}
+    assert len(sequences) == 200  # each conversation index its own
+    counts = [0] * 6
+    rng = Draws(1, 1)
+    for _ in range(60_000):
+        counts[rng.randint(1, 6) - 1] += 1
+    assert all(abs(c - 10_000) < 400 for c in counts), counts
+    assert all(0 <= rng.random() < 1 for _ in range(1000))
+    assert 0 <= rng.randrange(10**30) < 10**30 and rng.randrange(0, 100, 7) % 7 == 0
+    with pytest.raises(ValueError):
+        rng.randrange(5, 5)
 
 
 def test_histogram_rejects_mismatched_merges_and_bad_quantiles() -> None:
@@ -276,6 +312,30 @@ async def test_open_loop_rate_is_delivered() -> None:
     assert started == pytest.approx(200.0, rel=0.01)
     assert summary["throughput"]["sent_per_s"] == pytest.approx(200.0, rel=0.01)
     assert summary["latency_ms"]["send_lag"]["count"] == summary["requests"]["measured"]
+
+
+@pytest.mark.asyncio
+async def test_open_loop_request_bound_withdraws_what_is_not_sent() -> None:
+    """Arrivals are prepared ahead (on a connection, in a gate); those whose time comes
+    after the bound was reached are withdrawn: never sent, never counted, connection
+    handed back."""
+    from writ_async.loadtest.client import LoadClient
+
+    async with open_mock_server(MockConfig(ttft_ms=1)) as server:
+        client = LoadClient(server.url, model="m")
+        config = LoadConfig(base_url=server.url, model="m", mode="rate", rate=400.0,
+                            requests=100, lead_ms=30.0, drain_s=5)
+        buffer = io.BytesIO()
+        run = await run_load(config, SINGLE_TURN, records=buffer, client=client)
+        summary = run.summary()
+        stats = server.stats()
+        pool = client.pool
+        assert pool._open == len(pool._idle) > 0  # every connection back, none leaked
+        client.close()
+    records = records_of(buffer)
+    assert summary["stop_reason"] == "requests"
+    assert summary["requests"]["measured"] == len(records) == stats.requests == 100
+    assert summary["conversations"]["outcomes"].get("stopped", 0) > 0  # withdrawn ones
 
 
 @pytest.mark.asyncio

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from time import perf_counter as _now
+from typing import Any
 
 import msgspec
 
@@ -27,6 +28,7 @@ from writ_async.models.assemble import StreamAssembler
 from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts
 from writ_async.models.policies import completion_tokens, prompt_tokens
 from writ_async.models.protocol import (
+    ChatChunk,
     ChatCompletion,
     ChatRequest,
     StreamOptions,
@@ -37,6 +39,32 @@ from writ_async.models.protocol import (
 from writ_async.models.retry import classify_status
 
 _object = msgspec.json.Decoder(dict)
+
+
+class _Chunk(ChatChunk):
+    error: Any = None  # an error object sent as an event (see models.assemble)
+
+
+_chunk = msgspec.json.Decoder(_Chunk)
+_DONE = b"[DONE]"
+
+
+def _feed_many(assembler: StreamAssembler, raw: list[bytes], now: float) -> None:
+    """Feed the ``data`` of ``message`` events that arrived together, each decoded
+    straight from its bytes; anything but a plain chunk (``[DONE]``, blank data, bad
+    JSON, an error object) goes through ``feed_event``, whose rules it is."""
+    decode, feed_chunk = _chunk.decode, assembler.feed_chunk
+    for data in raw:
+        if not assembler.done and data != _DONE:
+            try:
+                chunk = decode(data)
+            except msgspec.DecodeError:
+                pass
+            else:
+                if chunk.error is None:
+                    feed_chunk(chunk, now)
+                    continue
+        assembler.feed_event(data.decode("utf-8", "replace"), now)
 
 
 class NotSent(Exception):
@@ -136,7 +164,10 @@ class _Call:
         assembler = self.assembler
         assert assembler is not None
         try:
-            for event in parser.feed(data):
+            raw, events = parser.feed_raw(data)
+            if raw:
+                _feed_many(assembler, raw, now)
+            for event in events:
                 assembler.feed_event(event.data, now, event=event.event)
         except ModelCallError as error:
             self.fail(error)

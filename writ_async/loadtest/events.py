@@ -40,33 +40,40 @@ class FastSSE:
         return self._parser is None
 
     def feed(self, data: bytes) -> list[Event]:
+        raw, events = self.feed_raw(data)
+        if not raw:
+            return events
+        return [Event(d.decode("utf-8", "replace")) for d in raw] + events
+
+    def feed_raw(self, data: bytes) -> tuple[list[bytes], list[Event]]:
+        """``feed``, with the fast path's events as their undecoded ``data`` bytes (all
+        of type ``message``), then any events of the full parser: the same events, in
+        order, for a consumer that can take many at once."""
         if self._parser is not None:
-            return self._parser.feed(data)
+            return [], self._parser.feed(data)
         buf = self._pending + data if self._pending else data
         if not self._started:
             if len(buf) < len(_BOM) and _BOM.startswith(buf):
                 self._pending = buf  # maybe a BOM split across reads
-                return []
+                return [], []
             self._started = True
             if buf.startswith(_BOM):
-                return self._hand_over(buf, at_start=True)
+                return [], self._hand_over(buf, at_start=True)
         if b"\r" in buf:
-            return self._hand_over(buf)
+            return [], self._hand_over(buf)
         parts = buf.split(b"\n\n")
         tail = parts.pop()
-        events: list[Event] = []
+        raw: list[bytes] = []
         for i, block in enumerate(parts):
             if block.startswith(b"data: ") and b"\n" not in block:
-                events.append(Event(block[6:].decode("utf-8", "replace")))
+                raw.append(block[6:])
             else:
                 parts.append(tail)
-                events.extend(self._hand_over(b"\n\n".join(parts[i:])))
-                return events
+                return raw, self._hand_over(b"\n\n".join(parts[i:]))
         if len(tail) > self.max_event_bytes:
-            events.extend(self._hand_over(tail))  # the parser raises event_too_large
-            return events
+            return raw, self._hand_over(tail)  # the parser raises event_too_large
         self._pending = tail
-        return events
+        return raw, []
 
     def finish(self) -> list[Event]:
         """The stream ended: what the full parser dispatches at the end (its rules)."""

@@ -15,7 +15,7 @@ count at or below it), reported as the bucket's midpoint clamped to the exact mi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 
@@ -59,6 +59,28 @@ class LogHistogram:
             ticks = (shift << self.bits) + (ticks >> shift)
         counts = self.counts
         counts[ticks] = counts.get(ticks, 0) + 1
+
+    def record_many(self, values: Iterable[float]) -> None:
+        """``record`` each of ``values`` (one call, for the many gaps of a stream)."""
+        tick, exact, shift_base, bits = self.tick, self._exact, self._shift_base, self.bits
+        counts = self.counts
+        lo, hi, total, n = self.min, self.max, self.total, 0
+        for value in values:
+            if value < 0.0:
+                value = 0.0
+            n += 1
+            total += value
+            if value < lo:
+                lo = value
+            if value > hi:
+                hi = value
+            ticks = int(value / tick + 1e-7)
+            if ticks >= exact:
+                shift = ticks.bit_length() - shift_base
+                ticks = (shift << bits) + (ticks >> shift)
+            counts[ticks] = counts.get(ticks, 0) + 1
+        self.count += n
+        self.total, self.min, self.max = total, lo, hi
 
     def merge(self, other: LogHistogram) -> None:
         if (other.bits, other.tick) != (self.bits, self.tick):

@@ -208,5 +208,5 @@ class Collector:
             slot.ttft.record(record.ttft_intended_ms / 1000.0)
         if record.tpot_ms is not None:
             self.tpot.record(record.tpot_ms / 1000.0)
-        for gap in gaps:
-            self.itl.record(gap)
+        if gaps:
+            self.itl.record_many(gaps)

@@ -383,9 +383,7 @@ class LoadRun:
         self._print_progress(final=True)
 
     async def _conversation(self, index: int, go: Gate | None) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.live.add(task)
+        """Run conversation ``index``; its task is in ``live`` (the caller's doing)."""
         sender = _ConversationSender(self, index, go)
         turns: int | None = None
         try:
@@ -396,8 +394,6 @@ class LoadRun:
         except asyncio.CancelledError:
             self._conversation_ended(sender.record(CANCELLED, None))
             raise
-        finally:
-            self.live.discard(task)
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if outcome != STOPPED and _now() >= self.measure_from:
             self.conversations_ended += 1
@@ -412,12 +408,18 @@ class LoadRun:
             self.conversation_records.write(_encode_line(record))
 
     async def _worker(self, start_at: float) -> None:
-        if start_at > _now():
-            await asyncio.sleep(start_at - _now())
-        while not self.stopping:
-            index = self.next_index
-            self.next_index += 1
-            await self._conversation(index, None)
+        task = asyncio.current_task()
+        assert task is not None
+        self.live.add(task)  # one conversation at a time runs in it
+        try:
+            if start_at > _now():
+                await asyncio.sleep(start_at - _now())
+            while not self.stopping:
+                index = self.next_index
+                self.next_index += 1
+                await self._conversation(index, None)
+        finally:
+            self.live.discard(task)
 
     async def _arrivals(self, group: asyncio.TaskGroup) -> None:
         config = self.config
@@ -428,15 +430,18 @@ class LoadRun:
         k = 0
         next_at = start + (rng.expovariate(config.rate) if poisson else 0.0)
         pending: deque[Gate] = deque()
+        live = self.live
         while True:
             now = _now()
             while not self.stopping and next_at < self.t_end and next_at - lead <= now:
-                if len(self.live) >= config.max_conversations:
+                if len(live) >= config.max_conversations:
                     self.dropped_arrivals += 1
                 else:
                     go = Gate(next_at)
                     pending.append(go)
-                    group.create_task(self._conversation(self.next_index, go))
+                    task = group.create_task(self._conversation(self.next_index, go))
+                    live.add(task)
+                    task.add_done_callback(live.discard)
                     self.next_index += 1
                 k += 1
                 next_at = (next_at + rng.expovariate(config.rate) if poisson

@@ -112,6 +112,22 @@ class Draws(random.Random):
             got += 64
         return out >> (got - k)
 
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        """Uniform in ``range(start, stop)`` (modulo bias below 2**-40 for spans under
+        2**24, which is what traffic shapes draw); other steps: ``random.Random``'s."""
+        if step != 1:
+            return super().randrange(start, stop, step)
+        low, high = (0, start) if stop is None else (start, stop)
+        span = high - low
+        if span <= 0:
+            raise ValueError(f"empty range for randrange({start}, {stop})")
+        if span >= 1 << 24:
+            return low + self._randbelow(span)
+        return low + self._next() % span
+
+    def randint(self, a: int, b: int) -> int:
+        return self.randrange(a, b + 1)
+
     def seed(self, *args: Any, **kwargs: Any) -> None:  # the state comes from __init__
         return None
 
@@ -121,7 +137,8 @@ FAILED = "failed"  # a synthetic conversation's request failed
 
 
 class SyntheticTraffic:
-    """Conversations of a given shape; lengths in tokens of about 4 characters."""
+    """Conversations of a given shape; lengths in tokens of about 4 characters. The
+    system prompt of a given length is the same in every conversation."""
 
     def __init__(self, *, turns: IntRange = IntRange(3, 3),
                  system_tokens: IntRange = IntRange(500, 500),
@@ -130,6 +147,16 @@ class SyntheticTraffic:
                  seed: int = 0, model: str = "") -> None:
         self.turns, self.system_tokens, self.user_tokens = turns, system_tokens, user_tokens
         self.output_tokens, self.seed, self.model = output_tokens, seed, model
+        self._systems: dict[int, str] = {}
+
+    def _system(self, tokens: int) -> str:
+        """The system prompt of that length: one per length for the whole run, as every
+        conversation of an agent starts from the same one (and servers cache it)."""
+        text = self._systems.get(tokens)
+        if text is None:
+            text = self._systems[tokens] = plausible_text(Draws(self.seed, -1 - tokens),
+                                                          max(1, tokens))
+        return text
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "synthetic", "turns": str(self.turns),
@@ -138,8 +165,7 @@ class SyntheticTraffic:
 
     async def converse(self, index: int, sender: Sender) -> Ended:
         rng = Draws(self.seed, index)
-        messages = [Message(role="system",
-                            content=plausible_text(rng, max(1, self.system_tokens.draw(rng))))]
+        messages = [Message(role="system", content=self._system(self.system_tokens.draw(rng)))]
         for turn in range(self.turns.draw(rng)):
             text = plausible_text(rng, max(1, self.user_tokens.draw(rng)))
             messages.append(Message(role="user", content=text))
