@@ -9,6 +9,7 @@ domain, merging) and its cost per episode are told apart. Every Ray run's result
 checked equal to the plain run's (timing fields aside).
 
     python benchmarks/bench_ray.py [--sizes 100 400] [--participants scripted|scripted-http]
+                                   [--repeat 3]
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--participants", choices=["scripted", "scripted-http"],
                         default="scripted-http")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per point; the fastest "
+                        "counts (the machine is shared: the others measure its load)")
     args = parser.parse_args()
     configure_logging("warning", "json")
     import ray
@@ -102,19 +105,28 @@ def main() -> None:
         # warm-up: worker processes import writ once
         asyncio.run(simulate_on_ray(config_for(4, args.participants, args.concurrency),
                                     out=temp / "warm", options=RayOptions(address, workers=2)))
-        times: dict[str, list[tuple[int, float]]] = {"plain": [], "ray-1": [], "ray-2": []}
-        for size in args.sizes:
-            config = config_for(size, args.participants, args.concurrency)
-            t = time.perf_counter()
-            plain = asyncio.run(simulate(config, out=temp / f"plain-{size}"))
-            times["plain"].append((len(plain.records), time.perf_counter() - t))
-            for workers in (1, 2):
+        best: dict[tuple[str, int], tuple[int, float]] = {}
+
+        def keep(name: str, size: int, episodes: int, seconds: float) -> None:
+            if (name, size) not in best or seconds < best[name, size][1]:
+                best[name, size] = (episodes, seconds)
+
+        for rep in range(args.repeat):
+            for size in args.sizes:
+                config = config_for(size, args.participants, args.concurrency)
                 t = time.perf_counter()
-                run = asyncio.run(simulate_on_ray(config, out=temp / f"ray{workers}-{size}",
-                                                  options=RayOptions(address, workers=workers)))
-                times[f"ray-{workers}"].append((len(run.run.records), time.perf_counter() - t))
-                same = results(run.run.run_dir) == results(plain.run_dir)
-                assert same, f"ray-{workers} results differ from the plain run at {size}"
+                plain = asyncio.run(simulate(config, out=temp / f"plain-{size}-{rep}"))
+                keep("plain", size, len(plain.records), time.perf_counter() - t)
+                for workers in (1, 2):
+                    t = time.perf_counter()
+                    run = asyncio.run(simulate_on_ray(
+                        config, out=temp / f"ray{workers}-{size}-{rep}",
+                        options=RayOptions(address, workers=workers)))
+                    keep(f"ray-{workers}", size, len(run.run.records), time.perf_counter() - t)
+                    same = results(run.run.run_dir) == results(plain.run_dir)
+                    assert same, f"ray-{workers} results differ from the plain run at {size}"
+        times = {name: [best[name, size] for size in args.sizes]
+                 for name in ("plain", "ray-1", "ray-2")}
     finally:
         if ray.is_initialized():
             ray.shutdown()
@@ -137,7 +149,7 @@ def main() -> None:
     headers = ["run", *[f"s @{n}" for n, _ in times["plain"]], "ep/s (largest)",
                "fixed s", "ms/episode", "Ray overhead ms/episode", "speed vs plain"]
     print(f"participants={args.participants} concurrency={args.concurrency} "
-          f"episodes={[n for n, _ in times['plain']]}")
+          f"episodes={[n for n, _ in times['plain']]} fastest of {args.repeat}")
     print(table(headers, rows))
     print(f"load after: {os.getloadavg()}")
 
