@@ -3,7 +3,8 @@
 No assertion depends on wall-clock timing except the issue's own acceptance figures:
 measured TTFT and end-to-end percentiles agree with the server's per-request timings
 (2 ms at p50, 5 % at p99, 1,000 conversations in flight), and an open-loop run delivers
-its target rate within 1 %.
+its target rate within 1 %. Per-conversation records, request replay and the HTTP
+client's edge cases have their own files (test_loadtest_*.py).
 """
 
 from __future__ import annotations
@@ -444,10 +445,10 @@ def test_measured_latency_matches_the_servers_own_timings(latency_mock: str) -> 
     for key, index in (("ttft", 0), ("e2e", 1)):
         ours = summary["latency_ms"][key]
         theirs = [server[r.id][index] * 1000.0 for r in measured]
-        # 2 ms (the issue's bound) holds on an idle machine; on a loaded 2-core CI box the
-        # mock's own queueing before its timing layer adds a little, so allow 0.2 % too.
-        p50 = nearest_rank(theirs, 0.5)
-        assert abs(ours["p50"] - p50) <= max(2.0, 0.002 * p50), (key, ours)
+        # The issue's bounds: 2 ms at p50, 5 % at p99. (The client times bytes in the read
+        # callback that brings them; measured p50 differences are under 1 ms with the
+        # machine's other core busy.)
+        assert abs(ours["p50"] - nearest_rank(theirs, 0.5)) <= 2.0, (key, ours)
         assert ours["p99"] == pytest.approx(nearest_rank(theirs, 0.99), rel=0.05), (key, ours)
 
 
