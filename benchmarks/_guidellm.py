@@ -51,6 +51,7 @@ def guidellm_version() -> str:
 
 def write_prompts(path: Path, conversations: Iterable[Sequence[dict[str, str]]]) -> Path:
     """One JSON line per request: ``{"messages": [...]}``, sent as is by GuideLLM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for messages in conversations:
             fh.write(json.dumps({"messages": list(messages)}) + "\n")
@@ -185,17 +186,19 @@ def parse(path: Path) -> list[Result]:
 
 def run(base_url: str, model: str, prompts: Path, profile: Profile, out_dir: Path, *,
         max_seconds: float | None = None, max_requests: int | None = None,
-        max_tokens: int | None = None, validate_backend: bool = True,
+        body: dict[str, Any] | None = None, validate_backend: bool = True,
         workers: int | None = None, timeout_s: float = 1800) -> list[Result]:
     """Run GuideLLM against an OpenAI base URL (``http://host:port/v1``) and parse its
-    output. ``max_seconds``/``max_requests`` bound each load; ``workers`` caps GuideLLM's
-    worker processes (None: its default, 10)."""
+    output. ``max_seconds``/``max_requests`` bound each load; ``body`` adds fields to every
+    request body (GuideLLM's own output limit goes out as ``max_completion_tokens``, which
+    not every server reads: pass ``{"max_tokens": N}`` here instead); ``workers`` caps
+    GuideLLM's worker processes (None: its default, 10)."""
     if max_seconds is None and max_requests is None:
         raise ValueError("bound the run with max_seconds or max_requests")
     target = base_url.rstrip("/").removesuffix("/v1")
     backend = f"kind=openai_http,target={target},model={model}"
-    if max_tokens is not None:
-        backend += f",max_tokens={max_tokens}"
+    for key, value in (body or {}).items():
+        backend += f",extras.body.{key}={json.dumps(value)}"
     if not validate_backend:
         backend += ",validate_backend=false"
     out_dir.mkdir(parents=True, exist_ok=True)
