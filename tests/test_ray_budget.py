@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 
 import pytest
 
@@ -186,3 +187,14 @@ def test_without_ray_installed_the_cluster_run_says_how_to_get_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ClusterError, match=r"writ-async\[ray\]"):
         ray_run._import_ray()
+
+
+def test_an_address_nobody_listens_on_fails_fast() -> None:
+    from writ_async.cluster import ray_run
+    from writ_async.errors import ClusterError
+
+    with socket.socket() as s:  # a port just freed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ClusterError, match="cannot reach the Ray cluster"):
+        ray_run._check_reachable(f"127.0.0.1:{port}", timeout=2.0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -232,6 +233,19 @@ def _import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on: ``ray.init`` would retry for
+    minutes. (``auto`` and ``ray://`` addresses are left to Ray.)"""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: "
+                           f"{exc.strerror or exc}") from None
+
+
 def _lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
     names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
     return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
@@ -291,6 +305,7 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
 
     connected_here = not ray.is_initialized()
     if connected_here:
+        _check_reachable(options.address)
         try:
             ray.init(address=options.address, log_to_driver=False, logging_level="warning")
         except (ConnectionError, ValueError) as exc:
