@@ -13,7 +13,9 @@ and benchmarked against, so it is a real aiohttp server speaking the real wire f
 * faults at configurable per-request probabilities (5xx, reset connection, stall,
   truncated stream, malformed JSON, error object with 200, invalid tool arguments, no
   usage), plus the permanent errors (400 context length, 401, 404 model, 400/422 body);
-* counters at ``GET /stats`` (also ``/metrics``), zeroed by ``POST /stats/reset``.
+* counters at ``GET /stats`` (also ``/metrics``), zeroed by ``POST /stats/reset``; with
+  ``record_arrivals``, every chat request's arrival time at ``GET /arrivals`` (to check
+  that clients kept to a rate).
 
 What it answers is a ``ResponsePolicy`` (``policies.py``), injectable per server.
 
