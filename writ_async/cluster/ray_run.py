@@ -247,7 +247,8 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _lost_worker_errors(ray: Any) -> tuple[type[BaseException], ...]:
-    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
+    # The process or its node went away (killed, crashed, out of memory): run it elsewhere.
+    names = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "OutOfMemoryError")
     return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
 
 
