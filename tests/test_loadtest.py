@@ -340,6 +340,24 @@ async def test_open_loop_request_bound_withdraws_what_is_not_sent() -> None:
 
 
 @pytest.mark.asyncio
+async def test_open_loop_arrivals_that_cannot_connect_are_counted_errors() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+        config = LoadConfig(base_url=url, model="m", mode="rate", rate=200.0, requests=40,
+                            drain_s=5)
+        buffer = io.BytesIO()
+        run = await run_load(config, SINGLE_TURN, records=buffer)
+        summary = run.summary()
+    records = records_of(buffer)
+    assert summary["requests"]["measured"] == len(records) == 40
+    assert summary["requests"]["errors"] == {"connection": 40}
+    assert all(r.lag_ms >= 0.0 for r in records)  # never sent: not a negative lag
+
+
+@pytest.mark.asyncio
 async def test_poisson_arrivals_are_seeded() -> None:
     async with open_mock_server(MockConfig()) as server:
         counts = []

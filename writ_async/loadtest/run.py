@@ -212,8 +212,9 @@ class _ConversationSender:
                         except NotSent:
                             raise _Stopped from None
                         finally:
-                            if gate.sent is not None:
-                                first_sent = gate.sent
+                            # not sent (it failed while being readied): no lag to charge
+                            first_sent = gate.sent if gate.sent is not None else max(
+                                intended, _now())
                             gate = None
                     else:
                         sent = _now()
@@ -221,6 +222,10 @@ class _ConversationSender:
                             first_sent = sent
                         result = await run.client.complete(request, rid)
                 except ModelCallError as error:
+                    if verdict[0] is None:  # it failed while being readied (e.g. connect)
+                        verdict[0] = self.admit(intended)
+                        if verdict[0] is None:
+                            raise _Stopped from None
                     if isinstance(error, RateLimited):
                         run.responses_429 += 1
                     if attempt <= run.config.retries:
