@@ -51,9 +51,9 @@ async def test_shards_run_in_process_merge_into_the_single_process_run(tmp_path)
         assert last.finished and last.done == last.total == len(ids)
     assert merge_shards(run, plan, order) == 24
     assert merge_shards(run, plan, order) == 0  # merging again adds nothing
-    from writ_async.simulate import _in_order, run_scenarios, write_outputs
+    from writ_async.simulate import records_in_run_order, run_scenarios, write_outputs
 
-    records = _in_order(read_journal(run.journal_path).finished,
+    records = records_in_run_order(read_journal(run.journal_path).finished,
                         run_scenarios(config, prepared.tasks), config.simulate.trials)
     write_outputs(run, prepared, records, prepared.tasks)
     assert results_without_timing(run.path) == results_without_timing(single.run_dir)

@@ -116,7 +116,7 @@ async def run_many(
                 log.info("progress", status=line)
 
     loop = asyncio.get_running_loop()
-    installed = _install_signals(loop, stop)
+    installed = install_stop_signals(loop, stop)
     try:
         async with asyncio.TaskGroup() as group:
             reporter = group.create_task(report())
@@ -138,7 +138,7 @@ async def run_many(
     return records, progress
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: StopRequest) -> list[int]:
+def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: StopRequest) -> list[int]:
     if sys.platform == "win32":
         return []
     installed = []

@@ -267,7 +267,7 @@ async def simulate(
         finally:
             journal.close()
 
-    records = _in_order(run.read_journal().finished, scenarios, sim.trials)
+    records = records_in_run_order(run.read_journal().finished, scenarios, sim.trials)
     report = write_outputs(run, prepared, records, tasks)
     expected = len(scenarios) * sim.trials
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
@@ -310,7 +310,7 @@ def run_scenarios(config: Config, tasks: Sequence[Task]) -> list[Scenario]:
     return expand_scenarios([t.id for t in tasks], mix, config.run.seed)
 
 
-def _in_order(finished: Mapping[str, EpisodeRecord], scenarios: Sequence[Scenario],
+def records_in_run_order(finished: Mapping[str, EpisodeRecord], scenarios: Sequence[Scenario],
               trials: int) -> list[EpisodeRecord]:
     out = []
     for scenario in scenarios:

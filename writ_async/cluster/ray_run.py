@@ -61,13 +61,13 @@ from writ_async.models.limits import RateLimiter
 from writ_async.models.setup import MOCK
 from writ_async.results import summary
 from writ_async.rundir import Manifest, create_run, new_manifest, open_for_resume
-from writ_async.scheduler import Progress, StopRequest, _install_signals
+from writ_async.scheduler import Progress, StopRequest, install_stop_signals
 from writ_async.simulate import (
     SCRIPTED_HTTP,
     Prepared,
     RunOutcome,
-    _in_order,  # the run's record order, shared with `writ simulate` on purpose
     prepare,
+    records_in_run_order,
     run_scenarios,
     save_tasks,
     write_outputs,
@@ -332,7 +332,8 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
             ray.shutdown()
 
     merged = merge_shards(run, plan, order) if plan else 0
-    records = _in_order(run.read_journal().finished, run_scenarios(config, tasks), sim.trials)
+    records = records_in_run_order(run.read_journal().finished, run_scenarios(config, tasks),
+                                   sim.trials)
     report = write_outputs(run, prepared, records, tasks)
     complete = len(records) == len(order)
     if complete and (run.path / "shards").exists():
@@ -381,7 +382,7 @@ async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Ma
         tty = progress_stream is not None and progress_stream.isatty()
         stop = options.stop or StopRequest()
         loop = asyncio.get_running_loop()
-        installed = _install_signals(loop, stop)
+        installed = install_stop_signals(loop, stop)
         try:
             while pending and stop.admitting:
                 done, _ = await asyncio.wait(pending, timeout=options.poll_s,
