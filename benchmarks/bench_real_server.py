@@ -7,19 +7,25 @@ LLM user on them over a slice of tau2-bench's airline and retail tasks, then ver
 every episode with `writ replay`. Prints one table per domain (termination, messages,
 tool calls ok/error, malformed completions by class, reward, replay verdict) and totals.
 
-    python benchmarks/bench_real_server.py [--domains airline,retail] [--tasks 6]
-        [--max-steps 12] [--max-tokens 96] [--concurrency 2]
+    python benchmarks/bench_real_server.py [--domains airline,retail] [--tasks 5]
+        [--max-steps 10] [--max-tokens 128] [--concurrency 2] [--phases ...]
 
 Two llama.cpp servers, one per role, same model. llama-cpp-python's server has a single
 slot (requests are served one at a time) and reuses only the previous request's KV
 prefix: with agent and user calls alternating on one server, every agent call would
 prefill its ~5k-token prompt (policy and tool schemas) again. A server per role keeps
 each role's long shared prefix warm and lets the two cores work on both roles at once.
-The user's server uses the model's own chat template. The agent runs twice over the
-same tasks, once per chat format (``--agent-formats``): ``chatml-function-calling``, the
-one format of llama-cpp-python that shows the model the tools and parses tool calls, and
-``own``, Gemma's template, which drops the tools (no tool call ever comes back) and lets
-the model talk. Each format gets its own agent server, started for its phase.
+The agent runs over the same tasks once per phase (``--phases``), each with its own
+agent server: ``chatml-function-calling``, the one chat format of llama-cpp-python that
+shows the model the tools and parses tool calls; ``llama-2``, which drops the tools (no
+tool call ever comes back) and lets the model talk; ``llama-2-stream``, the same with
+every call streamed. Chat formats, because this GGUF carries no chat template:
+llama-cpp-python then falls back to ``llama-2`` (what the user's server uses, named
+explicitly), and its ``gemma`` format would silently drop every system message, i.e.
+the policy and the user's scenario. llama-cpp-python never reports usage in a stream,
+so the streamed phase sets ``require_usage = false``; its server also cuts a stream
+short when another request waits (``interrupt_requests``, on by default), which the
+engine classifies as ``interrupted_stream`` and retries.
 
 Not part of the test suite: the build is too slow for CI.
 """
@@ -46,7 +52,7 @@ from writ_async.journal import ModelCalled, read_journal
 
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
-AGENT_FORMAT = "chatml-function-calling"
+PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream")
 
 
 def ensure_server_venv() -> Path:
@@ -100,11 +106,13 @@ def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
 
 
 def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
-                 args: argparse.Namespace) -> None:
+                 args: argparse.Namespace, stream: bool) -> None:
     endpoints = "".join(f"""
 [models.endpoints.{name}]
 base_url = "{url}"
 model = "{ALIAS}"
+stream = {str(stream).lower()}
+require_usage = {str(not stream).lower()}
 initial_concurrency = {args.concurrency}
 max_concurrency = {args.concurrency}
 [models.endpoints.{name}.timeouts]
@@ -163,6 +171,10 @@ def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], 
         errors = sum(1 for m in tools if m.get("error"))
         malformed = Counter(e.malformed for e in journal.events(ep)
                             if isinstance(e, ModelCalled) and e.malformed)
+        retried = sum(1 for e in journal.events(ep)
+                      if isinstance(e, ModelCalled) and e.attempts > 1)
+        if retried:
+            malformed["calls that needed a retry"] = retried
         failed = failure_class(writ.get("error"))
         if failed:
             malformed[f"{failed} (ended it)"] += 1
@@ -205,7 +217,7 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
     tasks_file = tmp / f"{label}_{domain}_tasks.json"
     tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
     config = tmp / f"{label}_{domain}.toml"
-    write_config(config, urls, domain, tasks_file, args)
+    write_config(config, urls, domain, tasks_file, args, label.endswith("-stream"))
     run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
     start = time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
@@ -216,7 +228,7 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
         sys.exit(f"writ simulate exited {sim.returncode} on {domain}")
     verdicts, summary = replay_verdicts(run)
     rows, totals = episode_rows(run, verdicts)
-    print(f"\n## {domain}, agent chat format {label}: {len(rows)} tasks, max_steps "
+    print(f"\n## {domain}, phase {label}: {len(rows)} tasks, max_steps "
           f"{args.max_steps}, max_tokens {args.max_tokens}, concurrency {args.concurrency}: "
           f"{elapsed:.0f} s "
           f"(load {os.getloadavg()[0]:.1f})  run dir {run}\n", flush=True)
@@ -235,13 +247,13 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", default="airline,retail")
-    parser.add_argument("--tasks", type=int, default=6, help="first N tasks of each domain")
-    parser.add_argument("--max-steps", type=int, default=12)
+    parser.add_argument("--tasks", type=int, default=5, help="first N tasks of each domain")
+    parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--max-errors", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--n-ctx", type=int, default=8192)
-    parser.add_argument("--agent-formats", default=f"{AGENT_FORMAT},own")
+    parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--keep", default="", help="keep the run directories under this path")
     args = parser.parse_args()
     python = ensure_server_venv()
@@ -253,20 +265,21 @@ def main() -> None:
     print(f"load before: {os.getloadavg()}", flush=True)
     try:
         proc, urls["user_llama"] = start_server(python, model, n_ctx=args.n_ctx, threads=1,
-                                                chat_format=None, log=logs / "user_llama.log")
+                                                chat_format="llama-2",
+                                                log=logs / "user_llama.log")
         procs.append(proc)
         grand: Counter = Counter()
         with tempfile.TemporaryDirectory() as tmp:
-            for label in args.agent_formats.split(","):
+            for label in args.phases.split(","):
                 agent, urls["agent_llama"] = start_server(
                     python, model, n_ctx=args.n_ctx, threads=1,
-                    chat_format=None if label == "own" else label,
+                    chat_format=label.removesuffix("-stream"),
                     log=logs / f"agent_llama_{label}.log")
                 try:
                     for domain in args.domains.split(","):
                         totals, _ = run_domain(domain, label, urls, args, Path(tmp))
                         grand.update(totals)
-                        grand[f"episodes with agent format {label}"] += totals["episodes"]
+                        grand[f"episodes in phase {label}"] += totals["episodes"]
                 finally:
                     agent.terminate()
                     agent.wait(timeout=30)
