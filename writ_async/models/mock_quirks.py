@@ -74,8 +74,6 @@ LLAMA_CPP_PYTHON = Quirks(
     tool_args_cut_keep_finish=True, llama_context_errors=True, bad_body_as_500=True,
 )
 
-PRESETS = {"none": Quirks(), "llama-cpp-python": LLAMA_CPP_PYTHON}
-
 
 # -- answers -----------------------------------------------------------------------------
 
