@@ -19,8 +19,10 @@ How each figure is defined (both tools time from the actual send):
   ``inter_token_latency_ms``. Each tool counts output tokens its own way when the server
   sends no usage in the stream (llama-cpp-python does not), so the table also shows the
   same quantity per streamed chunk (llama.cpp streams one token per chunk).
-- Server: ``eval time`` / runs (ms per generated token) and ``total - eval`` (prompt
-  processing and the first token) from ``llama_perf_context_print``.
+- Server: from ``llama_perf_context_print``, per request: ``prompt eval time`` (prompt
+  tokens not already cached), ``eval time`` / runs (ms per generated token) and ``total
+  time`` (prompt, generation and sampling; the server-side counterpart of e2e at
+  concurrency 1).
 
 Waits while another llama.cpp server runs on this machine (two would share 2 cores).
 Not part of the test suite: the build is too slow for CI.
@@ -48,6 +50,7 @@ from bench_real_server import ALIAS, ensure_server_venv, free_port
 
 from writ_async.errors import ModelCallError
 from writ_async.loadtest.cli import load_test
+from writ_async.loadtest.client import LoadClient
 from writ_async.loadtest.run import LoadConfig
 from writ_async.loadtest.traffic import COMPLETED, FAILED, Ended, Sender
 from writ_async.models.protocol import ChatRequest, Message
@@ -99,6 +102,19 @@ class InstructionTraffic:
         return Ended(COMPLETED, 1)
 
 
+def send_without_request_id() -> None:
+    """llama-cpp-python validates ``X-Request-Id`` as a UUID and answers 400 (empty body,
+    before the route runs) to the load tester's ``step.conversation.turn.attempt`` ids.
+    Until the load tester sends ids the server accepts, this benchmark sends none."""
+    encode = LoadClient.encode
+
+    def without_id(self: LoadClient, request: ChatRequest, request_id: str | None = None
+                   ) -> bytes:
+        return encode(self, request, None)
+
+    LoadClient.encode = without_id  # type: ignore[method-assign]
+
+
 def other_servers() -> list[str]:
     done = subprocess.run(["pgrep", "-af", "llama_cpp.server"], capture_output=True, text=True,
                           check=False)
@@ -116,7 +132,11 @@ def start_server(python: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
         proc = subprocess.Popen(
             [str(python), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
              "--port", str(port), "--model_alias", ALIAS, "--n_ctx", "4096",
-             "--n_threads", "1", "--n_threads_batch", "1"],
+             "--n_threads", "1", "--n_threads_batch", "1",
+             # By default a request that arrives while another streams ends that stream
+             # at once ("data: [DONE]", no finish_reason, usually no text): with more than
+             # one request in flight nearly every answer came back empty.
+             "--interrupt_requests", "False"],
             stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 300
@@ -131,26 +151,29 @@ def start_server(python: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
     raise RuntimeError(f"the llama.cpp server did not come up; see {log}")
 
 
-def server_requests(text: str) -> list[tuple[float, float]]:
-    """``(prompt processing and first token ms, ms per generated token)`` of every request
-    whose timings llama.cpp printed in ``text``, in order."""
+def server_requests(text: str) -> list[dict[str, float]]:
+    """Every request whose timings llama.cpp printed in ``text``, in order: prompt eval ms
+    (the prompt tokens not already in its cache), generation ms per token (``eval time`` /
+    runs) and total ms (prompt, generation and sampling)."""
     out = []
     current: dict[str, tuple[float, int]] = {}
     for kind, ms, n in PERF.findall(text):
         current[kind] = (float(ms), int(n))
         if kind == "total":
             eval_ms, runs = current.get("eval", (0.0, 0))
-            out.append((float(ms) - eval_ms, eval_ms / runs if runs else float("nan")))
+            out.append({"prompt_ms": current.get("prompt eval", (0.0, 0))[0],
+                        "ms_per_token": eval_ms / runs if runs else float("nan"),
+                        "total_ms": float(ms)})
             current = {}
     return out
 
 
-def server_summary(requests: list[tuple[float, float]]) -> dict[str, float]:
+def server_summary(requests: list[dict[str, float]]) -> dict[str, float]:
     """p50 of the server's per-request timings."""
     out = {"requests": float(len(requests))}
-    if requests:
-        out["prefill_ms"] = statistics.median(r[0] for r in requests)
-        out["ms_per_token"] = statistics.median(r[1] for r in requests)
+    for key in ("prompt_ms", "ms_per_token", "total_ms"):
+        if requests:
+            out[key] = statistics.median(r[key] for r in requests)
     return out
 
 
@@ -236,6 +259,7 @@ def main() -> None:
                         help="max seconds to wait for another llama.cpp server to finish")
     args = parser.parse_args()
     loads = [int(c) for c in args.concurrency.split(",")]
+    send_without_request_id()
     python = args.server_python or ensure_server_venv()
     deadline = time.monotonic() + args.wait
     while (others := other_servers()) and time.monotonic() < deadline:
@@ -294,10 +318,11 @@ def report(rows: list[tuple[str, int, dict[str, Any]]],
         out.append([tool, c, r["ok"], sum(r["errors"].values()), r["empty"], fmt(r["ttft"]),
                     fmt(r["tpot"], 2), fmt(r["per_chunk"], 2), fmt(r["e2e"]),
                     fmt(r["req_s"], 3), fmt(r["out_tok_s"]), fmt(r["tokens"], 0),
-                    fmt(s.get("prefill_ms")), fmt(s.get("ms_per_token"), 2)])
+                    fmt(s.get("prompt_ms")), fmt(s.get("ms_per_token"), 2),
+                    fmt(s.get("total_ms"))])
     print(table(["tool", "conc", "ok", "errors", "empty", "TTFT", "TPOT", "per chunk",
-                 "e2e", "req/s", "out tok/s", "out tokens", "server prefill",
-                 "server ms/token"], out))
+                 "e2e", "req/s", "out tok/s", "out tokens", "server prompt eval",
+                 "server ms/token", "server total"], out))
     print("\nwrit vs GuideLLM (goal: within 10 % at p50):")
     cmp_rows = []
     for c in loads:
