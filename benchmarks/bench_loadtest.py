@@ -132,8 +132,8 @@ def guidellm_rates(url: str, rates: list[float], duration: float, warmup: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,8000,10000")
-    parser.add_argument("--guidellm-rates", default="25,50,100,150,200,300,400")
+    parser.add_argument("--rates", default="1000,1500,2000,3000,4000,5000,6000,8000,10000")
+    parser.add_argument("--guidellm-rates", default="50,100,200,300,400,500,600,800")
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--guidellm-workers", type=int, default=None,
