@@ -472,6 +472,53 @@ async def test_a_cancelled_exchange_drops_its_connection() -> None:
 
 
 @pytest.mark.asyncio
+async def test_connections_are_opened_a_few_at_a_time_and_reused() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.01)
+            writer.write(reply(completion()))
+            await writer.drain()
+
+    async with scripted_server(script) as (url, counts):
+        c = client(url)
+        c.pool.max_connecting = 3
+        opening, most = 0, 0
+        connect = c.pool._connect
+
+        async def counted() -> Connection:
+            nonlocal opening, most
+            opening += 1
+            most = max(most, opening)
+            try:
+                return await connect()
+            finally:
+                opening -= 1
+
+        c.pool._connect = counted  # type: ignore[method-assign]
+        results = await asyncio.gather(*(c.complete(REQUEST) for _ in range(60)))
+        c.close()
+    assert len(results) == 60 and most == 3
+    assert counts["connections"] == c.pool.opened <= 60
+
+
+@pytest.mark.asyncio
+async def test_a_limit_on_open_connections_makes_callers_wait() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.005)
+            writer.write(reply(completion()))
+            await writer.drain()
+
+    async with scripted_server(script) as (url, counts):
+        c = LoadClient(url, model="m", stream=False, max_connections=4)
+        results = await asyncio.gather(*(c.complete(REQUEST) for _ in range(40)))
+        c.close()
+    assert len(results) == 40 and counts["connections"] == c.pool.opened <= 4
+
+
+@pytest.mark.asyncio
 async def test_unreachable_server_is_a_connection_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,7 +6,8 @@ thousands of requests per second, and its buffering hides when bytes really arri
 This one does only what the load tester needs:
 
 * a keep-alive connection pool to one origin (``http`` or ``https``), most recently
-  used connection first, opened on demand up to ``limit`` (callers wait beyond it);
+  used connection first, opened on demand up to ``limit``, at most ``max_connecting``
+  at a time (callers wait beyond either for one to be released or opened);
 * each request goes out in one ``transport.write`` of pre-encoded bytes;
 * the response is parsed in ``data_received`` as it arrives: status line and headers,
   then a ``Content-Length``, ``Transfer-Encoding: chunked`` or read-until-close body,
@@ -311,8 +312,10 @@ class Pool:
     """Keep-alive connections to one origin (see the module docstring)."""
 
     def __init__(self, origin: Origin, *, limit: int = 10_000, connect_timeout: float = 10.0,
-                 name: str = "loadtest") -> None:
+                 name: str = "loadtest", max_connecting: int = 64) -> None:
         self.origin, self.limit, self.name = origin, limit, name
+        self.max_connecting = max_connecting
+        self._connecting = 0
         self.connect_timeout = connect_timeout
         self._idle: list[Connection] = []
         self._open = 0  # connections open or opening
@@ -327,27 +330,36 @@ class Pool:
                 f"opened={self.opened}>")
 
     async def acquire(self) -> Connection:
-        """An idle connection, else a new one (waiting while ``limit`` are open)."""
+        """An idle connection, else a new one; waits while ``limit`` are open, or while
+        ``max_connecting`` are being opened (then a released one is as likely to come
+        first: past an endpoint's capacity, opening a connection per late request would
+        only add work on both sides)."""
         idle = self._idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        while self._open >= self.limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
+        while True:
             while idle:
                 conn = idle.pop()
                 if not conn.closed:
                     return conn
+            if self._open < self.limit and self._connecting < self.max_connecting:
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # it was woken: pass the turn on
+                raise
         self._open += 1
+        self._connecting += 1
         try:
             conn = await self._connect()
         except BaseException:
             self._open -= 1
-            self._wake()
             raise
+        finally:
+            self._connecting -= 1
+            self._wake()
         self._all.add(conn)
         self.opened += 1
         return conn
