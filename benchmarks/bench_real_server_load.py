@@ -19,6 +19,10 @@ How each figure is defined (both tools time from the actual send):
   ``inter_token_latency_ms``. Each tool counts output tokens its own way when the server
   sends no usage in the stream (llama-cpp-python does not), so the table also shows the
   same quantity per streamed chunk (llama.cpp streams one token per chunk).
+- requests/s: each tool's own figure (writ: successful requests over a window that, with
+  a request-count bound, ends when the last request is sent, so requests still in flight
+  then count in a shorter window; GuideLLM: successful requests over its benchmark
+  duration), and "completions" computed alike from both tools' per-request records.
 - Server: from ``llama_perf_context_print``, per request: ``prompt eval time`` (prompt
   tokens not already cached), ``eval time`` / runs (ms per generated token) and ``total
   time`` (prompt, generation and sampling; the server-side counterpart of e2e at
@@ -177,6 +181,16 @@ def server_summary(requests: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def completion_rate(ends: list[float]) -> float | None:
+    """Requests completed per second between the first and the last completion: the same
+    formula over both tools' per-request records (each tool's own figure bounds its
+    window differently)."""
+    if len(ends) < 2:
+        return None
+    ends = sorted(ends)
+    return (len(ends) - 1) / (ends[-1] - ends[0])
+
+
 def p50(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -198,6 +212,8 @@ def writ_step(url: str, concurrency: int, requests: int, max_tokens: int, out: P
         "ttft": lat["ttft"].get("p50"), "tpot": lat["tpot"].get("p50"),
         "per_chunk": p50(per_chunk), "e2e": lat["e2e"].get("p50"),
         "req_s": thr["requests_per_s"], "out_tok_s": thr["output_tokens_per_s"],
+        "req_s_ends": completion_rate([r["intended"] + r["e2e_intended_ms"] / 1000
+                                       for r in records if r["ok"]]),
         "tokens": p50([r["completion_tokens"] for r in records if r["ok"]]),
     }
 
@@ -231,6 +247,8 @@ def guidellm_steps(url: str, loads: list[int], requests: int, max_tokens: int, o
             "ttft": result.ttft_ms.get("p50"), "tpot": result.itl_ms.get("p50"),
             "per_chunk": p50(per_chunk), "e2e": result.e2e_ms.get("p50"),
             "req_s": result.successful / result.duration_s if result.duration_s else 0.0,
+            "req_s_ends": completion_rate([r["request_end_time"] for r in ok
+                                           if r.get("request_end_time") is not None]),
             "out_tok_s": result.output_tokens_per_s,
             "tokens": result.output_tokens.get("p50"),
         })
@@ -329,6 +347,7 @@ def report(rows: list[tuple[str, int, dict[str, Any]]],
         w, g = by[("writ", c)], by[("guidellm", c)]
         for name, key in (("TTFT", "ttft"), ("TPOT", "tpot"), ("per chunk", "per_chunk"),
                           ("e2e", "e2e"), ("requests/s", "req_s"),
+                          ("requests/s, completions", "req_s_ends"),
                           ("output tokens/s", "out_tok_s")):
             d = diff(w[key], g[key])
             within = "-" if d == "-" else ("yes" if abs(w[key] - g[key]) <= 0.1 * g[key]
