@@ -523,6 +523,7 @@ class LoadRun:
         errors = sum(c.errors.values())
         line = (f"[{now - self.t0:6.1f}s] sent {self.finished + self.in_flight} ok {c.ok}"
                 f" err {errors} | in flight {self.in_flight} req {len(self.live)} conv"
+                f" | conv done {c.conversations_completed}"
                 f" | {rps:,.0f} req/s {tps:,.0f} tok/s"
                 f" | ttft p50 {c.ttft_intended.percentile(0.5) * 1e3:.1f}"
                 f" p99 {c.ttft_intended.percentile(0.99) * 1e3:.1f} ms"
