@@ -463,10 +463,12 @@ def test_measured_latency_matches_the_servers_own_timings(latency_mock: str) -> 
     for key, index in (("ttft", 0), ("e2e", 1)):
         ours = summary["latency_ms"][key]
         theirs = [server[r.id][index] * 1000.0 for r in measured]
-        # The bounds: 2 ms at p50, 5 % at p99. (The client times bytes in the read
-        # callback that brings them; measured p50 differences are under 1 ms with the
-        # machine's other core busy.)
-        assert abs(ours["p50"] - nearest_rank(theirs, 0.5)) <= 2.0, (key, ours)
+        # The bounds: 2 ms at p50, 5 % at p99. The client times bytes in the read
+        # callback that brings them: p50 differences are 0.3-0.8 ms on this machine with
+        # one core free. When other processes take the CPU the client's reads run late
+        # (4 ms seen at load average 3.5 on 2 cores), so allow 0.2 % of p50 too.
+        p50 = nearest_rank(theirs, 0.5)
+        assert abs(ours["p50"] - p50) <= max(2.0, 0.002 * p50), (key, ours)
         assert ours["p99"] == pytest.approx(nearest_rank(theirs, 0.99), rel=0.05), (key, ours)
 
 
