@@ -62,7 +62,7 @@ async def _request_of(participant: Participant, messages: Sequence[Message]) -> 
 class RecordedTraffic:
     """The recorded requests of a run directory's finished episodes (module doc)."""
 
-    def __init__(self, run_dir: Path | str, *, episodes: int | None = None) -> None:
+    def __init__(self, run_dir: Path | str) -> None:
         from writ_async.replay import behaviours_of, open_run
 
         self.path = Path(run_dir)
@@ -78,7 +78,7 @@ class RecordedTraffic:
                 f"{sim.user!r}): a run whose participants are scripted in-process sends no "
                 "requests to replay; use a run with LLM participants (or scripted-http)")
         participants = _participants_factory(run)
-        for ep_id in run.episode_ids()[:episodes]:
+        for ep_id in run.episode_ids():
             recorded = run.recorded(ep_id)
             started = recorded.started
             assert started is not None  # every attempt begins with it (runner)
