@@ -204,12 +204,20 @@ class EndpointClient:
         loop = phase.loop
         parser = SSEParser()
         assembler = StreamAssembler(started=start, endpoint=self.name)
-        async for data in resp.content.iter_any():
-            now = loop.time()
-            for event in parser.feed(data):
-                assembler.feed_event(event.data, now, event=event.event)
-            if assembler.first_token_at is not None:
-                phase.arm("idle", self.timeouts.idle)
+        try:
+            async for data in resp.content.iter_any():
+                now = loop.time()
+                for event in parser.feed(data):
+                    assembler.feed_event(event.data, now, event=event.event)
+                if assembler.first_token_at is not None:
+                    phase.arm("idle", self.timeouts.idle)
+        except aiohttp.ClientPayloadError:
+            if not assembler.done:
+                raise
+            # The connection closed after [DONE] without ending the chunked body, as
+            # llama-cpp-python's server does when it cuts a stream short: everything the
+            # stream meant to say has come, and the assembler judges it (a cut stream
+            # has no finish_reason: interrupted_stream).
         for event in parser.finish():
             assembler.feed_event(event.data, loop.time(), event=event.event)
         completion = assembler.result()

@@ -15,7 +15,8 @@ Observed, and modelled here:
   is its own write (its own HTTP chunk);
 * ``: ping - <time>`` SSE comments while the prompt is being read (every 15 s there);
 * a stream is cut with ``data: [DONE]`` and no ``finish_reason`` when another request is
-  waiting (``interrupt_requests``, on by default): a single-slot server yielding;
+  waiting (``interrupt_requests``, on by default): a single-slot server yielding; the
+  connection then closes without the chunked body's last chunk;
 * a plain answer that calls tools also carries the legacy ``function_call`` field;
 * tool-call arguments cut at ``max_tokens`` keep ``finish_reason: "tool_calls"``, so
   only the arguments' JSON shows the cut;
@@ -186,10 +187,11 @@ async def write_stream(request: web.Request, quirks: Quirks, message: Message, f
                        usage: Usage | None, *, ident: str, created: int, model: str,
                        piece_chars: int, headers: dict[str, str] | None,
                        others_waiting: Callable[[], bool],
-                       delay: Callable[[int], float]) -> web.StreamResponse:
+                       delay: Callable[[int], float]) -> web.StreamResponse | None:
     """Write a stream the way the quirky server does: one write per event, a ping comment
     before the first token, and a cut (``[DONE]``, no finish_reason) when another request
-    is waiting. ``delay(tokens)`` is the pacing before an event (tokens 0: the first)."""
+    is waiting. ``delay(tokens)`` is the pacing before an event (tokens 0: the first).
+    None when the stream was cut: the connection is closed, no response is left to send."""
     response = web.StreamResponse(headers=headers)
     response.content_type = _SSE
     await response.prepare(request)
@@ -210,7 +212,11 @@ async def write_stream(request: web.Request, quirks: Quirks, message: Message, f
         if (quirks.interrupt_streams == "always"
                 or (quirks.interrupt_streams == "when_waiting" and others_waiting())):
             await response.write(b"data: [DONE]\n\n")
-            break
+            # llama's handler raises on the cut: the connection closes (its buffer
+            # flushed) without the chunked body's terminating chunk
+            if request.transport is not None:
+                request.transport.close()
+            return None
         wait = delay(0 if first else tokens)
         first = False
         if wait > 0:
