@@ -15,17 +15,20 @@ slot (requests are served one at a time) and reuses only the previous request's 
 prefix: with agent and user calls alternating on one server, every agent call would
 prefill its ~5k-token prompt (policy and tool schemas) again. A server per role keeps
 each role's long shared prefix warm and lets the two cores work on both roles at once.
-The agent runs over the same tasks once per phase (``--phases``), each with its own
-agent server: ``chatml-function-calling``, the one chat format of llama-cpp-python that
-shows the model the tools and parses tool calls; ``llama-2``, which drops the tools (no
-tool call ever comes back) and lets the model talk; ``llama-2-stream``, the same with
-every call streamed. Chat formats, because this GGUF carries no chat template:
-llama-cpp-python then falls back to ``llama-2`` (what the user's server uses, named
-explicitly), and its ``gemma`` format would silently drop every system message, i.e.
-the policy and the user's scenario. llama-cpp-python never reports usage in a stream,
-so the streamed phase sets ``require_usage = false``; its server also cuts a stream
-short when another request waits (``interrupt_requests``, on by default), which the
-engine classifies as ``interrupted_stream`` and retries.
+The agent runs over the same tasks once per phase (``--phases``); both servers are
+started afresh for each phase. ``chatml-function-calling``: the one chat format of
+llama-cpp-python that shows the model the tools and parses tool calls. ``llama-2``: no
+tools shown (no tool call ever comes back), the model talks. ``llama-2-stream``: the
+same, every call streamed. ``llama-2-stream-nointerrupt``: streamed, to servers started
+with ``--interrupt_requests false``.
+
+Chat formats: this GGUF carries no chat template, so llama-cpp-python falls back to
+``llama-2`` (what the user's server uses, named explicitly); its ``gemma`` format would
+silently drop every system message, i.e. the policy and the user's scenario.
+llama-cpp-python never reports usage in a stream, so the streamed phases set
+``require_usage = false``; its server also cuts a stream short when another request
+waits (``interrupt_requests``, on by default): ``[DONE]`` without a finish_reason, then
+the connection closes, which the engine classifies as ``interrupted_stream`` and retries.
 
 Not part of the test suite: the build is too slow for CI.
 """
@@ -52,7 +55,14 @@ from writ_async.journal import ModelCalled, read_journal
 
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
-PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream")
+PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt")
+
+
+def phase_settings(label: str) -> tuple[str, bool, bool]:
+    """A phase's agent chat format, whether calls stream, whether the servers cut a
+    stream when another request waits (llama-cpp-python's default)."""
+    chat_format = "chatml-function-calling" if label.startswith("chatml") else "llama-2"
+    return chat_format, "-stream" in label, not label.endswith("-nointerrupt")
 
 
 def ensure_server_venv() -> Path:
@@ -81,13 +91,16 @@ def model_path(python: Path) -> str:
 
 
 def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
-                 chat_format: str | None, log: Path) -> tuple[subprocess.Popen, str]:
+                 chat_format: str | None, log: Path,
+                 interrupt: bool = True) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [str(python), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--model_alias", ALIAS, "--n_ctx", str(n_ctx),
                "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     if chat_format:
         command += ["--chat_format", chat_format]
+    if not interrupt:
+        command += ["--interrupt_requests", "false"]
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -142,8 +155,12 @@ max_tokens = {args.max_tokens}
 """)
 
 
-# What ended an episode that failed, in the classes of writ's typed errors: the text of
-# MalformedResponse starts with its reason; the rest are named by what they say.
+# What ended an episode that failed, in the classes of writ's typed errors: a
+# MalformedResponse's text starts with its reason, a connection failure names aiohttp's
+# exception, and the rest are named by what they say.
+_MALFORMED = ("interrupted_stream", "truncated_stream", "missing_usage", "invalid_json",
+              "error_object", "no_choices", "invalid_tool_call", "invalid_tool_arguments",
+              "content_filter", "length", "html", "event_too_large")
 _FAILURE_CLASSES = (
     ("sent an empty message", "empty"), ("sent no text", "empty"),
     ("maximum context length", "context_length"), ("timed out", "timeout"),
@@ -156,8 +173,15 @@ def failure_class(error: str | None) -> str | None:
     for needle, name in _FAILURE_CLASSES:
         if needle in error:
             return name
-    match = re.search(r"\b([a-z]+(?:_[a-z]+)+): ", error)
+    for reason in _MALFORMED:
+        if f"{reason}: " in error:
+            return reason
+    match = re.search(r"\b([A-Z][A-Za-z]+Error)\b", error)
     return match.group(1) if match else "other"
+
+
+HEADERS = ["episode", "termination", "messages", "tool calls ok/err", "malformed completions",
+           "reward", "replay"]
 
 
 def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], Counter]:
@@ -217,7 +241,7 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
     tasks_file = tmp / f"{label}_{domain}_tasks.json"
     tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
     config = tmp / f"{label}_{domain}.toml"
-    write_config(config, urls, domain, tasks_file, args, label.endswith("-stream"))
+    write_config(config, urls, domain, tasks_file, args, phase_settings(label)[1])
     run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
     start = time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
@@ -232,8 +256,7 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
           f"{args.max_steps}, max_tokens {args.max_tokens}, concurrency {args.concurrency}: "
           f"{elapsed:.0f} s "
           f"(load {os.getloadavg()[0]:.1f})  run dir {run}\n", flush=True)
-    print(table(["episode", "termination", "messages", "tool calls ok/err",
-                 "malformed completions", "reward", "replay"], rows))
+    print(table(HEADERS, rows))
     print(f"\nwrit replay --all: {summary}")
     results = json.loads((run / "results.json").read_text())
     for s in results["simulations"]:  # why each failed episode ended, in the engine's words
@@ -255,42 +278,47 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--keep", default="", help="keep the run directories under this path")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables of the runs kept under --keep; run nothing")
     args = parser.parse_args()
+    if args.report_only:
+        for label in args.phases.split(","):
+            for domain in args.domains.split(","):
+                run = Path(args.keep) / f"{label}_{domain}"
+                print(f"\n## {domain}, phase {label}: {run}\n")
+                verdicts, summary = replay_verdicts(run)
+                print(table(HEADERS, episode_rows(run, verdicts)[0]))
+                print(f"\nwrit replay --all: {summary}")
+        return
     python = ensure_server_venv()
     model = model_path(python)
     logs = Path(args.keep) if args.keep else Path(tempfile.gettempdir())
     logs.mkdir(parents=True, exist_ok=True)
-    procs, urls = [], {}
     begin = time.perf_counter()
     print(f"load before: {os.getloadavg()}", flush=True)
-    try:
-        proc, urls["user_llama"] = start_server(python, model, n_ctx=args.n_ctx, threads=1,
-                                                chat_format="llama-2",
-                                                log=logs / "user_llama.log")
-        procs.append(proc)
-        grand: Counter = Counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            for label in args.phases.split(","):
-                agent, urls["agent_llama"] = start_server(
-                    python, model, n_ctx=args.n_ctx, threads=1,
-                    chat_format=label.removesuffix("-stream"),
-                    log=logs / f"agent_llama_{label}.log")
-                try:
-                    for domain in args.domains.split(","):
-                        totals, _ = run_domain(domain, label, urls, args, Path(tmp))
-                        grand.update(totals)
-                        grand[f"episodes in phase {label}"] += totals["episodes"]
-                finally:
-                    agent.terminate()
-                    agent.wait(timeout=30)
-        print(f"\n## totals ({time.perf_counter() - begin:.0f} s wall, load after "
-              f"{os.getloadavg()})\n")
-        print(table(["count", "of"], [[v, k] for k, v in sorted(grand.items())]))
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+    grand: Counter = Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in args.phases.split(","):
+            chat_format, _, interrupt = phase_settings(label)
+            procs, urls = [], {}
+            try:  # both servers per phase: a phase may change how they behave
+                for name, fmt in (("agent_llama", chat_format), ("user_llama", "llama-2")):
+                    proc, urls[name] = start_server(
+                        python, model, n_ctx=args.n_ctx, threads=1, chat_format=fmt,
+                        interrupt=interrupt, log=logs / f"{name}_{label}.log")
+                    procs.append(proc)
+                for domain in args.domains.split(","):
+                    totals, _ = run_domain(domain, label, urls, args, Path(tmp))
+                    grand.update(totals)
+                    grand[f"episodes in phase {label}"] += totals["episodes"]
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(timeout=30)
+    print(f"\n## totals ({time.perf_counter() - begin:.0f} s wall, load after "
+          f"{os.getloadavg()})\n")
+    print(table(["count", "of"], [[v, k] for k, v in sorted(grand.items())]))
 
 
 if __name__ == "__main__":
