@@ -10,6 +10,7 @@ client's edge cases have their own files (test_loadtest_*.py).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import itertools
 import math
@@ -355,6 +356,30 @@ async def test_open_loop_arrivals_that_cannot_connect_are_counted_errors() -> No
     assert summary["requests"]["measured"] == len(records) == 40
     assert summary["requests"]["errors"] == {"connection": 40}
     assert all(r.lag_ms >= 0.0 for r in records)  # never sent: not a negative lag
+
+
+class _Buggy:
+    """Traffic whose fifth conversation hits a bug after its first request."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "buggy"}
+
+    async def converse(self, index: int, sender: Any) -> Any:
+        await SINGLE_TURN.converse(index, sender)
+        if index == 4:
+            raise RuntimeError("a bug in the traffic")
+        await asyncio.sleep(0.2)
+        return await SINGLE_TURN.converse(index, sender)
+
+
+@pytest.mark.asyncio
+async def test_a_conversation_that_raises_stops_the_run_and_surfaces() -> None:
+    async with open_mock_server(MockConfig()) as server:
+        config = LoadConfig(base_url=server.url, model="m", mode="rate", rate=100.0,
+                            duration_s=5.0, drain_s=5)
+        with pytest.raises(ExceptionGroup) as info:
+            await run_load(config, _Buggy())
+    assert info.group_contains(RuntimeError, match="a bug in the traffic")
 
 
 @pytest.mark.asyncio

@@ -124,7 +124,8 @@ class _Call:
     """One exchange in flight: parses what its connection reports, resolves ``future``."""
 
     __slots__ = ("assembler", "body", "client", "conn", "ended", "first_at", "future",
-                 "headers", "last_at", "parser", "start", "status", "timer")
+                 "headers", "last_at", "parser", "payload", "start", "status", "timer",
+                 "unused")
 
     def __init__(self, client: LoadClient, conn: Connection, start: float,
                  future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]]
@@ -143,6 +144,41 @@ class _Call:
             self.parser = self.assembler = None
         self.timer: asyncio.TimerHandle | None = None
         self.ended = False  # the connection reported the end (or an error)
+        self.payload = b""
+        self.unused = True  # the connection is ours and nothing was sent on it
+
+    # -- sending -----------------------------------------------------------------------
+
+    def fire(self, now: float) -> None:
+        """Send the request now (``now``: ``perf_counter``, its send time)."""
+        self.unused = False
+        self.start = self.last_at = now
+        if self.assembler is not None:
+            self.assembler.started = now
+        t = self.client.timeouts
+        self.timer = asyncio.get_running_loop().call_later(min(t.first_token, t.total),
+                                                           self.check_timeout)
+        conn = self.conn
+        if conn.closed:  # the server closed it while the request waited for its time
+            self.on_error(TransientError("connection closed by the server before the "
+                                         "request was sent", endpoint=self.client.name))
+            return
+        try:
+            conn.start(self.payload, self)
+        except (OSError, RuntimeError) as exc:  # the transport broke since acquire
+            self.fail(TransientError(f"cannot send: {exc}", endpoint=self.client.name))
+
+    def withdraw(self) -> None:
+        """The request will not be sent (its gate was withdrawn)."""
+        self.hand_back()
+        if not self.future.done():
+            self.future.set_exception(NotSent())
+
+    def hand_back(self) -> None:
+        """Give the unused connection back to the pool, once."""
+        if self.unused:
+            self.unused = False
+            self.client.pool._release(self.conn)
 
     # -- what the connection reports ---------------------------------------------------
 
@@ -282,40 +318,14 @@ class LoadClient:
         is withdrawn)."""
         payload = self.encode(request, request_id)
         conn = await self.pool.acquire()
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]] = \
-            loop.create_future()
+            asyncio.get_running_loop().create_future()
         call = _Call(self, conn, 0.0, future)
-        t = self.timeouts
-
-        def fire(now: float) -> None:
-            unused[0] = False
-            call.start = call.last_at = now  # measurements: perf_counter
-            if call.assembler is not None:
-                call.assembler.started = now
-            call.timer = loop.call_later(min(t.first_token, t.total), call.check_timeout)
-            if conn.closed:  # the server closed it while the request waited for its time
-                call.on_error(TransientError("connection closed by the server before the "
-                                             "request was sent", endpoint=self.name))
-                return
-            try:
-                conn.start(payload, call)
-            except (OSError, RuntimeError) as exc:  # the transport broke since acquire
-                call.fail(TransientError(f"cannot send: {exc}", endpoint=self.name))
-
-        unused = [True]  # the connection is ours and nothing was sent on it
-
-        def withdraw() -> None:
-            if unused[0]:
-                unused[0] = False
-                self.pool._release(conn)  # it is as it was
-            if not future.done():
-                future.set_exception(NotSent())
-
+        call.payload = payload
         if gate is None:
-            fire(_now())
+            call.fire(_now())
         else:
-            gate.arm(fire, withdraw)
+            gate.arm(call.fire, call.withdraw)
         try:
             completion, end, assembler = await future
         except asyncio.CancelledError:
@@ -323,9 +333,7 @@ class LoadClient:
                 call.fail(TransientError("cancelled", endpoint=self.name))
             elif gate is not None:
                 gate.disarm()
-                if unused[0]:
-                    unused[0] = False
-                    self.pool._release(conn)
+                call.hand_back()
             raise
         start = call.start
         self._check(completion)
