@@ -61,14 +61,17 @@ def write_prompts(path: Path, conversations: Iterable[Sequence[dict[str, str]]])
 @dataclass(frozen=True)
 class Profile:
     """A GuideLLM load profile: ``constant``/``poisson`` at each of ``loads`` requests/s,
-    ``concurrent`` with each of ``loads`` streams, or ``sweep``."""
+    ``concurrent`` with each of ``loads`` streams, or ``sweep`` (GuideLLM's own: a
+    synchronous and a throughput run, then rates between; ``loads=(n,)`` sets how many
+    benchmarks in all)."""
 
     kind: str
     loads: tuple[float, ...] = ()
 
     def args(self) -> list[str]:
         if self.kind == "sweep":
-            return ["--profile", "kind=sweep"]
+            size = f",sweep_size={int(self.loads[0])}" if self.loads else ""
+            return ["--profile", f"kind=sweep{size}"]
         key = "streams" if self.kind == "concurrent" else "rate"
         values = [f"{v:g}" for v in self.loads]
         out = ["--profile", f"kind={self.kind},{key}={values[0]}"]
