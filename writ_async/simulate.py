@@ -231,6 +231,23 @@ def resumable_prefix(setup: EpisodeSetup, events: Sequence[Event]) -> tuple[Mess
     return messages[:len(restored.episode.messages)]
 
 
+def open_run(config: Config, out: Path, *, resume: bool) -> tuple[Prepared, RunDir]:
+    """Prepare ``config``'s run and create its run directory at ``out`` (or, resuming, open
+    it after checking its manifest against the config), with the run's tasks saved."""
+    sim = config.simulate
+    prepared = prepare(config)
+    tasks = prepared.tasks
+    if not tasks:
+        raise ConfigError("simulate", "no tasks to run", "simulate.tasks")
+    manifest = new_manifest(
+        config, base_db_hash=prepared.base.db_hash(), tasks_file_sha256=prepared.tasks_hash,
+        task_ids=[t.id for t in tasks], trials=sim.trials, agent=sim.agent, user=sim.user,
+    )
+    run = open_for_resume(out, manifest) if resume else create_run(out, manifest)
+    save_tasks(run, tasks)
+    return prepared, run
+
+
 async def simulate(
     config: Config,
     *,
@@ -240,17 +257,8 @@ async def simulate(
     stop: StopRequest | None = None,
 ) -> RunOutcome:
     sim = config.simulate
-    prepared = prepare(config)
+    prepared, run = open_run(config, out, resume=resume)
     tasks = prepared.tasks
-    if not tasks:
-        raise ConfigError("simulate", "no tasks to run", "simulate.tasks")
-
-    manifest = new_manifest(
-        config, base_db_hash=prepared.base.db_hash(), tasks_file_sha256=prepared.tasks_hash,
-        task_ids=[t.id for t in tasks], trials=sim.trials, agent=sim.agent, user=sim.user,
-    )
-    run: RunDir = open_for_resume(out, manifest) if resume else create_run(out, manifest)
-    save_tasks(run, tasks)
     previous = run.read_journal()  # empty for a new run
     scenarios = run_scenarios(config, tasks)
     specs = episode_specs(prepared, scenarios, previous)

@@ -171,12 +171,7 @@ class BudgetLedger:
             if bucket is None:
                 continue
             bucket.refill(now)
-            ceiling = bucket.level
-            if remaining is not None:
-                ceiling = min(ceiling, remaining)
-            if reset is not None:
-                ceiling = min(ceiling, bucket.amount * (1.0 - reset / self.window))
-            bucket.level = ceiling
+            bucket.clamp(remaining, reset, self.window)
 
     def worker_lost(self, worker: str) -> int:
         """``worker`` died: its share goes to the others now; what it held (requests,

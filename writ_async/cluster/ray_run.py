@@ -55,21 +55,20 @@ from writ_async.cluster.shards import (
     shard_path,
 )
 from writ_async.config import Config, EndpointConfig
-from writ_async.errors import ClusterError, ConfigError
+from writ_async.errors import ClusterError
 from writ_async.logs import configure_logging, get_logger
 from writ_async.models.limits import RateLimiter
 from writ_async.models.setup import MOCK
 from writ_async.results import summary
-from writ_async.rundir import Manifest, create_run, new_manifest, open_for_resume
+from writ_async.rundir import Manifest
 from writ_async.scheduler import Progress, StopRequest, install_stop_signals
 from writ_async.simulate import (
     SCRIPTED_HTTP,
     Prepared,
     RunOutcome,
-    prepare,
+    open_run,
     records_in_run_order,
     run_scenarios,
-    save_tasks,
     write_outputs,
 )
 from writ_async.tasks import Task
@@ -290,16 +289,8 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
     started = time.monotonic()
     sim = config.simulate
     out = Path(out).resolve()
-    prepared = prepare(config)
+    prepared, run = open_run(config, out, resume=resume)
     tasks = prepared.tasks
-    if not tasks:
-        raise ConfigError("simulate", "no tasks to run", "simulate.tasks")
-    manifest = new_manifest(
-        config, base_db_hash=prepared.base.db_hash(), tasks_file_sha256=prepared.tasks_hash,
-        task_ids=[t.id for t in tasks], trials=sim.trials, agent=sim.agent, user=sim.user,
-    )
-    run = open_for_resume(out, manifest) if resume else create_run(out, manifest)
-    save_tasks(run, tasks)
     order = run_order(config, tasks)
     already = run.read_journal().finished
     remaining = [eid for eid in order if eid not in already]
@@ -323,7 +314,7 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
         # A resumed run: episodes already merged are not the shards' to count or run.
         todo = [[eid for eid in ids if eid not in already] for ids in plan]
         if remaining:
-            status = await _run_shards(ray, config, prepared, manifest, run.path, todo,
+            status = await _run_shards(ray, config, prepared, run.manifest, run.path, todo,
                                        workers, options, attempts, started,
                                        len(order) - len(remaining), len(order),
                                        progress_stream)

@@ -91,6 +91,17 @@ class _Bucket:
         bucket.level, bucket.stamp = 0.0, now
         return bucket
 
+    def clamp(self, remaining: float | None, reset_s: float | None, window: float) -> None:
+        """Lower the level to what the server's rate-limit headers say is left: at most
+        ``remaining``, and at most the share of the window already elapsed when the server's
+        own window resets in ``reset_s``. Never raises the level: headers only tighten."""
+        ceiling = self.level
+        if remaining is not None:
+            ceiling = min(ceiling, remaining)
+        if reset_s is not None:
+            ceiling = min(ceiling, self.amount * (1.0 - reset_s / window))
+        self.level = ceiling
+
     def adjust(self, delta: float) -> None:
         """Debit ``delta`` (negative: a credit, which never overfills the bucket)."""
         self.level = self.level - delta if delta > 0 else min(self.capacity, self.level - delta)
@@ -213,12 +224,7 @@ class RateLimiter:
         for bucket, remaining, reset in ((self._requests, remaining_requests, reset_requests_s),
                                          (self._tokens, remaining_tokens, reset_tokens_s)):
             if bucket is not None:
-                ceiling = bucket.level
-                if remaining is not None:
-                    ceiling = min(ceiling, remaining)
-                if reset is not None:
-                    ceiling = min(ceiling, bucket.amount * (1.0 - reset / self.window))
-                bucket.level = ceiling
+                bucket.clamp(remaining, reset, self.window)
         if self._waiters:
             self._dispatch()
 
