@@ -233,7 +233,12 @@ def guidellm_steps(url: str, loads: list[int], requests: int, max_tokens: int, o
     for result in results:
         ok = result.raw["requests"].get("successful") or []
         errored = result.raw["requests"].get("errored") or []
-        empty = sum(1 for r in ok + errored if not (r.get("output") or "").strip())
+        # GuideLLM files an answer with no text as an error ("empty response payload");
+        # here it is its own class, apart from the other errors.
+        empty_errors = [r for r in errored if "empty response" in (r["info"].get("error") or "")]
+        empty = len(empty_errors) + sum(1 for r in ok if not (r.get("output") or "").strip())
+        errors = Counter((r["info"].get("error") or "?").split("\n")[0][:120] for r in errored
+                         if r not in empty_errors)
         per_chunk = []
         for r in ok:
             t = r["info"]["timings"]
@@ -242,7 +247,7 @@ def guidellm_steps(url: str, loads: list[int], requests: int, max_tokens: int, o
                 per_chunk.append(1000 * (t["last_token_iteration"] - t["first_token_iteration"])
                                  / (t["token_iterations"] - 1))
         steps.append({
-            "ok": result.successful, "errors": dict(result.errors), "empty": empty,
+            "ok": result.successful, "errors": dict(errors), "empty": empty,
             "incomplete": result.incomplete,
             "ttft": result.ttft_ms.get("p50"), "tpot": result.itl_ms.get("p50"),
             "per_chunk": p50(per_chunk), "e2e": result.e2e_ms.get("p50"),
