@@ -20,7 +20,8 @@ started afresh for each phase. ``chatml-function-calling``: the one chat format 
 llama-cpp-python that shows the model the tools and parses tool calls. ``llama-2``: no
 tools shown (no tool call ever comes back), the model talks. ``llama-2-stream``: the
 same, every call streamed. ``llama-2-stream-nointerrupt``: streamed, to servers started
-with ``--interrupt_requests false``.
+with ``--interrupt_requests false``. ``llama-2-stream-serial``: streamed to the default
+servers, with each endpoint capped at one call in flight (``max_concurrency = 1``).
 
 Chat formats: this GGUF carries no chat template, so llama-cpp-python falls back to
 ``llama-2`` (what the user's server uses, named explicitly); its ``gemma`` format would
@@ -55,7 +56,8 @@ from writ_async.journal import ModelCalled, read_journal
 
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
-PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt")
+PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt",
+          "llama-2-stream-serial")
 
 
 def phase_settings(label: str) -> tuple[str, bool, bool]:
@@ -63,6 +65,12 @@ def phase_settings(label: str) -> tuple[str, bool, bool]:
     stream when another request waits (llama-cpp-python's default)."""
     chat_format = "chatml-function-calling" if label.startswith("chatml") else "llama-2"
     return chat_format, "-stream" in label, not label.endswith("-nointerrupt")
+
+
+def endpoint_concurrency(label: str, episodes: int) -> int:
+    """Calls one endpoint may have in flight: "-serial" caps it at one, so the pool never
+    makes the single-slot server choose (and cut a stream) between two requests."""
+    return 1 if label.endswith("-serial") else episodes
 
 
 def ensure_server_venv() -> Path:
@@ -119,15 +127,15 @@ def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
 
 
 def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
-                 args: argparse.Namespace, stream: bool) -> None:
+                 args: argparse.Namespace, stream: bool, calls: int) -> None:
     endpoints = "".join(f"""
 [models.endpoints.{name}]
 base_url = "{url}"
 model = "{ALIAS}"
 stream = {str(stream).lower()}
 require_usage = {str(not stream).lower()}
-initial_concurrency = {args.concurrency}
-max_concurrency = {args.concurrency}
+initial_concurrency = {calls}
+max_concurrency = {calls}
 [models.endpoints.{name}.timeouts]
 first_token = 600.0
 total = 900.0
@@ -241,7 +249,8 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
     tasks_file = tmp / f"{label}_{domain}_tasks.json"
     tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
     config = tmp / f"{label}_{domain}.toml"
-    write_config(config, urls, domain, tasks_file, args, phase_settings(label)[1])
+    write_config(config, urls, domain, tasks_file, args, phase_settings(label)[1],
+                 endpoint_concurrency(label, args.concurrency))
     run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
     start = time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
