@@ -144,6 +144,18 @@ async def test_llama_stream_framing_assembles_to_the_plain_answer() -> None:
 
 
 @pytest.mark.asyncio
+async def test_llama_framing_alone_still_reports_usage_when_asked() -> None:
+    async with serving(Quirks(llama_stream_chunks=True)) as (server, session):
+        client = EndpointClient("e", server.url, session)
+        streamed = await client.complete(request(stream=True))
+        plain = await client.complete(request())
+        _, _, wire = await raw_post(session, server.url, msgspec.json.encode(
+            msgspec.structs.replace(request(stream=True), stream_options=None)))
+    assert streamed.usage == plain.usage and streamed.usage.total_tokens > 0
+    assert b'"usage":{' not in wire  # not asked for: not sent
+
+
+@pytest.mark.asyncio
 async def test_a_plain_answer_with_the_legacy_function_call_field_decodes() -> None:
     async with serving(Quirks(legacy_function_call=True), CALL) as (server, session):
         _, _, wire = await raw_post(session, server.url, encoded(request(tools=True)))

@@ -632,8 +632,10 @@ class _MockService:
         created = int(time.time())
         if chat.stream:
             if quirks is not None and quirks.stream_writer:
+                options = chat.stream_options
+                wanted = usage if options is not None and options.include_usage else None
                 return await mock_quirks.write_stream(
-                    request, quirks, message, finish, usage, ident=ident, created=created,
+                    request, quirks, message, finish, wanted, ident=ident, created=created,
                     model=chat.model, piece_chars=self.piece_chars, headers=headers,
                     others_waiting=lambda: self.counters.in_flight > 1,
                     delay=lambda tokens: self._delay(self.tpot * tokens if tokens
