@@ -304,7 +304,7 @@ def main() -> None:
                 mark = log.stat().st_size
                 w = writ_step(url, c, args.requests, args.max_tokens, root / f"writ-{c}")
                 servers.append(("writ", c,
-                                server_summary(server_requests(log.read_text()[mark:]))))
+                                server_summary(server_requests(log.read_bytes()[mark:].decode(errors="replace")))))
                 rows.append(("writ", c, w))
             for c, g in zip(loads, _guidellm_with_marks(url, loads, args, root, log, servers),
                             strict=True):
@@ -323,7 +323,7 @@ def _guidellm_with_marks(url: str, loads: list[int], args: argparse.Namespace, r
     split between the steps in request order (each step sends ``--requests``)."""
     mark = log.stat().st_size
     steps = guidellm_steps(url, loads, args.requests, args.max_tokens, root / "guidellm")
-    done = server_requests(log.read_text()[mark:])
+    done = server_requests(log.read_bytes()[mark:].decode(errors="replace"))
     for i, c in enumerate(loads):
         servers.append(("guidellm", c, server_summary(
             done[i * args.requests:(i + 1) * args.requests])))
