@@ -172,6 +172,11 @@ def server_requests(text: str) -> list[dict[str, float]]:
     return out
 
 
+def since(log: Path, mark: int) -> str:
+    """What the server wrote to ``log`` after byte ``mark``."""
+    return log.read_bytes()[mark:].decode(errors="replace")
+
+
 def server_summary(requests: list[dict[str, float]]) -> dict[str, float]:
     """p50 of the server's per-request timings."""
     out = {"requests": float(len(requests))}
@@ -303,8 +308,7 @@ def main() -> None:
             for c in loads:
                 mark = log.stat().st_size
                 w = writ_step(url, c, args.requests, args.max_tokens, root / f"writ-{c}")
-                servers.append(("writ", c,
-                                server_summary(server_requests(log.read_bytes()[mark:].decode(errors="replace")))))
+                servers.append(("writ", c, server_summary(server_requests(since(log, mark)))))
                 rows.append(("writ", c, w))
             for c, g in zip(loads, _guidellm_with_marks(url, loads, args, root, log, servers),
                             strict=True):
@@ -323,7 +327,7 @@ def _guidellm_with_marks(url: str, loads: list[int], args: argparse.Namespace, r
     split between the steps in request order (each step sends ``--requests``)."""
     mark = log.stat().st_size
     steps = guidellm_steps(url, loads, args.requests, args.max_tokens, root / "guidellm")
-    done = server_requests(log.read_bytes()[mark:].decode(errors="replace"))
+    done = server_requests(since(log, mark))
     for i, c in enumerate(loads):
         servers.append(("guidellm", c, server_summary(
             done[i * args.requests:(i + 1) * args.requests])))
