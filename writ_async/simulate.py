@@ -172,22 +172,28 @@ async def open_participants(prepared: Prepared, *,
     needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
     async with _maybe_pool(config, prepared.tasks, prepared.domain_name, needs_pool,
                            prepared.mistakes, rate_limiter) as pool:
-        tools = prepared.toolbox.schemas()
         if sim.judge is not None:
             assert pool is not None
             prepared.setup.judge = Judge(pool, sim.judge)
-
-        def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
-            return (_agent(spec, sim.agent, pool, prepared.agent_system, tools,
-                           prepared.toolbox, prepared.mistakes, sim.temperature,
-                           sim.max_tokens),
-                    _user(spec, sim.user, pool, prepared.guidelines, sim.temperature,
-                          sim.max_tokens))
-
         try:
-            yield participants
+            yield participants_factory(prepared, pool)
         finally:
             prepared.setup.judge = None
+
+
+def participants_factory(prepared: Prepared, pool: ModelPool | None) -> MakeParticipants:
+    """Each episode's agent and user as the run's config names them, the LLM ones over
+    ``pool`` (``writ loadtest --from-run`` passes a pool that captures requests)."""
+    sim = prepared.config.simulate
+    tools = prepared.toolbox.schemas()
+
+    def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
+        return (_agent(spec, sim.agent, pool, prepared.agent_system, tools, prepared.toolbox,
+                       prepared.mistakes, sim.temperature, sim.max_tokens),
+                _user(spec, sim.user, pool, prepared.guidelines, sim.temperature,
+                      sim.max_tokens))
+
+    return participants
 
 
 def save_tasks(run: RunDir, tasks: Sequence[Task]) -> None:

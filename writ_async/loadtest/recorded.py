@@ -4,7 +4,7 @@ The journal does not keep request bodies; it keeps every message (``MessageAdded
 for each model turn, a ``ModelCalled`` event written just before the message that call
 produced. The request of a call is therefore a pure function of the messages before it
 and of how the run built its participants. ``RecordedTraffic`` rebuilds each one with
-the run's own participants (``simulate``'s ``_agent`` and ``_user``, from the run's
+the run's own participants (``simulate.participants_factory``, from the run's
 config as ``writ replay`` reopens it: same system prompt, tools, seed, tag, behaviours,
 temperature and ``max_tokens``), handing their ``reply`` a pool that keeps the request
 instead of sending it. Nothing of the request building is duplicated here.
@@ -126,22 +126,12 @@ class RecordedTraffic:
 
 
 def _participants_factory(run: Any) -> Any:
-    """The run's participants per episode, built exactly as ``writ simulate`` built them
-    (its own ``_agent``/``_user``), over a pool that captures requests."""
-    from writ_async.simulate import _agent, _user
+    """The run's participants per episode, built exactly as ``writ simulate`` built them,
+    over a pool that captures requests."""
+    from writ_async.simulate import participants_factory
 
-    prepared = run.prepared
-    sim = prepared.config.simulate
-    tools = prepared.toolbox.schemas()
     pool: Any = _Capture()
-
-    def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
-        return (_agent(spec, sim.agent, pool, prepared.agent_system, tools, prepared.toolbox,
-                       prepared.mistakes, sim.temperature, sim.max_tokens),
-                _user(spec, sim.user, pool, prepared.guidelines, sim.temperature,
-                      sim.max_tokens))
-
-    return participants
+    return participants_factory(run.prepared, pool)
 
 
 def _run_sync(coro: Any) -> ChatRequest:
