@@ -547,3 +547,19 @@ def test_cli_sweep_writes_every_output(plain_mock: str, tmp_path: Path,
     assert page.count("<svg") == 8  # 3 per step, and 2 for the sweep
     assert "<script src" not in page and "<link" not in page  # nothing to fetch: offline
     assert "knee" in capsys.readouterr().out
+
+
+def test_request_ids_are_uuids_that_read_back() -> None:
+    # llama-cpp-python answers an X-Request-Id that is not a UUID with a 400.
+    import uuid
+
+    from writ_async.loadtest.metrics import request_id
+
+    ids = {request_id(step, conv, turn, attempt)
+           for step in (0, 7) for conv in (0, 1, 4095, 10**9) for turn in (0, 3)
+           for attempt in (1, 2)}
+    assert len(ids) == 2 * 4 * 2 * 2
+    for rid in ids:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid and parsed.version == 4
+    assert request_id(7, 42, 3, 2) == "00000007-0003-4002-8000-00000000002a"

@@ -415,6 +415,39 @@ async def test_streams_in_chunked_encoding_split_into_tiny_writes() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_stream_without_usage_counts_its_content_chunks_as_output_tokens() -> None:
+    # llama.cpp streams one token per chunk and reports no usage; three content chunks
+    # whose text a text-length estimate would put at 5 tokens are 3 tokens.
+    words = ("Hello", " there", ", my dear friend")
+    events = [
+        {"id": "c", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        *({"id": "c", "created": 1, "model": "m",
+           "choices": [{"index": 0, "delta": {"content": word}}]} for word in words),
+        {"id": "c", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    sse += b"data: [DONE]\n\n"
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(sse), sse))
+        await writer.drain()
+        await reader.read()
+
+    async with scripted_server(script) as (url, _):
+        c = client(url, stream=True)
+        result = await c.complete(REQUEST)
+        c.close()
+    assert result.completion.choices[0].message.content == "".join(words)
+    assert result.usage.completion_tokens == 3
+    assert result.usage.prompt_tokens > 0
+    assert c.usage_estimated == 1
+
+
+@pytest.mark.asyncio
 async def test_timeouts_by_phase() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

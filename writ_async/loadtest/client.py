@@ -7,7 +7,8 @@ body bytes over with the time their read arrived, and parses the stream inside t
 callback, so no task wake-up sits between a byte's arrival and its timestamp); a
 completion cut by ``max_tokens`` (``finish_reason: length``) or withheld by a filter is
 a success to measure, not a failure; and a server that sends no usage still yields token
-counts, estimated from the text (``usage_estimated``). Answers an agent could not use (no
+counts, estimated (``usage_estimated``): output tokens as the stream's content chunks,
+or from the text of an unstreamed answer. Answers an agent could not use (no
 choices, tool arguments that are not a JSON object) stay errors.
 """
 
@@ -341,7 +342,13 @@ class LoadClient:
         if usage is None:
             self.usage_estimated += 1
             p = prompt_tokens(request)
-            c = completion_tokens(completion.choices[0].message)
+            if assembler is not None and assembler.token_chunks:
+                # Streaming servers send one generated token per content chunk
+                # (llama.cpp, vLLM, TGI); counting chunks is truer than text length,
+                # which undercounted llama.cpp's tokens by ~9 % and so inflated TPOT.
+                c = assembler.token_chunks
+            else:
+                c = completion_tokens(completion.choices[0].message)
             usage = Usage(p, c, p + c)
         if assembler is None:
             return CallResult(completion=completion, endpoint=self.name, latency=end - start,

@@ -34,8 +34,16 @@ from writ_async.errors import (
 from writ_async.loadtest.histogram import LogHistogram
 
 
+def request_id(step: int, conversation: int, turn: int, attempt: int) -> str:
+    """A request's id, sent as its ``X-Request-Id``: a UUID whose fields carry the step,
+    turn, attempt and conversation, so the id reads back and stays unique. Servers that
+    validate the header as a UUID (llama-cpp-python answers anything else with a 400)
+    accept it; the version-4 and variant nibbles are set so strict parsers do too."""
+    return f"{step:08x}-{turn:04x}-4{attempt:03x}-8000-{conversation:012x}"
+
+
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
-    id: str  # "step.conversation.turn.attempt" of the last attempt, sent as X-Request-Id
+    id: str  # of the last attempt (``request_id``), sent as X-Request-Id
     conversation: int
     turn: int  # index of this request within its conversation
     role: str  # agent or user (whose request it was)

@@ -52,6 +52,7 @@ from writ_async.loadtest.metrics import (
     RequestRecord,
     error_class,
     record_encoder,
+    request_id,
 )
 from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts
@@ -204,7 +205,7 @@ class _ConversationSender:
         try:
             while True:
                 attempt += 1
-                rid = f"{run.step}.{self.index}.{turn}.{attempt}"
+                rid = request_id(run.step, self.index, turn, attempt)
                 try:
                     if gate is not None:
                         try:
@@ -321,7 +322,7 @@ class LoadRun:
         self.finished += 1
         t0 = self.t0
         lag = (first_sent - intended) * 1000.0
-        ident = f"{self.step}.{index}.{turn}.{attempts}"
+        ident = request_id(self.step, index, turn, attempts)
         if result is None:
             assert error is not None
             record = RequestRecord(

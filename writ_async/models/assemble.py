@@ -98,7 +98,8 @@ class StreamAssembler:
     Timing, for the load tester and the idle-timeout statistics:
     ``first_token_at`` is the arrival of the first chunk carrying content (non-empty) or
     tool-call data; ``ttft`` is that minus ``started``; ``gaps`` lists the intervals
-    between consecutive chunks (``[DONE]`` is not a chunk); ``chunks`` counts them.
+    between consecutive chunks (``[DONE]`` is not a chunk); ``chunks`` counts them and
+    ``token_chunks`` those carrying content or tool-call data.
     """
 
     def __init__(self, *, started: float | None = None, endpoint: str = "") -> None:
@@ -106,6 +107,7 @@ class StreamAssembler:
         self.endpoint = endpoint
         self.done = False  # the [DONE] sentinel arrived
         self.chunks = 0
+        self.token_chunks = 0  # chunks carrying content or tool-call data
         self.gaps: list[float] = []
         self.first_token_at: float | None = None
         self.usage: Usage | None = None
@@ -199,8 +201,10 @@ class StreamAssembler:
                             call.arguments.append(function.arguments)
             if choice.finish_reason is not None:
                 parts.finish_reason = choice.finish_reason
-        if token and self.first_token_at is None:
-            self.first_token_at = now
+        if token:
+            self.token_chunks += 1
+            if self.first_token_at is None:
+                self.first_token_at = now
 
     def result(self) -> ChatCompletion:
         """The completion the stream amounts to, once it has ended.
