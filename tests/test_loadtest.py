@@ -224,6 +224,22 @@ async def test_request_bound_stops_by_itself_and_excludes_warmup() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_request_bound_window_runs_to_the_last_answer() -> None:
+    # Eight one-turn conversations sent at once, each answered no sooner than 200 ms
+    # later: the run cannot have answered more than 8 / 0.2 s = 40 requests/s, however
+    # soon after the last send the bound is reached.
+    async with open_mock_server(MockConfig(ttft_ms=200, tpot_ms=0)) as server:
+        config = LoadConfig(base_url=server.url, model="m", concurrency=8, requests=8,
+                            drain_s=5)
+        run = await run_load(config, SyntheticTraffic(turns=IntRange(1, 1)))
+        summary = run.summary()
+    assert summary["stop_reason"] == "requests"
+    assert summary["requests"]["ok"] == 8
+    assert summary["measured_s"] >= 0.2
+    assert 0 < summary["throughput"]["requests_per_s"] <= 40.0
+
+
+@pytest.mark.asyncio
 async def test_conversation_records_add_up_their_requests() -> None:
     faults = FaultRates(error_5xx=0.05)
     async with open_mock_server(MockConfig(ttft_ms=1, tpot_ms=0.1, faults=faults,
