@@ -18,35 +18,24 @@ import asyncio
 import time
 from collections.abc import Callable
 from time import perf_counter as _now
-from typing import Any
 
 import msgspec
 
-from writ_async.errors import CallTimeout, MalformedResponse, ModelCallError, TransientError
+from writ_async.errors import CallTimeout, ModelCallError, TransientError
 from writ_async.loadtest.events import FastSSE
 from writ_async.loadtest.http import Connection, Origin, Pool
-from writ_async.models.assemble import StreamAssembler
-from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts
+from writ_async.models.assemble import StreamAssembler, check_completion, chunk_decoder
+from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts, decode_completion
 from writ_async.models.policies import completion_tokens, prompt_tokens
 from writ_async.models.protocol import (
-    ChatChunk,
     ChatCompletion,
     ChatRequest,
     StreamOptions,
     Usage,
-    completion_decoder,
     encoder,
 )
 from writ_async.models.retry import classify_status
 
-_object = msgspec.json.Decoder(dict)
-
-
-class _Chunk(ChatChunk):
-    error: Any = None  # an error object sent as an event (see models.assemble)
-
-
-_chunk = msgspec.json.Decoder(_Chunk)
 _DONE = b"[DONE]"
 
 
@@ -54,7 +43,7 @@ def _feed_many(assembler: StreamAssembler, raw: list[bytes], now: float) -> None
     """Feed the ``data`` of ``message`` events that arrived together, each decoded
     straight from its bytes; anything but a plain chunk (``[DONE]``, blank data, bad
     JSON, an error object) goes through ``feed_event``, whose rules it is."""
-    decode, feed_chunk = _chunk.decode, assembler.feed_chunk
+    decode, feed_chunk = chunk_decoder.decode, assembler.feed_chunk
     for data in raw:
         if not assembler.done and data != _DONE:
             try:
@@ -223,7 +212,9 @@ class _Call:
                 raise classify_status(self.status, self.headers, bytes(self.body),
                                       endpoint=client.name, now_epoch=time.time())
             if self.parser is None:
-                completion = client._decode(bytes(self.body))
+                completion = decode_completion(bytes(self.body),
+                                               self.headers.get("content-type", ""),
+                                               client.name)
             else:
                 assert self.assembler is not None
                 for event in self.parser.finish():
@@ -337,7 +328,8 @@ class LoadClient:
                 call.hand_back()
             raise
         start = call.start
-        self._check(completion)
+        check_completion(completion, require_usage=False, endpoint=self.name,
+                         cut_is_usable=True)
         usage = completion.usage
         if usage is None:
             self.usage_estimated += 1
@@ -355,28 +347,3 @@ class LoadClient:
                               usage=usage)
         return CallResult(completion=completion, endpoint=self.name, latency=end - start,
                           usage=usage, ttft=assembler.ttft, chunk_gaps=tuple(assembler.gaps))
-
-    def _decode(self, raw: bytes) -> ChatCompletion:
-        try:
-            return completion_decoder.decode(raw)
-        except msgspec.DecodeError:
-            text = raw[:120].decode("utf-8", "replace")
-            reason = "html" if text.lstrip().startswith("<") else "invalid_json"
-            if text.lstrip().startswith('{"error"'):
-                reason = "error_object"
-            raise MalformedResponse(reason, f"not a chat completion: {text!r}",
-                                    endpoint=self.name, status=200) from None
-
-    def _check(self, completion: ChatCompletion) -> None:
-        if not completion.choices:
-            raise MalformedResponse("no_choices", "the completion has no choices",
-                                    endpoint=self.name)
-        for choice in completion.choices:
-            for call in choice.message.tool_calls or ():
-                try:
-                    _object.decode(call.function.arguments)
-                except msgspec.DecodeError:
-                    raise MalformedResponse(
-                        "invalid_tool_arguments",
-                        f"tool call {call.function.name}: arguments are not a JSON object",
-                        endpoint=self.name) from None

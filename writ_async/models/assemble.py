@@ -34,7 +34,7 @@ from writ_async.models.protocol import (
     Usage,
 )
 
-__all__ = ["DONE", "StreamAssembler", "check_completion"]
+__all__ = ["DONE", "StreamAssembler", "check_completion", "chunk_decoder"]
 
 DONE = "[DONE]"
 
@@ -50,7 +50,7 @@ class _StreamChunk(ChatChunk):
     error: Any = None
 
 
-_chunk_decoder = msgspec.json.Decoder(_StreamChunk)
+chunk_decoder = msgspec.json.Decoder(_StreamChunk)
 _arguments_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -146,7 +146,7 @@ class StreamAssembler:
             self.done = True
             return
         try:
-            chunk = _chunk_decoder.decode(data)
+            chunk = chunk_decoder.decode(data)
         except msgspec.DecodeError as exc:  # ValidationError (wrong shape) included
             raise MalformedResponse(
                 "invalid_json", f"stream chunk is not a chat-completion chunk ({exc}): "
@@ -262,7 +262,8 @@ class StreamAssembler:
                                               arguments="".join(call.arguments)))
 
 
-def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = "") -> None:
+def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = "",
+                     cut_is_usable: bool = False) -> None:
     """Refuse a completion the engine cannot use, streamed or not.
 
     Raises ``MalformedResponse`` with reason ``no_choices``; ``length`` or
@@ -272,11 +273,14 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
 
     Empty arguments ``""`` are invalid: OpenAI sends ``"{}"`` for a call without
     arguments, so an empty string means the model (or a truncated stream) left them
-    unwritten, and guessing ``{}`` would hide that from the data we keep."""
+    unwritten, and guessing ``{}`` would hide that from the data we keep.
+
+    ``cut_is_usable``: a ``length`` or ``content_filter`` answer passes (the load tester
+    measures it as the server's answer; the engine refuses it and decides what to keep)."""
     if not c.choices:
         raise MalformedResponse("no_choices", "the completion has no choices",
                                 endpoint=endpoint)
-    for choice in c.choices:
+    for choice in () if cut_is_usable else c.choices:
         if choice.finish_reason in ("length", "content_filter"):
             raise MalformedResponse(
                 choice.finish_reason,

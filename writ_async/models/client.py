@@ -173,30 +173,11 @@ class EndpointClient:
             raise  # an enclosing scope's timeout: not ours to convert
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
-        completion = self._decode(raw, resp.headers.get("Content-Type", ""))
+        completion = decode_completion(raw, resp.headers.get("Content-Type", ""), self.name)
         return _checked(CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
         ), self.require_usage)
-
-    def _decode(self, raw: bytes, content_type: str) -> ChatCompletion:
-        try:
-            return completion_decoder.decode(raw)
-        except msgspec.DecodeError:
-            pass  # find out what it was instead, for a precise error
-        try:
-            error = error_decoder.decode(raw).error
-        except msgspec.DecodeError:
-            error = None
-        if error is not None:
-            raise MalformedResponse("error_object", error.message or "(no message)",
-                                    endpoint=self.name, status=200)
-        text = raw[:120].decode("utf-8", "replace")
-        if "html" in content_type or text.lstrip().startswith("<"):
-            raise MalformedResponse("html", f"HTML instead of JSON: {text!r}",
-                                    endpoint=self.name, status=200)
-        raise MalformedResponse("invalid_json", f"not a chat completion: {text!r}",
-                                endpoint=self.name, status=200)
 
     async def _read_stream(
         self, resp: aiohttp.ClientResponse, phase: _Phase, start: float
@@ -228,6 +209,28 @@ class EndpointClient:
             chunk_gaps=tuple(assembler.gaps),
         ), self.require_usage)
 
+
+
+def decode_completion(raw: bytes, content_type: str, endpoint: str) -> ChatCompletion:
+    """A non-streamed 200 body as a completion, or ``MalformedResponse`` saying what it
+    was instead: ``error_object`` (an error in a 200), ``html``, or ``invalid_json``."""
+    try:
+        return completion_decoder.decode(raw)
+    except msgspec.DecodeError:
+        pass  # find out what it was instead, for a precise error
+    try:
+        error = error_decoder.decode(raw).error
+    except msgspec.DecodeError:
+        error = None
+    if error is not None:
+        raise MalformedResponse("error_object", error.message or "(no message)",
+                                endpoint=endpoint, status=200)
+    text = raw[:120].decode("utf-8", "replace")
+    if "html" in content_type or text.lstrip().startswith("<"):
+        raise MalformedResponse("html", f"HTML instead of JSON: {text!r}",
+                                endpoint=endpoint, status=200)
+    raise MalformedResponse("invalid_json", f"not a chat completion: {text!r}",
+                            endpoint=endpoint, status=200)
 
 
 def _checked(result: CallResult, require_usage: bool) -> CallResult:
