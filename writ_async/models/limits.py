@@ -53,7 +53,7 @@ _EPSILON = 1e-9
 _MIN_DELAY = 1e-3
 
 
-class _Bucket:
+class TokenBucket:
     __slots__ = ("amount", "capacity", "level", "rate", "stamp")
 
     def __init__(self, amount: float, window: float, burst: float | None, now: float) -> None:
@@ -84,7 +84,7 @@ class _Bucket:
         return math.inf if self.rate == 0 else now + deficit / self.rate  # 0: only a credit
 
     @classmethod
-    def granted(cls, now: float) -> _Bucket:
+    def granted(cls, now: float) -> TokenBucket:
         """An empty bucket that only credits fill (``GrantedRateLimiter``)."""
         bucket = cls.__new__(cls)
         bucket.amount, bucket.capacity, bucket.rate = math.inf, math.inf, 0.0
@@ -105,9 +105,6 @@ class _Bucket:
     def adjust(self, delta: float) -> None:
         """Debit ``delta`` (negative: a credit, which never overfills the bucket)."""
         self.level = self.level - delta if delta > 0 else min(self.capacity, self.level - delta)
-
-
-TokenBucket = _Bucket  # the bucket itself, for budgets kept elsewhere (writ_async.cluster)
 
 
 class RateLimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -166,9 +163,9 @@ class RateLimiter:
         self.clock = clock
         self.window = window
         now = clock()
-        self._requests = None if requests_per_minute is None else _Bucket(
+        self._requests = None if requests_per_minute is None else TokenBucket(
             requests_per_minute, window, burst, now)
-        self._tokens = None if tokens_per_minute is None else _Bucket(
+        self._tokens = None if tokens_per_minute is None else TokenBucket(
             tokens_per_minute, window, burst, now)
         self._waiters: deque[tuple[asyncio.Future[Ticket], int]] = deque()
         self._waiting = 0  # live waiters; the deque may also hold cancelled ones
@@ -349,8 +346,8 @@ class GrantedRateLimiter(RateLimiter):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(None, None, clock=clock)
         now = clock()
-        self._requests = _Bucket.granted(now) if requests else None
-        self._tokens = _Bucket.granted(now) if tokens else None
+        self._requests = TokenBucket.granted(now) if requests else None
+        self._tokens = TokenBucket.granted(now) if tokens else None
         self._batches: deque[tuple[float, int, int]] = deque()  # (until, requests, tokens)
         self.feedback = feedback
 
@@ -362,8 +359,8 @@ class GrantedRateLimiter(RateLimiter):
     def clamp(self, requests: float, tokens: float) -> None:
         """Keep at most ``requests`` and ``tokens`` of what is left."""
         for bucket, ceiling in ((self._requests, requests), (self._tokens, tokens)):
-            if bucket is not None and bucket.level > ceiling:
-                bucket.level = ceiling
+            if bucket is not None:
+                bucket.clamp(ceiling, None, self.window)
 
     def _refill(self, now: float) -> None:
         batches = self._batches
