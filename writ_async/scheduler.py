@@ -84,10 +84,13 @@ async def run_many(
     stop: StopRequest | None = None,
     progress_stream: IO[str] | None = None,
     progress_every: float = 0.5,
+    progress: Progress | None = None,
 ) -> tuple[list[EpisodeRecord], Progress]:
-    """Run ``specs`` with at most ``concurrency`` in flight; records in completion order."""
+    """Run ``specs`` with at most ``concurrency`` in flight; records in completion order.
+    ``progress``: counts to keep up to date (a caller that reports them elsewhere, e.g.
+    a Ray shard); by default new ones over ``specs``."""
     stop = stop or StopRequest()
-    progress = Progress(total=len(specs))
+    progress = progress if progress is not None else Progress(total=len(specs))
     queue = deque(specs)
     records: list[EpisodeRecord] = []
     log = get_logger(component="scheduler")

@@ -26,10 +26,8 @@ from pathlib import Path
 import msgspec
 
 from writ_async.config import Config
-from writ_async.journal import EpisodeFinished, EpisodeStarted, Event, ModelCalled
 from writ_async.records import episode_id
 from writ_async.rundir import MANIFEST, Manifest, RunDir, atomic_write, create_run, open_for_resume
-from writ_async.runner import Sink
 from writ_async.scheduler import Progress, StopRequest, run_many
 from writ_async.simulate import (
     episode_specs,
@@ -88,30 +86,6 @@ def load_or_save_plan(run_path: Path, plan: list[list[str]]) -> list[list[str]]:
     return plan
 
 
-class ProgressSink:
-    """The journal, watched on the way: counts for the driver's progress line."""
-
-    def __init__(self, journal: Sink, progress: Progress) -> None:
-        self.journal = journal
-        self.progress = progress
-
-    def append(self, event: Event) -> None:
-        self.journal.append(event)
-        progress = self.progress
-        if isinstance(event, EpisodeStarted):
-            progress.running += 1
-        elif isinstance(event, EpisodeFinished):
-            progress.running -= 1
-            progress.record(event.record)
-        elif isinstance(event, ModelCalled):
-            progress.counters.model_calls += 1
-            progress.counters.prompt_tokens += event.prompt_tokens
-            progress.counters.completion_tokens += event.completion_tokens
-
-    def commit(self) -> None:
-        self.journal.commit()
-
-
 Report = Callable[[ShardProgress], Awaitable[None]]
 
 
@@ -164,9 +138,9 @@ async def run_shard(
             journal = run.open_journal()
             try:
                 if specs:
-                    await run_many(prepared.setup, specs, participants,
-                                   ProgressSink(journal, progress), concurrency=concurrency,
-                                   stop=StopRequest())
+                    await run_many(prepared.setup, specs, participants, journal,
+                                   concurrency=concurrency, stop=StopRequest(),
+                                   progress=progress)
             finally:
                 journal.close()
     finally:
