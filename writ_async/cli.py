@@ -584,9 +584,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"{len(cluster.lost)} workers lost, {cluster.merged} episodes merged"
               + (f"; resume with --ray {args.ray}" if cluster.run.stopped_early else ""))
         return 0
-    outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr))
+    from writ_async.scheduler import StopRequest
+
+    stop = StopRequest()
+    outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr,
+                                  stop=stop))
     print(render_summary(outcome))
-    return 0
+    # A run a signal stopped exits as the shell expects of a process that signal stopped,
+    # so that scripts (and CI) never take a partial run for a finished one.
+    return stop.exit_status() if outcome.stopped_early and stop.requests else 0
 
 
 def render_summary(outcome: Any) -> str:
@@ -604,8 +610,8 @@ def render_summary(outcome: Any) -> str:
     lines.append(f"  {report.openai_path}")
     lines.append(f"  {report.sharegpt_path}")
     if outcome.stopped_early:
-        lines.append(f"stopped before the end: resume with `writ simulate --resume "
-                     f"{outcome.run_dir}`")
+        lines.append(f"partial run: {len(outcome.records)} of {outcome.expected} episodes "
+                     f"done; resume with `writ simulate --resume {outcome.run_dir}`")
     return "\n".join(lines)
 
 

@@ -60,18 +60,46 @@ class Progress:
 
 
 class StopRequest:
-    """First request: stop admitting. Second: cancel what runs."""
+    """First request: stop admitting. Second: cancel what runs.
 
-    def __init__(self) -> None:
+    ``signal`` remembers the first signal that asked (SIGINT or SIGTERM), so that the
+    command can exit as a process stopped by it would (130 / 143). ``notice`` is where
+    the operator is told, at once, what the request does (stderr by default); it is
+    given the number of episodes in flight, which the scheduler keeps up to date.
+    """
+
+    def __init__(self, notice: Callable[[str], None] | None = None) -> None:
         self.requests = 0
         self.admitting = True
+        self.signal: int | None = None
+        self.in_flight: Callable[[], int] = lambda: 0
+        self._notice = notice if notice is not None else _to_stderr
         self._cancel: Callable[[], None] | None = None
 
-    def __call__(self) -> None:
+    def __call__(self, sig: int | None = None) -> None:
         self.requests += 1
         self.admitting = False
-        if self.requests >= 2 and self._cancel is not None:
+        if self.signal is None and sig is not None:
+            self.signal = sig
+        running = self.in_flight()
+        if self.requests == 1:
+            self._notice(f"stopping: no new episodes; finishing {running} episode"
+                         f"{'' if running == 1 else 's'} in flight; Ctrl-C again to cancel "
+                         "them")
+        elif self._cancel is not None:
+            self._notice(f"cancelling {running} episode{'' if running == 1 else 's'} in "
+                         "flight (they stay unfinished; --resume runs them again)")
             self._cancel()
+
+    def exit_status(self) -> int:
+        """128 + the signal's number, as a shell reports a process that signal stopped;
+        130 (SIGINT's) when the stop came from elsewhere."""
+        return 128 + (self.signal if self.signal is not None else signal.SIGINT)
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(f"\nwrit: {line}\n")
+    sys.stderr.flush()
 
 
 async def run_many(
@@ -91,6 +119,7 @@ async def run_many(
     a Ray shard); by default new ones over ``specs``."""
     stop = stop or StopRequest()
     progress = progress if progress is not None else Progress(total=len(specs))
+    stop.in_flight = lambda: progress.running
     queue = deque(specs)
     records: list[EpisodeRecord] = []
     log = get_logger(component="scheduler")
@@ -106,6 +135,9 @@ async def run_many(
                 progress.running -= 1
             records.append(record)
             progress.record(record)
+            # In-process participants never suspend, so without this a worker would run
+            # the whole queue in one stretch and a stop signal would wait for its end.
+            await asyncio.sleep(0)
 
     async def report() -> None:
         tty = progress_stream is not None and progress_stream.isatty()
@@ -147,7 +179,7 @@ def install_stop_signals(loop: asyncio.AbstractEventLoop, stop: StopRequest) -> 
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, stop, sig)
         except (RuntimeError, ValueError):  # not the main thread: leave signals alone
             continue
         installed.append(sig)

@@ -67,6 +67,7 @@ class RunOutcome:
     summary: dict[str, Any]
     export: ExportReport
     stopped_early: bool
+    expected: int = 0  # episodes the whole run holds (``len(records)`` of them are done)
 
 
 def _read_text(path: str | None, default: str) -> str:
@@ -286,7 +287,7 @@ async def simulate(
     expected = len(scenarios) * sim.trials
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
                       summary=summary(records, tasks), export=report,
-                      stopped_early=len(records) < expected)
+                      stopped_early=len(records) < expected, expected=expected)
 
 
 def episode_specs(prepared: Prepared, scenarios: Sequence[Scenario],

@@ -333,7 +333,7 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
                          progress=progress_of(len(order), len(already), status.shards,
                                               started),
                          summary=summary(records, tasks), export=report,
-                         stopped_early=not complete)
+                         stopped_early=not complete, expected=len(order))
     return ClusterOutcome(run=outcome, shards=len(plan), workers=workers,
                           attempts=attempts, lost=status.lost, budget=status.budget,
                           merged=merged, seconds=time.monotonic() - started,
