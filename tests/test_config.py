@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from writ_async.config import (
@@ -222,3 +223,15 @@ def test_synthesis_mix_and_ranges_are_checked(tmp_path) -> None:
     config = load_config(path)
     assert config.synthesis.mix == {"read_heavy": 1.0}
     assert config.synthesis.exclude == [str(tmp_path / "t.json")]
+
+
+def test_repo_config_shows_the_defaults_except_behaviours() -> None:
+    """config.toml's first lines promise that every key it sets is the default, except
+    [simulate.behaviours]: the file without that table is the default run."""
+    shown = msgspec.to_builtins(load_config(REPO / "config.toml"))
+    default = msgspec.to_builtins(default_config())
+    assert shown["simulate"].pop("behaviours") is not None
+    assert default["simulate"].pop("behaviours") is None
+    shown["run"]["out_dir"] = default["run"]["out_dir"]  # resolved against the file's folder
+    assert shown == default
+    assert "except [simulate.behaviours]" in (REPO / "config.toml").read_text()

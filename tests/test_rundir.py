@@ -197,3 +197,27 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path: Path,
 def test_task_file_hash(tmp_path: Path) -> None:
     (tmp_path / "tasks.json").write_bytes(TASKS)
     assert sha256_file(tmp_path / "tasks.json") == sha256_bytes(TASKS)
+
+
+def test_resume_takes_a_fixed_endpoint_and_the_stored_config(tmp_path: Path) -> None:
+    """After an outage the run goes on against a repaired endpoint: the endpoint's URL and
+    transport faults may change on resume; faults that change answers may not. The
+    stored configuration comes back from the manifest (secrets unset)."""
+    from writ_async.config import ModelsConfig
+    from writ_async.models.mock_server import FaultRates
+    from writ_async.rundir import config_from_manifest
+
+    outage = Config(mock=MockConfig(faults=FaultRates(error_5xx=1.0, reset=0.5),
+                                    api_key="sekrit"))
+    run = create_run(tmp_path / "run", manifest(outage))
+    fixed = Config(mock=MockConfig(api_key="other"))
+    models = msgspec.to_builtins(fixed.models)
+    models["endpoints"]["mock"]["base_url"] = "http://127.0.0.1:9/v1"
+    moved = msgspec.structs.replace(fixed, models=msgspec.convert(models, ModelsConfig))
+    assert open_for_resume(run.path, manifest(moved)).manifest == run.manifest
+    changed = Config(mock=MockConfig(faults=FaultRates(error_5xx=1.0, reset=0.5,
+                                                       invalid_tool_args=0.1)))
+    with pytest.raises(RunDirError, match=r"mock\.faults\.invalid_tool_args: 0\.0 != 0\.1"):
+        open_for_resume(run.path, manifest(changed))
+    stored = config_from_manifest(run.path, run.manifest)
+    assert stored.mock.faults == outage.mock.faults and stored.mock.api_key is None

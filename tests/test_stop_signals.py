@@ -24,11 +24,11 @@ FLAGS = ["--task-count", "300", "--trials", "3", "--concurrency", "16"]
 EXPECTED = 900
 
 
-def _start(run: Path, *extra: str) -> subprocess.Popen[str]:
+def _start(run: Path, *extra: str, flags: bool = True) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    given = ["--config", str(REPO / "config.toml"), *FLAGS] if flags else []
     return subprocess.Popen(
-        [sys.executable, "-m", "writ_async", "simulate", "--config",
-         str(REPO / "config.toml"), *FLAGS, *extra],
+        [sys.executable, "-m", "writ_async", "simulate", *given, *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,7 +63,10 @@ def test_a_signal_stops_an_in_process_run(tmp_path: Path, sig: int, status: int)
     assert f"--resume {run}" in out
 
 
-def test_resume_after_a_stop_runs_each_episode_once(tmp_path: Path) -> None:
+def test_resume_alone_continues_with_the_stored_configuration(tmp_path: Path) -> None:
+    """`--resume RUN` with no other flag (as the printed hint says) finishes the run with
+    the manifest's configuration; a flag that would change results is refused, naming the
+    key; one that cannot (concurrency) is taken."""
     run = tmp_path / "run"
     proc = _start(run, "--out", str(run))
     _wait_for_episodes(proc, run / "journal.bin")
@@ -71,7 +74,14 @@ def test_resume_after_a_stop_runs_each_episode_once(tmp_path: Path) -> None:
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     before = set(_finished(run))
-    resumed = _start(run, "--resume", str(run))
+
+    refused = _start(run, "--resume", str(run), "--trials", "4", flags=False)
+    out, err = refused.communicate(timeout=120)
+    assert refused.returncode == 2, (out, err)
+    assert "config.simulate.trials: 3 != 4" in err and "only these may change" in err
+    assert set(_finished(run)) == before
+
+    resumed = _start(run, "--resume", str(run), "--concurrency", "4", flags=False)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, (out, err)
     after = _finished(run)

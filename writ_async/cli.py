@@ -530,7 +530,16 @@ def _rewrite(config: Any, tasks: list[Any], role: str, source: str, seed: int) -
 
 def simulate_config(args: argparse.Namespace) -> Any:
     """The config file with the command line's overrides applied (and checked)."""
-    config = load_config(args.config) if args.config else default_config()
+    if args.config:
+        config = load_config(args.config)
+    elif getattr(args, "resume", None):
+        # A resumed run goes on with the configuration it started with; flags may still
+        # change what cannot change results (the manifest check refuses the rest).
+        from writ_async.rundir import config_from_manifest, load_manifest
+
+        config = config_from_manifest(args.resume, load_manifest(args.resume))
+    else:
+        config = default_config()
     replace = msgspec.structs.replace
     run = config.run
     if args.domain is not None or args.seed is not None:

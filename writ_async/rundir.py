@@ -66,7 +66,27 @@ VOLATILE_CONFIG: tuple[str, ...] = (
     "mock.api_key_env",
     "mock.backlog",
     "mock.access_log",
+    # Where the endpoints are and how they misbehave on the wire: after an outage, a run
+    # goes on against a fixed endpoint (a failed call is retried or its episode re-run,
+    # never kept as data). Faults that change what an answer says stay in the fingerprint.
+    "models.endpoints.*.base_url",
+    "mock.faults.stall",
+    "mock.faults.reset",
+    "mock.faults.error_5xx",
+    "mock.faults.error_object_200",
+    "mock.faults.malformed_json",
+    "mock.faults.truncated_stream",
+    "mock.stall_s",
+    "mock.ttft_ms",
+    "mock.tpot_ms",
+    "mock.jitter_ms",
+    "mock.rpm_limit",
+    "mock.tpm_limit",
+    "mock.rate_window_s",
 )
+# What a flag given with ``--resume`` may change, in words (the refusal says it).
+RESUME_MAY_CHANGE = ("concurrency, endpoints' URLs, API keys, timeouts, rate limits, retry, "
+                     "logging, mock latency and transport faults, export filters")
 _SECRETS = ("mock.api_key",)  # never written to disk; the manifest says only that one was set
 _REDACTED = "<redacted>"
 
@@ -240,10 +260,28 @@ def open_for_resume(path: Path | str, manifest: Manifest) -> RunDir:
     stored = load_manifest(path)
     if stored.fingerprint() != manifest.fingerprint():
         diffs = manifest_differences(stored, manifest) or ["fingerprint differs"]
-        raise RunDirError(path, "cannot resume: this is not the run stored there "
-                                "(stored != now): " + "; ".join(diffs))
+        raise RunDirError(path, "cannot resume: this would change what the run produces "
+                                "(stored != now): " + "; ".join(diffs)
+                          + f". On resume only these may change: {RESUME_MAY_CHANGE}; "
+                          "`writ simulate --resume RUN` alone continues with the stored "
+                          "configuration")
     (path / EXPORT).mkdir(exist_ok=True)
     return RunDir(path, stored)
+
+
+def config_from_manifest(path: Path | str, manifest: Manifest) -> Config:
+    """The configuration a run was started with, as its manifest stores it (paths were
+    resolved when it started; a redacted secret comes back unset: give it again through
+    its environment variable)."""
+    plain = msgspec.json.decode(msgspec.json.encode(manifest.config))  # a private deep copy
+    for key in _SECRETS:
+        _unredact(plain, key.split("."))
+    try:
+        return msgspec.convert(plain, Config)
+    except msgspec.ValidationError as exc:
+        raise RunDirError(path, f"{MANIFEST}: its stored configuration no longer loads "
+                                f"({exc}); resume with --config naming the run's config "
+                                "file") from None
 
 
 def load_manifest(path: Path | str) -> Manifest:
@@ -312,6 +350,13 @@ def _redact(tree: Any, parts: list[str]) -> None:
         tree = tree.get(part) if isinstance(tree, dict) else None
     if isinstance(tree, dict) and tree.get(parts[-1]) is not None:
         tree[parts[-1]] = _REDACTED
+
+
+def _unredact(tree: Any, parts: list[str]) -> None:
+    for part in parts[:-1]:
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    if isinstance(tree, dict) and tree.get(parts[-1]) == _REDACTED:
+        tree[parts[-1]] = None
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
