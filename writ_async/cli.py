@@ -222,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("episode", metavar="EPISODE", help="an episode id (task:trial)")
     p.add_argument("--full", action="store_true", help="do not shorten long tool outputs")
     p.set_defaults(run=cmd_show)
+
+    data = commands.add_parser("data", help="inspect exported training data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = data_commands.add_parser(
+        "stats", help="rows, tokens, turns, tool calls and the variety of the assistant's text")
+    p.add_argument("run_dir", metavar="RUN",
+                   help="a run directory (its export/sft_openai.jsonl) or an OpenAI JSONL file")
+    p.add_argument("--against", metavar="TASKS",
+                   help="a tasks.json: count rows whose writes equal a task's gold writes")
+    p.add_argument("--split", help="with --against: a split of split_tasks.json beside it")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(run=cmd_data_stats)
     return parser
 
 
@@ -618,10 +630,25 @@ def render_summary(outcome: Any) -> str:
                  f"dropped: {dropped})")
     lines.append(f"  {report.openai_path}")
     lines.append(f"  {report.sharegpt_path}")
+    lines.extend(_data_stats_lines(Path(outcome.run_dir)))
     if outcome.stopped_early:
         lines.append(f"partial run: {len(outcome.records)} of {outcome.expected} episodes "
                      f"done; resume with `writ simulate --resume {outcome.run_dir}`")
     return "\n".join(lines)
+
+
+def _data_stats_lines(run_dir: Path) -> list[str]:
+    """The headline figures of the run's export/stats.json (written with the export)."""
+    from writ_async import datastats
+
+    path = run_dir / "export" / datastats.STATS_FILE
+    if not path.exists():
+        return []
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    lines = [f"data: {datastats.headline(stats)}", f"  {path}"]
+    if "contamination" in stats:
+        lines.append(datastats.render_contamination(stats["contamination"]))
+    return lines
 
 
 # -- replay and show -----------------------------------------------------------------------
@@ -694,4 +721,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = replay.open_run(args.run_dir)
     print(show.render_episode(run, args.episode, full=args.full))
+    return 0
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from writ_async import datastats
+
+    if args.split and not args.against:
+        raise ConfigError("<command line>", "--split goes with --against")
+    stats = datastats.stats_of(args.run_dir, against=args.against, split=args.split)
+    if args.json:
+        sys.stdout.write(datastats.encode(stats).decode())
+    else:
+        print(datastats.render(stats))
     return 0

@@ -151,6 +151,10 @@ class ExportConfig(Section):
     terminations: list[str] = msgspec.field(default_factory=lambda: ["user_stop", "agent_stop"])
     require_evidence: bool = True
     dedupe: bool = True
+    # a task file (e.g. tau2's tasks.json) whose gold writes no exported row should equal:
+    # export/stats.json and the run summary count the rows that do
+    contamination_tasks: str | None = None
+    contamination_split: str | None = None  # a split of split_tasks.json beside that file
 
 
 def _default_mix() -> dict[str, float]:
@@ -391,5 +395,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     )
     synthesis = replace(config.synthesis, exclude=[
         _resolve(p, base_dir) or p for p in config.synthesis.exclude])
+    export = replace(config.export,
+                     contamination_tasks=_resolve(config.export.contamination_tasks, base_dir))
     return replace(config, run=run, domains=replace(config.domains, **domains), simulate=sim,
-                   synthesis=synthesis)
+                   synthesis=synthesis, export=export)

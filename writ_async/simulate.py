@@ -28,6 +28,7 @@ import writ_async
 from domains import get_domain
 from writ_async.behaviours import Scenario, expand_scenarios, with_behaviours
 from writ_async.config import Config
+from writ_async.datastats import write_export_stats
 from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
@@ -214,12 +215,15 @@ def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeReco
     context = ExportContext(system_prompt_by_domain={prepared.domain_name: prepared.agent_system},
                             tools_by_domain={prepared.domain_name: prepared.toolbox.schemas()})
     exp = config.export
-    return write_exports(
+    report = write_exports(
         records, run.path / "export", context,
         ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
                      require_evidence=exp.require_evidence, dedupe=exp.dedupe),
         [t.id for t in tasks],
     )
+    write_export_stats(run.path / "export", against=exp.contamination_tasks,
+                       split=exp.contamination_split)
+    return report
 
 
 def resumable_prefix(setup: EpisodeSetup, events: Sequence[Event]) -> tuple[Message, ...]:
