@@ -23,7 +23,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import msgspec
 from domains import get_domain
 from writ_async.config import default_config, load_config
 from writ_async.domain import Domain
+from writ_async.episode import Termination
 from writ_async.errors import (
     ConfigError,
     DataError,
@@ -613,7 +615,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(render_summary(outcome))
     # A run a signal stopped exits as the shell expects of a process that signal stopped,
     # so that scripts (and CI) never take a partial run for a finished one.
-    return stop.exit_status() if outcome.stopped_early and stop.requests else 0
+    if outcome.stopped_early and stop.requests:
+        return stop.exit_status()
+    cause = nothing_ran(outcome.records)
+    if cause is not None:
+        print(f"writ: error: no episode could run: {cause}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_INFRA = Termination.INFRASTRUCTURE_ERROR.value
+
+
+def nothing_ran(records: Sequence[Any]) -> str | None:
+    """Why no episode of a run could run, in one line (None if any could): each failed
+    on the infrastructure, so the run produced no data at all; the most frequent cause is
+    named with its count."""
+    if not records or any(r.termination != _INFRA for r in records):
+        return None
+    causes = Counter(r.error or "no error recorded" for r in records)
+    cause, count = causes.most_common(1)[0]
+    role, _, what = cause.partition(" role: ")
+    if not what:
+        role, what = "", cause
+    others = f" ({len(causes) - 1} other causes)" if len(causes) > 1 else ""
+    lead = f"{role} role: " if role else ""
+    return (f"{lead}{count} of {len(records)} episodes ended {_INFRA}: "
+            f"{what}{others}")
 
 
 def render_summary(outcome: Any) -> str:

@@ -311,7 +311,8 @@ async def run_episode(
                 try:
                     turn = await (agent if is_agent else user).reply(episode.messages)
                 except ParticipantError as failure:
-                    error = str(failure)
+                    # Which side failed: an operator reading "HTTP 500" needs the role.
+                    error = f"{'agent' if is_agent else 'user'} role: {failure}"
                     action = episode.failed(failure.reason)
                     break
                 _account(sink, ep_id, spec, turn, "agent" if is_agent else "user",
