@@ -53,3 +53,34 @@ def test_nothing_ran_names_the_most_frequent_cause_and_its_role() -> None:
                                    "mock: HTTP 500 (1 other causes)")
     assert nothing_ran([*failed, _record("ok", "user_stop", None)]) is None
     assert nothing_ran([]) is None
+
+
+def test_resume_after_an_outage_reruns_the_failed_episodes(tmp_path: Path) -> None:
+    """Episodes that ended on the infrastructure are not data: `--resume` against the
+    repaired endpoint runs them again (from where they broke), and the new records stand
+    in for the failed ones, each episode once."""
+    from writ_async.journal import read_journal
+
+    failing, fixed = tmp_path / "failing.toml", tmp_path / "fixed.toml"
+    failing.write_text(FAILING, encoding="utf-8")
+    fixed.write_text(FAILING.replace("error_5xx = 1.0", "error_5xx = 0.0"), encoding="utf-8")
+    run = tmp_path / "run"
+
+    def simulate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "writ_async", "simulate", *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    first = simulate("--config", str(failing), "--out", str(run))
+    assert first.returncode == 1
+    failed = read_journal(run / "journal.bin")
+    assert {r.termination for r in failed.finished.values()} == {"infrastructure_error"}
+    second = simulate("--config", str(fixed), "--resume", str(run))
+    assert second.returncode == 0, (second.stdout, second.stderr)
+    after = read_journal(run / "journal.bin")
+    assert after.finished.keys() == failed.finished.keys() and after.duplicate_finishes == 0
+    assert {r.termination for r in after.finished.values()} == {"user_stop"}
+    assert all(after.finished_attempt[eid] == 1 for eid in after.finished)
+    assert "infrastructure_error" not in second.stdout.split("termination_reasons")[1][:200]
+    replayed = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), "--all"],
+                              cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert replayed.returncode == 0, (replayed.stdout, replayed.stderr)

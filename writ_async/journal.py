@@ -47,6 +47,7 @@ from typing import Literal
 
 import msgspec
 
+from writ_async.episode import Termination
 from writ_async.errors import JournalBusy, JournalCorrupt
 from writ_async.messages import Message
 from writ_async.records import EpisodeRecord
@@ -103,6 +104,10 @@ Event = EpisodeStarted | MessageAdded | ModelCalled | ToolExecuted | Snapshot | 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Event)
+# An episode that ended this way produced nothing to learn from: ``--resume`` runs it again
+# and the new attempt's record replaces it.
+RERUN_TERMINATION = Termination.INFRASTRUCTURE_ERROR.value
+
 _HEADER = struct.Struct("<II")
 HEADER_SIZE = _HEADER.size
 _MAX_PAYLOAD = 0xFFFFFFFF
@@ -305,6 +310,7 @@ class JournalContents:
         self.finished: dict[str, EpisodeRecord] = {}
         self.unfinished: set[str] = set()
         self.attempts: dict[str, int] = {}  # highest attempt seen per episode
+        self.finished_attempt: dict[str, int] = {}  # the attempt whose record stands
         self.counts: dict[str, int] = {}  # records per event kind
         self.records = 0
         self.duplicate_finishes = 0  # EpisodeFinished for an already finished episode
@@ -365,6 +371,7 @@ def _read_journal(path: Path) -> JournalContents:
     size = len(buf)
     unpack, crc32 = _HEADER.unpack_from, zlib.crc32
     spans, finished, attempts = contents._spans, contents.finished, contents.attempts
+    finished_attempt = contents.finished_attempt
     kinds: dict[type[msgspec.Struct], int] = {}
     offset = 0
     while offset < size:  # the framing checks of _frame_problem, inlined: this loop is hot
@@ -389,10 +396,16 @@ def _read_journal(path: Path) -> JournalContents:
         kind = type(event)
         kinds[kind] = kinds.get(kind, 0) + 1
         if isinstance(event, EpisodeFinished):
-            if eid in finished:
-                contents.duplicate_finishes += 1  # a scheduler bug: the first one stands
-            else:
+            prior = finished.get(eid)
+            if prior is None or (prior.termination == RERUN_TERMINATION
+                                 and event.attempt > finished_attempt[eid]):
+                # A later attempt of an episode that ended on the infrastructure (re-run
+                # by --resume) stands in for it; any other second finish is a scheduler
+                # bug, and the first one stands.
                 finished[eid] = event.record
+                finished_attempt[eid] = event.attempt
+            else:
+                contents.duplicate_finishes += 1
         offset = end
     contents.records = sum(kinds.values())
     contents.counts = {str(k.__struct_config__.tag): n for k, n in kinds.items()}

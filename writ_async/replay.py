@@ -152,7 +152,9 @@ class ReplayRun:
             raise ReplayError(f"{self.path}: no episode {ep_id!r} in this run "
                               f"({len(known)} episodes, {len(contents.finished)} finished{hint})")
         events = contents.events(ep_id)
-        finished = next((e for e in events if isinstance(e, EpisodeFinished)), None)
+        standing = contents.finished_attempt.get(ep_id)
+        finished = next((e for e in events if isinstance(e, EpisodeFinished)
+                         and e.attempt == standing), None)
         attempt = finished.attempt if finished is not None else contents.attempts[ep_id]
         return RecordedEpisode(
             episode_id=ep_id, attempt=attempt,
@@ -248,7 +250,10 @@ class _Recorded:
             raise TimeoutError
         if ending in FAILURES and ending in (side, Termination.INFRASTRUCTURE_ERROR,
                                              Termination.CONTEXT_WINDOW_EXCEEDED):
-            raise ParticipantError(Termination(ending), self.record.error or "")
+            # The runner names the failing role in front of the error again.
+            said = (self.record.error or "").removeprefix(
+                f"{'agent' if self.agent else 'user'} role: ")
+            raise ParticipantError(Termination(ending), said)
         raise ReplayDivergence(step, "message", "message", "(none: the recorded messages "
                                f"end here, termination {ending})", f"a {wanted} message",
                                f"the episode asks the {wanted} here")
@@ -421,6 +426,7 @@ async def verify_all(run: ReplayRun, *, full_hash: bool = False) -> list[Verdict
     pending: dict[str, list[Event]] = {}
     done: set[str] = set()
     verdicts = []
+    standing = run.contents.finished_attempt
     for event in iter_events(run.contents.path, run.contents.valid_bytes):
         eid = event.episode_id
         if eid in done:
@@ -430,6 +436,10 @@ async def verify_all(run: ReplayRun, *, full_hash: bool = False) -> list[Verdict
             events = pending[eid] = []
         events.append(event)
         if isinstance(event, EpisodeFinished):
+            if event.attempt != standing.get(eid):
+                # An attempt a later one replaced (an infrastructure error, re-run).
+                pending[eid] = [e for e in events if e.attempt != event.attempt]
+                continue
             del pending[eid]
             done.add(eid)
             attempt = event.attempt

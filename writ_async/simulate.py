@@ -33,7 +33,7 @@ from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
 from writ_async.grading import GoldCache
-from writ_async.journal import Event, JournalContents, MessageAdded
+from writ_async.journal import RERUN_TERMINATION, Event, JournalContents, MessageAdded
 from writ_async.judge import Judge
 from writ_async.logs import get_logger
 from writ_async.messages import Message
@@ -307,10 +307,13 @@ def episode_specs(prepared: Prepared, scenarios: Sequence[Scenario],
     for scenario in scenarios:
         for trial in range(config.simulate.trials):
             eid = episode_id(scenario.id, trial)
-            if eid in previous.finished or (only is not None and eid not in only):
+            done = previous.finished.get(eid)
+            # An episode that ended on the infrastructure is run again, from where it broke.
+            rerun = done is not None and done.termination == RERUN_TERMINATION
+            if (done is not None and not rerun) or (only is not None and eid not in only):
                 continue
             prefix: tuple[Message, ...] = ()
-            if continue_unfinished and eid in previous.unfinished:
+            if continue_unfinished and (rerun or eid in previous.unfinished):
                 prefix = resumable_prefix(
                     prepared.setup, previous.events(eid, previous.attempts[eid]))
             specs.append(EpisodeSpec(task=by_id[scenario.task_id], trial=trial,
