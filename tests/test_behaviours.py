@@ -6,6 +6,9 @@ configured weights; the same catalogue yields the LLM user's instructions."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,9 @@ from writ_async.behaviours import (
     CATALOGUE,
     FILLERS,
     FORBIDDEN_REQUESTS,
+    HURRIES,
     NAMES,
+    PHRASINGS,
     VAGUE_OPENERS,
     BehaviourMix,
     Scenario,
@@ -33,10 +38,12 @@ from writ_async.behaviours import (
     first_person,
     forbidden_request,
     id_mistake,
+    instruction_text,
     is_forbidden_request,
     mentions,
     parse_scenario_id,
     preference,
+    replace_value,
     sample_behaviours,
     scenario_id,
     string_leaves,
@@ -52,6 +59,7 @@ from writ_async.overlay import BaseDB
 from writ_async.prompts import USER_GUIDELINES, agent_view, user_system_prompt, user_view
 from writ_async.records import derive_seed
 from writ_async.scripted import (
+    DEFAULT_MAX_USER_TURNS,
     HEARD_SUFFIX,
     ScriptedAgent,
     ScriptedUser,
@@ -336,7 +344,7 @@ def test_vague_then_narrows_opens_without_specifics(world: World) -> None:
         episode, _ = run(world, task, ("vague_then_narrows",))
         messages = said_by_user(episode.messages)
         assert messages[0] in VAGUE_OPENERS[world.name]
-        assert messages[1].startswith("To be more specific: ")
+        assert messages[1].startswith(tuple(PHRASINGS["plain"].narrow.texts()))
         for action in task.gold_actions:
             for value in string_leaves(action.arguments):
                 assert not (len(value) >= 3 and mentions(messages[0], value))
@@ -368,8 +376,12 @@ def test_impatient_is_terse_and_verbose_is_not(world: World) -> None:
         assert plain < verbose, task.id
         shorter += impatient < plain
         episode, _ = run(world, task, ("verbose",))
-        for text in said_by_user(episode.messages)[:-1]:
-            assert sum(f in text for f in FILLERS) == 2, text
+        texts = said_by_user(episode.messages)[:-1]
+        fillers = FILLERS.texts()
+        # An aside before and after the opening, and at least one in every later message.
+        assert texts[0].startswith(tuple(fillers)) and texts[0].endswith(tuple(fillers))
+        for text in texts:
+            assert text.startswith(tuple(fillers)) or text.endswith(tuple(fillers)), text
     assert shorter >= 0.8 * len(world.tasks), (shorter, len(world.tasks))
 
 
@@ -390,7 +402,8 @@ def test_a_mistyped_identifier_is_reported_and_corrected(world: World) -> None:
         heard = heard_calls(messages)
         if not mistake.looked_up:  # nobody looks it up: the user corrects itself at once
             assert heard == [], task.id
-            assert texts[first_typo].endswith(f"Sorry, I mean {mistake.value}."), task.id
+            fixes = PHRASINGS["plain"].self_correct.texts(value=mistake.value)
+            assert texts[first_typo].endswith(tuple(fixes)), task.id
             continue
         # The agent looked it up as said, the lookup failed, it said so, the user fixed it.
         assert len(heard) == 1, task.id
@@ -420,7 +433,7 @@ def test_a_forbidden_request_comes_first_and_is_refused(world: World) -> None:
         refusal = messages[users[0] + 1]
         assert isinstance(refusal, AssistantMessage) and not refusal.tool_calls
         assert "cannot" in (refusal.content or "")
-        assert messages[users[1]].content.startswith("I see, never mind then.")
+        assert messages[users[1]].content.startswith(tuple(PHRASINGS["plain"].accept.texts()))
         assert not is_forbidden_request(" ".join(said_by_user(messages)[1:]))
 
 
@@ -440,7 +453,7 @@ def test_a_preference_is_stated_and_then_changed(world: World) -> None:
 
 def test_same_seed_same_conversation(world: World) -> None:
     for i, task in enumerate(world.tasks[:20]):
-        names = WIDEST[i % 2]
+        names = (*WIDEST, (), ("one_fact_when_asked", "verbose"))[i % 4]
         first, final = run(world, task, names)
         again, final_again = run(world, task, names)
         assert msgspec.json.encode(first.messages) == msgspec.json.encode(again.messages)
@@ -517,3 +530,111 @@ def test_instructions_that_are_plain_text_are_told_too() -> None:
     question = AssistantMessage(content="Could you please give me the order number?")
     second = user.reply([greeting, first, question])
     assert second.content.startswith("Order: #W1234567.")
+
+
+# -- varied turns ----------------------------------------------------------------------------
+
+# Compositions that make the user talk most: one fact per question, wrapped in filler or in
+# a hurry, a typo to correct, a forbidden request and a change of mind.
+TALKATIVE = (
+    (), ("verbose",), ("impatient",), ("cooperative", "verbose"),
+    ("one_fact_when_asked", "verbose", "out_of_order"),
+    ("one_fact_when_asked", "impatient", "correctable_id_mistake"),
+    ("vague_then_narrows", "verbose", "forbidden_first", "changes_preference"), *WIDEST,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def fact_wordings(task: Task, seed: int, behaviours: Sequence[str]) -> list[str]:
+    """Every wording in which the user may tell one of its facts: as the scenario has it,
+    in the first person, terse, with and without its mistyped identifier."""
+    units = [u for split in (False, True) for part in fact_units(task, sentences=split)
+             for u in part]
+    units += instruction_text(task).splitlines()
+    ins = task.user_scenario.instructions
+    if not isinstance(ins, str):
+        units.append(ins.task_instructions)
+    mistake = id_mistake(task, seed) if "correctable_id_mistake" in behaviours else None
+    if mistake is not None:
+        units += [replace_value(u, mistake.value, mistake.typo) for u in units]
+    return [w for u in units for w in (u, first_person(u), terse(first_person(u)))]
+
+
+def stock_sentences(task: Task, seed: int, behaviours: Sequence[str],
+                    texts: Sequence[str]) -> list[str]:
+    """The sentences of the user's messages that are not one of its facts: its fillers,
+    confirmations, acknowledgements, hurries, apologies, repeats."""
+    facts = fact_wordings(task, seed, behaviours)
+    return [s for text in texts for s in _SENTENCE_END.split(text)
+            if s and not any(s in f for f in facts)]
+
+
+def test_no_stock_sentence_is_said_twice_in_a_conversation(world: World) -> None:
+    stock = 0
+    for task in world.tasks:
+        for names in TALKATIVE:
+            seed = world.seed(task, names)
+            episode, _ = run(world, task, names)
+            said = stock_sentences(task, seed, names, said_by_user(episode.messages))
+            twice = [s for s, n in Counter(said).items() if n > 1]
+            assert not twice, (world.name, task.id, names, twice)
+            stock += len(said)
+    assert stock > 10 * len(world.tasks)  # the check did look at many sentences
+
+
+def bank_lines(**fill: str) -> dict[str, list[str]]:
+    """Every stock sentence of the scripted user, by bank."""
+    lines = {f"{style}.{f.name}": getattr(phrasing, f.name).texts(**fill)
+             for style, phrasing in PHRASINGS.items() for f in dataclasses.fields(phrasing)}
+    return {**lines, "fillers": FILLERS.texts(), "hurries": HURRIES.texts()}
+
+
+def test_the_phrase_banks_are_large_and_safe_to_say() -> None:
+    yes = re.compile(r"\byes\b", re.IGNORECASE)
+    # Banks a user may draw from on every turn hold more lines than a conversation has
+    # turns (fillers: two a turn), so that none ever has to be said twice.
+    per_turn = {"confirm": 1, "ack": 1, "exhausted": 1, "all_given": 1}
+    for name, lines in bank_lines(value="XY-value").items():
+        kind = name.rpartition(".")[2]
+        wanted = {"fillers": 2, "hurries": 1}.get(name, per_turn.get(kind, 0))
+        assert len(lines) >= wanted * DEFAULT_MAX_USER_TURNS, (name, len(lines))
+        assert len(set(lines)) == len(lines), name
+        for line in lines:
+            # tau2's policies need an explicit yes: every confirmation has one, nothing
+            # else does, so that only a confirmation reads as agreement.
+            assert bool(yes.search(line)) == (kind == "confirm"), (name, line)
+            assert not any(ch.isdigit() for ch in line), (name, line)
+            if kind in ("repeat", "narrow"):  # prefixes to a fact
+                assert line.endswith(": ") and line[0].isupper(), (name, line)
+            else:  # one sentence each
+                assert _SENTENCE_END.split(line) == [line], (name, line)
+                assert line[0].isupper() and line[-1] in ".!", (name, line)
+            if kind in ("correct", "self_correct"):
+                assert mentions(line, "XY-value"), (name, line)
+
+
+def test_no_stock_line_mentions_a_value_a_tool_takes(world: World) -> None:
+    # The agent looks for the user's values in all it says: a filler or a confirmation
+    # that happened to state one would count as telling it.
+    values = {v for task in world.tasks for action in task.gold_actions
+              for v in string_leaves(action.arguments) if len(v) >= 2}
+    for name, lines in bank_lines(value="XY-value").items():
+        for line in lines:
+            assert not [v for v in values if mentions(line, v)], (name, line)
+
+
+def test_a_bank_says_every_core_before_composing_new_lines() -> None:
+    said: list[str] = []
+    for turn in range(3 * len(FILLERS.cores)):
+        line = FILLERS.pick(random.Random(f"7:user:{turn}"), said)
+        cores = [c for c in FILLERS.cores if c.lower() in line.lower()]
+        assert len(cores) == 1, line
+        # Each aside is about something new until every one was said; only then are the
+        # cores said again, each in a frame not used with it before.
+        before = any(cores[0].lower() in s.lower() for s in said)
+        assert before == (turn >= len(FILLERS.cores)), line
+        said.append(line)
+    assert len(set(said)) == len(said)
+    # A pure function of the seed and what was said before.
+    again = [FILLERS.pick(random.Random(f"7:user:{turn}"), said[:turn]) for turn in range(5)]
+    assert again == said[:5]

@@ -61,6 +61,7 @@ from writ_async.behaviours import (
     IMPATIENT,
     ONE_FACT_WHEN_ASKED,
     OUT_OF_ORDER,
+    PHRASINGS,
     VAGUE_THEN_NARROWS,
     VERBOSE,
     canonical,
@@ -818,8 +819,7 @@ class ScriptedUser:
         if intent == "closing":
             return UserMessage(content=STOP)
         if intent == "confirm":
-            return UserMessage(content=rng.choice(("Yes.", "Yes, please go ahead.",
-                                                   "Yes, I confirm.")))
+            return UserMessage(content=_PLAIN_LINES.confirm.pick(rng, _own(view)))
         if intent == "ask":
             # Questions before the user first spoke (the greeting) asked for no fact.
             first = next(i for i, m in enumerate(view) if isinstance(m, UserMessage))
@@ -827,32 +827,21 @@ class ScriptedUser:
                         if isinstance(m, AssistantMessage) and _intent(m.content or "") == "ask")
             if asked < len(self.facts):
                 return UserMessage(content=self.facts[asked])
-            return UserMessage(content="I'm afraid that is all the information I have.")
-        return UserMessage(content=rng.choice(("Okay.", "Alright, thank you.")))
+            return UserMessage(content=_PLAIN_LINES.exhausted.pick(rng, _own(view)))
+        return UserMessage(content=_PLAIN_LINES.ack.pick(rng, _own(view)))
 
 
-# The behaviour user's fixed phrases, by style (plain, impatient, verbose).
+# The behaviour user's fixed phrases, by style (plain, impatient, verbose): the banks of
+# behaviours.PHRASINGS, from which a user never says the same sentence twice.
 _PLAIN, _TERSE, _CHATTY = "plain", IMPATIENT, VERBOSE
-_CONFIRMS = {_PLAIN: ("Yes.", "Yes, please go ahead.", "Yes, I confirm."),
-             _TERSE: ("Yes.", "Yes, go ahead."),
-             _CHATTY: ("Yes, that all sounds right, please go ahead.",
-                       "Yes, I confirm, thank you so much.")}
-_ACKS = {_PLAIN: ("Okay.", "Alright, thank you."), _TERSE: ("Ok.", "Fine."),
-         _CHATTY: ("Alright, thank you so much for explaining.",
-                   "Okay, that makes sense, thank you.")}
-_EXHAUSTED = {_PLAIN: "I'm afraid that is all the information I have.",
-              _TERSE: "That's all I know.",
-              _CHATTY: "Hmm, I'm afraid that is really all the information I have."}
-_ALL_GIVEN = "I believe I already gave you everything I know in my first message."
-_REPEAT = {_PLAIN: "As I mentioned, ", _TERSE: "Already said: ", _CHATTY: "Like I said before, "}
-_NARROW = {_PLAIN: "To be more specific: ", _TERSE: "Specifically: ",
-           _CHATTY: "Let me be more specific: "}
-_ACCEPT = {_PLAIN: "I see, never mind then.", _TERSE: "Fine, forget it.",
-           _CHATTY: "Oh well, I had to ask. Never mind then."}
-_CORRECT = {_PLAIN: "Oh, sorry, I made a typo. It is {value}.", _TERSE: "Typo. It's {value}.",
-            _CHATTY: "Oh dear, I'm so sorry, I must have made a typo. It is {value}."}
-_SELF_CORRECT = {_PLAIN: "Sorry, I mean {value}.", _TERSE: "No, {value}.",
-                 _CHATTY: "Oh, silly me, I got that wrong, I mean {value}."}
+_PLAIN_LINES = PHRASINGS[_PLAIN]
+
+
+def _own(view: Sequence[AssistantMessage | UserMessage]) -> list[str]:
+    """What the user said so far: the lines its phrase banks must not repeat."""
+    return [m.content for m in view if isinstance(m, UserMessage)]
+
+
 _NOT_FOUND_CUE = re.compile(
     r"(could ?n[o']t|can ?n[o']t|unable to|not able to|did ?n[o']t) (find|locate)|not found|"
     r"no record|double[- ]check|does ?n[o']t match|invalid|incorrect", re.IGNORECASE)
@@ -884,8 +873,8 @@ class _Telling:
     will look it up).
     """
 
-    __slots__ = ("chunks", "cooperative", "forbidden", "mistake", "preference", "single",
-                 "style", "told", "units", "vague")
+    __slots__ = ("chunks", "cooperative", "forbidden", "lines", "mistake", "preference",
+                 "single", "style", "told", "units", "vague")
 
     def __init__(self, task: Task, seed: int, behaviours: tuple[str, ...]) -> None:
         chosen = set(behaviours)
@@ -893,6 +882,7 @@ class _Telling:
         self.cooperative = COOPERATIVE in chosen
         self.style = (_TERSE if IMPATIENT in chosen else _CHATTY if VERBOSE in chosen
                       else _PLAIN)
+        self.lines = PHRASINGS[self.style]
         # One fact at a time, or only what was asked for (impatient): facts are sentences.
         self.single = not self.cooperative and (ONE_FACT_WHEN_ASKED in chosen
                                                 or self.style == _TERSE)
@@ -937,13 +927,13 @@ class _Telling:
         last = last or ""
         opening = 1 if self.forbidden is not None else 0
         if len(own) < opening:
-            return self._say([self.forbidden or ""], rng, opening=True)
+            return self._say([self.forbidden or ""], rng, own, opening=True)
         if len(own) == opening:
-            parts = [_ACCEPT[self.style]] if opening else []
+            parts = [self.lines.accept.pick(rng, own)] if opening else []
             parts += self._opening(own)
             if self.preference is not None:
                 parts.append(self.preference[0])
-            return self._say(parts, rng, opening=True)
+            return self._say(parts, rng, own, opening=True)
         intent = _intent(last)
         if intent == "transfer":
             return TRANSFER
@@ -952,23 +942,24 @@ class _Telling:
         mistake = self.mistake
         if (mistake is not None and self._typo_pending(own)
                 and (mentions(last, mistake.typo) or _NOT_FOUND_CUE.search(last))):
-            parts = [_CORRECT[self.style].format(value=mistake.value)]
+            parts = [self.lines.correct.pick(rng, own, value=mistake.value)]
         elif intent == "confirm":
-            parts = [rng.choice(_CONFIRMS[self.style])]
+            parts = [self.lines.confirm.pick(rng, own)]
         elif intent == "ask":
-            parts = self._answer(last, own)
+            parts = self._answer(last, own, rng)
         else:
-            parts = [rng.choice(_ACKS[self.style])]
+            parts = [self.lines.ack.pick(rng, own)]
         if self.preference is not None and not any(self.preference[1] in m for m in own):
             parts.append(self.preference[1])
-        return self._say(parts, rng)
+        return self._say(parts, rng, own)
 
-    def _self_corrected(self, parts: list[str]) -> list[str]:
+    def _self_corrected(self, parts: list[str], rng: random.Random,
+                        own: list[str]) -> list[str]:
         """``parts``, corrected at once when they mistype an identifier that nobody will
         look up (the agent would never find the typo out)."""
         m = self.mistake
         if m is not None and not m.looked_up and any(mentions(p, m.typo) for p in parts):
-            return [*parts, _SELF_CORRECT[self.style].format(value=m.value)]
+            return [*parts, self.lines.self_correct.pick(rng, [*own, *parts], value=m.value)]
         return parts
 
     def _opening(self, own: list[str]) -> list[str]:
@@ -979,7 +970,7 @@ class _Telling:
         typo = self._typo_active(own)
         return [self.told[i][typo] for i in self.chunks[0]]
 
-    def _answer(self, question: str, own: list[str]) -> list[str]:
+    def _answer(self, question: str, own: list[str], rng: random.Random) -> list[str]:
         typo = self._typo_active(own)
         untold = [i for i in range(len(self.units)) if not self._is_told(i, own)]
         if not untold:
@@ -987,8 +978,9 @@ class _Telling:
             best = max(range(len(self.units)), default=None,
                        key=lambda i: len(wanted & _words(self.units[i])))
             if best is not None and wanted & _words(self.units[best]):
-                return [_REPEAT[self.style] + self.told[best][typo]]
-            return [_ALL_GIVEN if self.cooperative else _EXHAUSTED[self.style]]
+                return [self.lines.repeat.pick(rng, own) + self.told[best][typo]]
+            done = self.lines.all_given if self.cooperative else self.lines.exhausted
+            return [done.pick(rng, own)]
         wanted = _words(question)
         scores = {i: len(wanted & _words(self.units[i])) for i in untold}
         top = max(scores.values())
@@ -1003,7 +995,7 @@ class _Telling:
             chosen = [i for i in chunk if i in untold]
         parts = [self.told[i][typo] for i in chosen]
         if self.vague is not None and len(untold) == len(self.units):
-            parts[0] = _NARROW[self.style] + parts[0]
+            parts[0] = self.lines.narrow.pick(rng, own) + parts[0]
         return parts
 
     def _is_told(self, index: int, own: list[str]) -> bool:
@@ -1023,14 +1015,21 @@ class _Telling:
         return (self.mistake is not None and any(mentions(m, self.mistake.typo) for m in own)
                 and self._typo_active(own))
 
-    def _say(self, parts: list[str], rng: random.Random, opening: bool = False) -> str:
-        text = " ".join(p for p in self._self_corrected(parts) if p)
+    def _say(self, parts: list[str], rng: random.Random, own: list[str],
+             opening: bool = False) -> str:
+        text = " ".join(p for p in self._self_corrected(parts, rng, own) if p)
         if self.style == _TERSE:
             # Always in a hurry when opening, now and then afterwards.
-            return f"{text} {rng.choice(HURRIES)}" if opening or rng.random() < 0.5 else text
+            if opening or rng.random() < 0.5:
+                return f"{text} {HURRIES.pick(rng, [*own, text])}"
+            return text
         if self.style == _CHATTY:
-            before, after = rng.sample(FILLERS, 2)
-            return f"{before} {text} {after}"
+            # An aside before and after the opening; later, before, after or both.
+            where = "both" if opening else rng.choice(("before", "after", "both"))
+            if where != "after":
+                text = f"{FILLERS.pick(rng, [*own, text])} {text}"
+            if where != "before":
+                text = f"{text} {FILLERS.pick(rng, [*own, text])}"
         return text
 
 
