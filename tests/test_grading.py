@@ -398,9 +398,11 @@ def test_unknown_reward_basis_is_a_data_error() -> None:
         grade_hand(make_task([], basis=["DB", "BOGUS"]), episode())
 
 
-def test_no_evaluation_criteria() -> None:
+def test_no_evaluation_criteria_is_not_graded() -> None:
+    # tau2 gives 1.0 for nothing to check; writ says it verified nothing
     task = Task(id="t", user_scenario=UserScenario(instructions="x"))
-    assert grade(task, [], "user_stop", "a", "b", AIRLINE).reward == 1.0
+    info = grade(task, [], "user_stop", "a", "b", AIRLINE)
+    assert (info.reward, info.verdict) == (0.0, "not_graded")
     assert grade(task, [], "max_steps", "a", "b", AIRLINE).reward == 0.0
 
 

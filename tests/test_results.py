@@ -10,6 +10,7 @@ import pytest
 from test_grading import CONFIRM, GREETING, gold_of, gold_tasks, play
 
 from domains import get_domain
+from writ_async.export import ExportFilter
 from writ_async.grading import grade
 from writ_async.messages import STOP, AssistantMessage, Message, ToolCall, ToolMessage, Usage
 from writ_async.messages import UserMessage as User
@@ -253,17 +254,19 @@ def test_summary_by_hand() -> None:
     assert out["termination_reasons"] == {"infrastructure_error": 1, "max_steps": 1,
                                           "user_stop": 4}
     assert out["kept"] == 3
-    assert out["kept_with_evidence"] == 3
+    assert out["verdicts"] == {"graded": 6}
     json.dumps(out, allow_nan=False)
 
 
-def test_summary_counts_kept_without_evidence() -> None:
+def test_summary_kept_is_the_export_filter_decision() -> None:
     unconfirmed = conversation(True)
     unconfirmed[1] = User(content="Go on.", turn_idx=1)
     info = grade(TASKS[0], unconfirmed, "user_stop", "gold", "gold", AIRLINE)
     rec = msgspec.structs.replace(record(TASKS[0], 0), messages=unconfirmed, reward_info=info)
-    out = summary([rec], TASKS)
-    assert (out["kept"], out["kept_with_evidence"]) == (1, 0)
+    assert info.reward == 1.0 and not info.evidence_ok
+    assert summary([rec], TASKS)["kept"] == 0  # reward 1, but the export drops it
+    lenient = ExportFilter(require_evidence=False)
+    assert summary([rec], TASKS, lenient)["kept"] == 1
 
 
 def test_summary_of_nothing() -> None:
@@ -300,7 +303,7 @@ def test_gold_plans_export_and_summarize(domain: str) -> None:
         assert msgspec.convert(sim["messages"], list[Message]) == rec.messages
     out = summary(records, tasks)
     assert (out["pass_hat_1"], out["pass_hat_2"], out["average_reward"]) == (1.0, 1.0, 1.0)
-    assert out["kept"] == out["kept_with_evidence"] == 2 * len(tasks)
+    assert out["kept"] == 2 * len(tasks)
 
 
 def test_reward_info_fields_map_one_to_one() -> None:

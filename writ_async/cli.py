@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="PATH", help="config.toml (default: built-in defaults)")
     p.add_argument("--domain", help="overrides [run] domain")
     p.add_argument("--db", metavar="PATH", help="a tau2-bench db.json (default: generated)")
+    p.add_argument("--scale", type=_positive(float),
+                   help="overrides [domains.D] scale: the generated database's size")
     p.add_argument("--tasks", metavar="PATH", help="a tau2-bench tasks.json (default: "
                    "synthesize [simulate] task_count tasks)")
     p.add_argument("--split", help="a split of split_tasks.json beside the tasks file")
@@ -576,6 +578,9 @@ def simulate_config(args: argparse.Namespace) -> Any:
         current = config.domain_settings(run.domain)
         domains = replace(domains, **{run.domain: replace(
             current, db_path=str(Path(args.db).resolve()))})
+    if getattr(args, "scale", None) is not None:
+        current = getattr(domains, run.domain)
+        domains = replace(domains, **{run.domain: replace(current, scale=args.scale)})
     config = replace(config, run=run, simulate=sim, domains=domains)
     # Re-check what the overrides may have broken, the same way the file is checked.
     from writ_async.config import check_config
@@ -653,12 +658,15 @@ def render_summary(outcome: Any) -> str:
         lines.append(f"  {key:<24} {value}")
     report = outcome.export
     dropped = ", ".join(f"{why}: {n}" for why, n in sorted(report.dropped.items())) or "none"
-    lines.append(f"export: {report.written} episodes written ({report.kept} kept of "
-                 f"{report.total}, {report.duplicates} exact duplicates removed; "
-                 f"dropped: {dropped})")
+    # "kept" is one decision (export.keep): the summary's `kept` above counts the same
+    lines.append(f"export: {report.kept} of {report.total} episodes kept, {report.written} "
+                 f"written ({report.duplicates} exact duplicates removed); "
+                 f"dropped: {dropped}")
     lines.append(f"  {report.openai_path}")
     lines.append(f"  {report.sharegpt_path}")
     lines.extend(_data_stats_lines(Path(outcome.run_dir)))
+    for warning in getattr(outcome, "warnings", ()):
+        lines.append(f"warning: {warning}")
     if outcome.stopped_early:
         lines.append(f"partial run: {len(outcome.records)} of {outcome.expected} episodes "
                      f"done; resume with `writ simulate --resume {outcome.run_dir}`")

@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from writ_async.grading import GRADED, INVALID_TASK
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.prompts import to_openai
 from writ_async.records import EpisodeRecord
@@ -84,7 +85,8 @@ class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
 
     ``dropped`` counts the filter's reasons by kind (the reason up to its first colon,
     e.g. ``"reward 0.0 < 1.0"``, ``"termination max_steps"``, ``"evidence check
-    failed"``, ``"ungraded"``); ``drop_reasons`` gives each dropped episode's full reason
+    failed"``, ``"write error"``, ``"invalid task"``, ``"not graded"``, ``"ungraded"``);
+    ``drop_reasons`` gives each dropped episode's full reason
     and ``duplicate_of`` each removed duplicate's exported twin, both in canonical order.
     """
 
@@ -105,20 +107,39 @@ class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
 def keep(record: EpisodeRecord, filter: ExportFilter) -> tuple[bool, str]:
     """Whether ``record`` is training data under ``filter``, and if not, why not.
 
-    Checked in order: termination, grade present, reward, evidence.
+    This is the one definition of "kept": the export writes exactly these episodes (less
+    exact duplicates) and the run summary counts them (``results.summary``).
+
+    Checked in order: termination, grade present, verdict (a task that could not be
+    graded, or does not fit the database, verifies nothing whatever ``min_reward`` says),
+    reward, evidence, write errors (a refused write the gold does not expect teaches a
+    wrong call, even when the episode recovered).
     """
     if record.termination not in filter.terminations:
         return False, f"termination {record.termination}"
     info = record.reward_info
     if info is None:
         return False, "ungraded"
+    if info.verdict == INVALID_TASK:
+        return False, ("invalid task: its gold actions fail on this database, "
+                       "which is not the one the task was written for")
+    if info.verdict != GRADED:
+        return False, ("not graded: the task has no evaluation criteria, or nothing in "
+                       "its reward basis could be graded")
     if info.reward < filter.min_reward:
         return False, f"reward {float(info.reward)} < {float(filter.min_reward)}"
     if filter.require_evidence and not info.evidence_ok:
         failed = [f"{c.name}: {c.detail}" if c.detail else c.name
                   for c in info.evidence_checks if not c.passed]
         return False, "evidence check failed" + (f": {'; '.join(failed)}" if failed else "")
+    if info.write_errors:
+        return False, f"write error: {'; '.join(info.write_errors)}"
     return True, ""
+
+
+def is_kept(record: EpisodeRecord, filter: ExportFilter | None = None) -> bool:
+    """``keep``'s decision alone (``filter``: the default export filter if None)."""
+    return keep(record, filter if filter is not None else ExportFilter())[0]
 
 
 # -- rows --------------------------------------------------------------------------------

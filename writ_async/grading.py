@@ -13,6 +13,26 @@ of these components, and zero unless the user or the agent ended the episode:
 * ``NL_ASSERTION`` — a judge model's verdicts, all or nothing. Without a judge they are
   listed in ``not_graded``, left out of the product, and the note says so.
 
+Writ adds a **verdict** (``RewardInfo.verdict``): a reward of 1 is only worth something if
+the task could be graded at all and fits the database it ran on.
+
+* ``not_graded`` — the task has no evaluation criteria, an empty ``reward_basis``, or no
+  component of its basis could be graded (NL assertions without a judge, env assertions).
+  tau2-bench would give 1.0 for an empty product; writ gives 0.0 and says so, because a
+  1.0 here would read as "verified" downstream (results.json, export). results.json stays
+  in tau2's format; only such episodes' rewards differ from tau2's re-grade.
+* ``invalid_task`` — the task was written for another database (a task file with no
+  ``synthesis.base_db_hash``, i.e. tau2-bench's, run on a *generated* database) and one of
+  its gold actions fails on the loaded one. The caller says when this applies
+  (``GoldCache(gold_must_succeed=True)``): on tau2-bench's own db.json, some gold actions
+  fail by design (retail lookups of users that do not exist; the failing gold writes of
+  retail tasks 64 and 105) and those tasks are graded as tau2 grades them.
+* ``graded`` — everything else.
+
+Writ also lists **write errors** (``RewardInfo.write_errors``): the agent's write calls
+that returned an error, except those equal to a gold write that fails on a fresh
+environment too (the gold expects that error). Export drops such episodes.
+
 Writ adds an **evidence** check that is not part of the reward: every write the agent made
 that succeeded must rest on the reads that identify its arguments (by default, the gold
 reads that precede the matching gold write; a task may bring its own plan), each made
@@ -60,15 +80,28 @@ _MISSING = object()
 
 EvidencePlan = Mapping[int, Sequence[Action]]
 
+# RewardInfo.verdict values
+GRADED = "graded"
+NOT_GRADED = "not_graded"
+INVALID_TASK = "invalid_task"
+
+_ERROR_TEXT = 200  # characters of a tool's error output quoted in a write error
+
 
 # -- the gold end state --------------------------------------------------------------------
 
 
 class GoldReplay(msgspec.Struct, frozen=True):
-    """The gold actions applied to a fresh environment: its hash, and which failed."""
+    """The gold actions applied to a fresh environment: its hash, and which failed.
+
+    ``must_succeed``: the task was written for another database than the one replayed
+    on, so a failing gold action means the task does not fit it (``invalid_task``), not
+    a failure by design.
+    """
 
     db_hash: str
     failed: frozenset[int] = frozenset()  # indices into task.gold_actions
+    must_succeed: bool = False
 
 
 def replay_gold(domain: Domain, base: BaseDB, task: Task) -> GoldReplay:
@@ -89,12 +122,19 @@ def gold_db_hash(domain: Domain, base: BaseDB, task: Task) -> str:
 
 
 class GoldCache:
-    """Gold replays per (domain, base, task id): every trial of a task shares one."""
+    """Gold replays per (domain, base, task id): every trial of a task shares one.
 
-    __slots__ = ("_entries", "hits", "misses")
+    ``gold_must_succeed``: the base is not the database the run's unsynthesized tasks
+    were written for (tau2-bench tasks on a generated database), so their replays are
+    marked ``must_succeed``. Synthesized tasks are never marked: their base is checked by
+    hash before the run (``simulate.prepare``).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_entries", "gold_must_succeed", "hits", "misses")
+
+    def __init__(self, *, gold_must_succeed: bool = False) -> None:
         self._entries: dict[tuple[str, int, str], tuple[BaseDB, GoldReplay]] = {}
+        self.gold_must_succeed = gold_must_succeed
         self.hits = 0
         self.misses = 0
 
@@ -106,6 +146,8 @@ class GoldCache:
             return entry[1]
         self.misses += 1
         found = replay_gold(domain, base, task)
+        if self.gold_must_succeed and task.synthesis is None:
+            found = msgspec.structs.replace(found, must_succeed=True)
         self._entries[key] = (base, found)  # holding base keeps id(base) from being reused
         return found
 
@@ -321,6 +363,36 @@ def _evidence(label: str, call: ToolCall, gold: Sequence[Action], plan: Evidence
     return Check(name=name, passed=False, detail=f"not read before this write: {what}")
 
 
+def write_errors(messages: Sequence[Message], gold: Sequence[Action], toolbox: Toolbox,
+                 failed: Collection[int] = ()) -> list[str]:
+    """The agent's write calls that returned an error the gold does not expect, as
+    ``tool(args): output``, in call order.
+
+    An error is expected when the call equals (``same_call``) a gold write that fails on a
+    fresh environment too (``failed``, from ``GoldReplay``): retail tasks 64 and 105 ask
+    for a write that the database refuses. Any other refused write means the episode
+    taught the agent to send a wrong write, whatever its reward.
+    """
+    expected = [gold[i] for i in sorted(failed) if 0 <= i < len(gold)
+                and toolbox.kind(gold[i].name) is ToolKind.WRITE]
+    results = _call_results(messages)
+    found: list[str] = []
+    for i, message in enumerate(messages):
+        if not (isinstance(message, AssistantMessage) and message.tool_calls):
+            continue
+        for j, call in enumerate(message.tool_calls):
+            result = results.get((i, j))
+            if (result is None or not result.error
+                    or toolbox.kind(call.name) is not ToolKind.WRITE
+                    or any(same_call(a, call.name, call.arguments) for a in expected)):
+                continue
+            text = result.content
+            if len(text) > _ERROR_TEXT:
+                text = text[:_ERROR_TEXT] + "..."
+            found.append(f"{_describe(call.name, call.arguments)}: {text}")
+    return found
+
+
 def check_kind(check: Check) -> str:
     """``evidence`` or ``confirmation`` for an evidence check."""
     return check.name.split(":", 1)[0]
@@ -348,7 +420,8 @@ def grade(
     Check per NL assertion; None means no judge is configured. ``evidence_plan``: write
     index -> required reads; by default ``default_evidence_plan``.
 
-    Components are computed and reported even when the termination zeroes the reward.
+    Components are computed and reported even when the termination zeroes the reward,
+    or the verdict does (``not_graded``, ``invalid_task``: see the module docstring).
     """
     gold = gold_hash if isinstance(gold_hash, GoldReplay) else GoldReplay(gold_hash)
     criteria = task.evaluation_criteria
@@ -357,18 +430,23 @@ def grade(
             else default_evidence_plan(task, domain_toolbox, gold.failed))
     evidence = evidence_checks(record_messages, gold_actions, domain_toolbox, plan)
     evidence_ok = all(c.passed for c in evidence)
+    errors = write_errors(record_messages, gold_actions, domain_toolbox, gold.failed)
     rewarded = termination in REWARDED_TERMINATIONS
     notes: list[str] = []
     if not rewarded:
         notes.append(f"The episode ended with {termination!r}, not by the user or the agent: "
                      "reward 0 (the components are still reported).")
+    if errors:
+        notes.append(f"{len(errors)} write call(s) returned an error the gold does not "
+                     "expect: not training data.")
 
     if criteria is None:
-        notes.append("The task has no evaluation criteria: nothing to grade.")
+        notes.append("The task has no evaluation criteria: not graded, reward 0 (tau2-bench "
+                     "would give 1).")
         return RewardInfo(
-            reward=1.0 if rewarded else 0.0, reward_basis=[],
-            gold_db_hash=gold.db_hash, final_db_hash=final_db_hash,
-            evidence_checks=evidence, evidence_ok=evidence_ok, note=" ".join(notes),
+            reward=0.0, reward_basis=[], gold_db_hash=gold.db_hash,
+            final_db_hash=final_db_hash, evidence_checks=evidence, evidence_ok=evidence_ok,
+            note=" ".join(notes), verdict=NOT_GRADED, write_errors=errors,
         )
 
     # DB: tau2 compares hashes unless the task has neither actions nor env assertions.
@@ -376,9 +454,15 @@ def grade(
         db_match = True
     else:
         db_match = final_db_hash == gold.db_hash
+    invalid = gold.must_succeed and bool(gold.failed)
     failed_writes = [gold_actions[i].action_id or str(i) for i in sorted(gold.failed)
                      if domain_toolbox.kind(gold_actions[i].name) is ToolKind.WRITE]
-    if failed_writes:
+    if invalid:
+        failing = ", ".join(f"{i} {gold_actions[i].name}" for i in sorted(gold.failed))
+        notes.append(f"Invalid task: gold action(s) {failing} fail on this database, which "
+                     "is not the one the task was written for (give that one with --db): "
+                     "reward 0.")
+    elif failed_writes:
         notes.append(f"Gold write(s) {', '.join(failed_writes)} fail on a fresh environment; "
                      "the gold end state is without them, as in tau2-bench.")
 
@@ -423,12 +507,19 @@ def grade(
     if ENV_ASSERTION in skipped:
         notes.append("Env assertions were not graded: writ cannot run them.")
     if not evidence_ok:
-        failing = sum(not c.passed for c in evidence)
-        notes.append(f"Evidence: {failing} check(s) failed (writ's own check, not part of "
-                     "the reward).")
+        failing_checks = sum(not c.passed for c in evidence)
+        notes.append(f"Evidence: {failing_checks} check(s) failed (writ's own check, not "
+                     "part of the reward).")
+    verdict = INVALID_TASK if invalid else GRADED
+    if not breakdown and not invalid:
+        # tau2's product over nothing is 1: nothing was checked, so nothing is verified
+        what = ("The reward basis is empty" if not basis
+                else "No component of the reward basis could be graded")
+        notes.append(f"{what}: not graded, reward 0 (tau2-bench would give 1).")
+        verdict = NOT_GRADED
 
     return RewardInfo(
-        reward=reward if rewarded else 0.0,
+        reward=reward if rewarded and verdict == GRADED else 0.0,
         reward_basis=basis,
         db_match=db_match,
         gold_db_hash=gold.db_hash,
@@ -441,6 +532,8 @@ def grade(
         evidence_checks=evidence,
         evidence_ok=evidence_ok,
         note=" ".join(notes),
+        verdict=verdict,
+        write_errors=errors,
     )
 
 

@@ -28,6 +28,14 @@ class RewardInfo(msgspec.Struct, frozen=True, kw_only=True):
     ``reward`` is the product over ``reward_basis`` of the graded components, zero unless
     the user or the agent ended the episode. Components listed in ``not_graded`` (NL
     assertions without a judge) are left out of the product and said so.
+
+    ``verdict`` says whether the reward means anything: ``"graded"``; ``"not_graded"``
+    (the task has no criteria, or none of its basis could be graded: reward 0, where
+    tau2-bench would give 1); ``"invalid_task"`` (the task was written for another
+    database and its own gold actions fail on this one: reward 0). Only a graded episode
+    can be exported. ``write_errors`` lists the agent's write calls that returned an error
+    the gold does not expect (``tool(args): output``); such an episode is not exported.
+    Both default so that journals written before them still decode.
     """
 
     reward: float
@@ -43,6 +51,8 @@ class RewardInfo(msgspec.Struct, frozen=True, kw_only=True):
     evidence_checks: list[Check] = msgspec.field(default_factory=list)
     evidence_ok: bool = True
     note: str = ""
+    verdict: str = "graded"
+    write_errors: list[str] = msgspec.field(default_factory=list)
 
 
 class Timing(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,12 +49,11 @@ from writ_async.errors import (
     RunDirError,
 )
 from writ_async.export import ExportReport
+from writ_async.export import is_kept as export_is_kept
 from writ_async.grading import (
     NL_ASSERTION,
-    REWARDED_TERMINATIONS,
     GoldReplay,
     action_matches,
-    is_success,
 )
 from writ_async.journal import (
     HEADER_SIZE,
@@ -86,6 +85,7 @@ from writ_async.scheduler import StopRequest, run_many
 from writ_async.simulate import (
     TASKS,
     Prepared,
+    export_filter,
     open_participants,
     prepare,
     save_tasks,
@@ -590,14 +590,14 @@ class ReplayOutcome:
 
 
 def is_kept(record: EpisodeRecord) -> bool:
-    """Ended by the user or the agent, reward 1, evidence ok: what export keeps."""
-    info = record.reward_info
-    return (record.termination in REWARDED_TERMINATIONS and info is not None
-            and is_success(info.reward) and info.evidence_ok)
+    """What the export keeps under its default filter (``export.keep``, the one
+    definition): ended by the user or the agent, graded, reward 1, evidence ok, no write
+    error the gold does not expect."""
+    return export_is_kept(record)
 
 
 def is_failed(record: EpisodeRecord) -> bool:
-    """Failed or rejected: not ended by the user or agent, reward < 1, or evidence failed."""
+    """Failed or rejected: anything the export would not keep."""
     return not is_kept(record)
 
 
@@ -781,7 +781,8 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
     tasks = [t for t in parent.tasks if t.id in set(task_ids)]
     report = write_outputs(new_run, prepared, records, tasks)
     return ReplayOutcome(run_dir=new_run.path, mode=mode, episodes=episodes, export=report,
-                         summary=summary(records, tasks), stopped_early=len(records) < len(specs),
+                         summary=summary(records, tasks, export_filter(config)),
+                         stopped_early=len(records) < len(specs),
                          selected=len(specs))
 
 
@@ -802,7 +803,7 @@ def render_outcome(run: ReplayRun, outcome: ReplayOutcome) -> str:
         lines.append(f"re-ran {outcome.selected} failed episode(s) of {run.path} "
                      f"({outcome.mode.replace('_', ' ')}) into {outcome.run_dir}")
         lines.append(f"  recovered {outcome.recovered} of {len(outcome.episodes)} "
-                     "(reward 1 with evidence ok)")
+                     "(kept: graded, reward 1, evidence ok, no write error)")
         if outcome.episodes:
             width = max(len(e.parent_episode) for e in outcome.episodes)
             lines.append(f"  {'episode':<{width}}  from  termination      reward  evidence")
@@ -814,8 +815,8 @@ def render_outcome(run: ReplayRun, outcome: ReplayOutcome) -> str:
                 lines.append(f"  {e.parent_episode:<{width}}  {e.fork_step:>4}  "
                              f"{e.record.termination:<15}  {reward:>6}  {evidence}{note}")
     report = outcome.export
-    lines.append(f"export: {report.written} episodes written ({report.kept} kept of "
-                 f"{report.total})")
+    lines.append(f"export: {report.kept} of {report.total} episodes kept, {report.written} "
+                 "written")
     if outcome.stopped_early:
         lines.append("stopped before every episode finished")
     return "\n".join(lines)

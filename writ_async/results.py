@@ -22,11 +22,11 @@ import msgspec
 
 from domains import NAMES as DOMAIN_NAMES
 from domains import get_domain
+from writ_async.export import ExportFilter, keep
 from writ_async.grading import (
     NL_ASSERTION,
     average_reward,
     check_kind,
-    is_success,
     pass_hat_k,
 )
 from writ_async.messages import AssistantMessage, Message, ToolMessage
@@ -223,6 +223,8 @@ def _reward_info(info: RewardInfo, task: Task, domain: str) -> dict[str, Any]:
             "final_db_hash": info.final_db_hash,
             "writ_evidence_ok": info.evidence_ok,
             "writ_evidence_checks": [_evidence(c) for c in info.evidence_checks],
+            "writ_verdict": info.verdict,
+            "writ_write_errors": info.write_errors,
         },
     }
 
@@ -249,13 +251,19 @@ def rewards_per_task(records: Sequence[EpisodeRecord],
     return {t: [r for _, r in sorted(found[t])] for t in ordered}
 
 
-def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task]) -> dict[str, Any]:
+def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
+            filter: ExportFilter | None = None) -> dict[str, Any]:
     """Average reward, pass^1..k (k up to the most trials any task has), episodes per
-    termination reason, and how many are kept (reward 1) and kept with evidence."""
+    termination reason and per verdict, and how many are kept.
+
+    "Kept" is the export's decision (``export.keep`` under ``filter``, the default export
+    filter if None), so the summary and the export line count the same episodes; the
+    export then writes them less exact duplicates.
+    """
     rewards = rewards_per_task(records, tasks)
     most = max((len(r) for r in rewards.values()), default=0)
-    kept = [r for r in records if r.termination not in NOT_EVALUABLE
-            and r.reward_info is not None and is_success(r.reward_info.reward)]
+    export_filter = filter if filter is not None else ExportFilter()
+    kept = [r for r in records if keep(r, export_filter)[0]]
     out: dict[str, Any] = {
         "episodes": len(records),
         "evaluated": sum(len(r) for r in rewards.values()),
@@ -265,9 +273,10 @@ def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task]) -> dict[str
     for k in range(1, most + 1):
         out[f"pass_hat_{k}"] = _number(pass_hat_k(rewards, k))
     out["termination_reasons"] = dict(sorted(Counter(r.termination for r in records).items()))
+    out["verdicts"] = dict(sorted(Counter(
+        r.reward_info.verdict if r.reward_info is not None else "none" for r in records
+    ).items()))
     out["kept"] = len(kept)
-    out["kept_with_evidence"] = sum(1 for r in kept
-                                    if r.reward_info is not None and r.reward_info.evidence_ok)
     kept_ids = {r.episode_id for r in kept}
     for label, key in (("type", lambda r: r.trajectory_type or "tau2"),
                        ("writes", lambda r: (r.axes or {}).get("writes")),

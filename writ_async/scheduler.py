@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from writ_async.export import is_kept
 from writ_async.logs import get_logger
 from writ_async.participants import Participant
 from writ_async.records import EpisodeRecord
@@ -41,8 +42,7 @@ class Progress:
 
     def record(self, record: EpisodeRecord) -> None:
         self.done += 1
-        info = record.reward_info
-        if info is not None and info.reward >= 1.0 - 1e-6:
+        if is_kept(record):  # the export's decision (default filter), as the summary counts
             self.kept += 1
         if record.error is not None:
             self.failed += 1

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +53,7 @@ from writ_async.rundir import RunDir, atomic_write, create_run, new_manifest, op
 from writ_async.runner import EpisodeSetup, EpisodeSpec, restore
 from writ_async.scheduler import MakeParticipants, Progress, StopRequest, run_many
 from writ_async.scripted import MistakeConfig, ScriptedAgent, ScriptedUser
-from writ_async.tasks import Task, load_tasks
+from writ_async.tasks import Task, check_base, check_gold_actions, load_tasks
 from writ_async.tools import Toolbox
 
 SCRIPTED_HTTP = "scripted-http"
@@ -69,6 +69,7 @@ class RunOutcome:
     export: ExportReport
     stopped_early: bool
     expected: int = 0  # episodes the whole run holds (``len(records)`` of them are done)
+    warnings: tuple[str, ...] = ()  # what the operator must know about the data (prepare)
 
 
 def _read_text(path: str | None, default: str) -> str:
@@ -127,6 +128,7 @@ class Prepared:
     guidelines: str
     mistakes: MistakeConfig
     setup: EpisodeSetup
+    warnings: list[str] = field(default_factory=list)
 
     def task(self, task_id: str) -> Task | None:
         return next((t for t in self.tasks if t.id == task_id), None)
@@ -136,7 +138,17 @@ def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
             base: BaseDB | None = None) -> Prepared:
     """Build the base database and the shared episode setup as ``writ simulate`` does;
     ``tasks`` (with their sha256) instead of loading or synthesizing them, and ``base``
-    (already built from the same config) instead of building it again."""
+    (already built from the same config) instead of building it again.
+
+    Before any episode, the tasks are checked against the domain: every gold action must
+    bind to a tool (``tasks.check_gold_actions``) and synthesized tasks must have been
+    synthesized on this base (``tasks.check_base``); either is a DataError. Tasks without
+    provenance (tau2-bench's) on a *generated* base were written for another database:
+    the run goes on, with a warning in ``warnings``, and their gold replays must succeed
+    (``GoldCache(gold_must_succeed=True)``: an episode whose gold actions fail here is an
+    invalid task, never exported). With a ``db_path`` they are graded exactly as tau2
+    grades them, gold actions that fail by design included.
+    """
     sim = config.simulate
     domain_name = config.run.domain
     domain = get_domain(domain_name)
@@ -147,20 +159,39 @@ def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
     policy = domain.policy(settings.policy_path)
     task_list, tasks_hash = tasks if tasks is not None else load_run_tasks(
         config, domain_name, base)
+    source = sim.tasks or "synthesized tasks"
+    check_gold_actions(task_list, toolbox, source)
+    check_base(task_list, base.db_hash(), source)
+    foreign = sum(t.synthesis is None for t in task_list) if settings.db_path is None else 0
+    warnings: list[str] = []
+    if foreign:
+        warnings.append(
+            f"{source}: {foreign} of {len(task_list)} tasks record no base database (tau2-bench "
+            f"tasks?) and were written for another one than this generated {domain_name} "
+            "database; give theirs with --db (here, episodes whose gold actions fail are "
+            "graded invalid_task and not exported)")
     agent_system = agent_system_prompt(policy, _read_text(sim.agent_instructions_path,
                                                           AGENT_INSTRUCTIONS))
     guidelines = _read_text(sim.user_guidelines_path, USER_GUIDELINES)
     setup = EpisodeSetup(
         domain=domain, base=base, toolbox=toolbox,
         limits=Limits(max_steps=sim.max_steps, max_errors=sim.max_errors),
-        greeting=sim.greeting, gold=GoldCache(), agent_name=sim.agent, user_name=sim.user,
+        greeting=sim.greeting, gold=GoldCache(gold_must_succeed=bool(foreign)),
+        agent_name=sim.agent, user_name=sim.user,
         timeout_s=sim.episode_timeout_s, wall_clock=time.time, known_hashes={},
     )
     return Prepared(config=config, domain_name=domain_name, base=base, toolbox=toolbox,
                     tasks=task_list, tasks_hash=tasks_hash, agent_system=agent_system,
                     guidelines=guidelines,
                     mistakes=MistakeConfig(rate=sim.mistake_rate, kinds=sim.mistakes),
-                    setup=setup)
+                    setup=setup, warnings=warnings)
+
+
+def export_filter(config: Config) -> ExportFilter:
+    """The run's export filter: what "kept" means for its export and its summary."""
+    exp = config.export
+    return ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
+                        require_evidence=exp.require_evidence, dedupe=exp.dedupe)
 
 
 @asynccontextmanager
@@ -217,8 +248,7 @@ def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeReco
     exp = config.export
     report = write_exports(
         records, run.path / "export", context,
-        ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
-                     require_evidence=exp.require_evidence, dedupe=exp.dedupe),
+        export_filter(config),
         [t.id for t in tasks],
     )
     write_export_stats(run.path / "export", against=exp.contamination_tasks,
@@ -269,6 +299,10 @@ async def simulate(
 ) -> RunOutcome:
     sim = config.simulate
     prepared, run = open_run(config, out, resume=resume)
+    for warning in prepared.warnings:
+        get_logger(component="simulate").warning("tasks.foreign_database", detail=warning)
+        if progress_stream is not None:
+            print(f"writ: warning: {warning}", file=progress_stream, flush=True)
     tasks = prepared.tasks
     previous = run.read_journal()  # empty for a new run
     scenarios = run_scenarios(config, tasks)
@@ -290,8 +324,9 @@ async def simulate(
     report = write_outputs(run, prepared, records, tasks)
     expected = len(scenarios) * sim.trials
     return RunOutcome(run_dir=run.path, records=records, progress=progress,
-                      summary=summary(records, tasks), export=report,
-                      stopped_early=len(records) < expected, expected=expected)
+                      summary=summary(records, tasks, export_filter(config)), export=report,
+                      stopped_early=len(records) < expected, expected=expected,
+                      warnings=tuple(prepared.warnings))
 
 
 def episode_specs(prepared: Prepared, scenarios: Sequence[Scenario],

@@ -2,18 +2,29 @@
 
 ``load_tasks`` reads a tau2-bench ``tasks.json`` (optionally restricted to a split from
 ``split_tasks.json``); a malformed file is a DataError naming the task and field.
-Synthesized tasks (later issues) use the same Structs plus the WRIT axes.
+Synthesized tasks use the same Structs plus the WRIT axes and their provenance.
+
+Two checks need what the file alone does not say, and run where tasks meet a domain
+(``simulate.prepare``): ``check_gold_actions`` (every gold action is a call the domain's
+toolbox can bind) and ``check_base`` (synthesized tasks run on the database they were
+synthesized on).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from writ_async.errors import DataError
+
+if TYPE_CHECKING:
+    from writ_async.tools import Toolbox
+
+_SHOWN = 5  # problems quoted in one error message
 
 
 class Instructions(msgspec.Struct, kw_only=True):
@@ -128,6 +139,61 @@ def load_tasks(path: Path | str, split_path: Path | str | None = None,
     if missing:
         raise DataError(split_path, f"split {split!r} names unknown tasks {sorted(missing)[:5]}")
     return [t for t in tasks if t.id in wanted]
+
+
+def check_gold_actions(tasks: Sequence[Task], toolbox: Toolbox, source: Path | str) -> None:
+    """DataError unless every gold action names a tool of ``toolbox`` with arguments it
+    binds (no unknown argument, none missing), requested by the assistant.
+
+    The binding is the toolbox's own (``Toolbox.binding_error``, Python's wording), so a
+    task passes exactly when its gold call would reach the tool. Argument *values* are the
+    tool's to judge at call time (some gold calls fail by design). No airline or retail
+    tool is the user's, so a gold action with ``requestor`` other than ``assistant``
+    could never be made.
+    """
+    problems: list[str] = []
+    for task in tasks:
+        for i, action in enumerate(task.gold_actions):
+            where = f"task {task.id!r} gold action {i} ({action.name})"
+            tool = toolbox.tools.get(action.name)
+            if tool is None:
+                problems.append(f"{where}: no such tool in {toolbox.owner}")
+            elif action.requestor != "assistant":
+                problems.append(f"{where}: requestor {action.requestor!r}, but the domain "
+                                "has no user tools")
+            elif (why := toolbox.binding_error(tool, action.arguments)) is not None:
+                problems.append(f"{where}: {why}")
+    if problems:
+        more = len(problems) - _SHOWN
+        raise DataError(source, "; ".join(problems[:_SHOWN])
+                        + (f" (and {more} more)" if more > 0 else ""))
+
+
+def check_base(tasks: Sequence[Task], db_hash: str, source: Path | str) -> None:
+    """DataError unless every synthesized task (one with ``synthesis``) was synthesized on
+    the database whose hash is ``db_hash``: its gold actions, end state and read plan are
+    facts about that database only, and on another one its episodes would be graded
+    against a plan that means nothing there.
+
+    Tasks without provenance (tau2-bench's) are not checked here: nothing records their
+    database (see ``simulate.prepare`` for what happens to them).
+    """
+    recorded: dict[str, Task] = {}
+    for task in tasks:
+        if task.synthesis is not None:
+            recorded.setdefault(task.synthesis.base_db_hash, task)
+    if len(recorded) > 1:
+        (h1, t1), (h2, t2), *_ = recorded.items()
+        raise DataError(source, f"tasks were synthesized on {len(recorded)} different "
+                        f"databases (task {t1.id!r} on {h1[:12]}, task {t2.id!r} on "
+                        f"{h2[:12]}); one run has one database: generate them together")
+    if recorded and db_hash not in recorded:
+        expected, task = next(iter(recorded.items()))
+        assert task.synthesis is not None
+        raise DataError(source, f"tasks were synthesized on database {expected[:12]} but the "
+                        f"loaded database is {db_hash[:12]}; run with the --db, or the "
+                        f"--seed and --scale, that the tasks were generated with (they "
+                        f"record seed {task.synthesis.seed})")
 
 
 def _where(raw: bytes, message: str) -> str:
