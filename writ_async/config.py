@@ -155,6 +155,8 @@ class ExportConfig(Section):
     # export/stats.json and the run summary count the rows that do
     contamination_tasks: str | None = None
     contamination_split: str | None = None  # a split of split_tasks.json beside that file
+    # DPO pairs from trials of one scenario that passed and failed (export/dpo.jsonl)
+    preference: bool = False
 
 
 def _default_mix() -> dict[str, float]:

@@ -389,10 +389,13 @@ def stats_of(path: Path | str, *, against: str | None = None,
 
 
 def write_export_stats(export_dir: Path | str, *, against: str | None = None,
-                       split: str | None = None) -> dict[str, Any]:
+                       split: str | None = None,
+                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compute the statistics of ``export_dir``'s OpenAI file and write them beside it
-    (``stats.json``); what ``writ simulate`` does after its export."""
+    (``stats.json``), with ``extra`` sections (e.g. the preference export's report); what
+    ``writ simulate`` does after its export."""
     stats = stats_of(Path(export_dir) / OPENAI_FILE, against=against, split=split)
+    stats.update(extra or {})
     write_stats(stats, Path(export_dir))
     return stats
 

@@ -41,6 +41,7 @@ from writ_async.models.pool import ModelPool
 from writ_async.models.setup import RateLimiterFactory, open_pool
 from writ_async.overlay import BaseDB
 from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
+from writ_async.preference import Reference, write_preferences
 from writ_async.prompts import (
     AGENT_INSTRUCTIONS,
     USER_GUIDELINES,
@@ -55,6 +56,7 @@ from writ_async.scheduler import MakeParticipants, Progress, StopRequest, run_ma
 from writ_async.scripted import MistakeConfig, ScriptedAgent, ScriptedUser
 from writ_async.tasks import Task, check_base, check_gold_actions, load_tasks
 from writ_async.tools import Toolbox
+from writ_async.trl_format import write_trl_export
 
 SCRIPTED_HTTP = "scripted-http"
 TASKS = "tasks.json"  # the run's tasks, kept in the run directory
@@ -251,9 +253,25 @@ def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeReco
         export_filter(config),
         [t.id for t in tasks],
     )
+    write_trl_export(run.path / "export")
+    extra: dict[str, Any] = {}
+    if exp.preference:
+        extra["preference"] = msgspec.to_builtins(write_preferences(
+            records, run.path / "export", context, export_filter(config), [t.id for t in tasks],
+            _mistake_free(prepared, tasks)))
     write_export_stats(run.path / "export", against=exp.contamination_tasks,
-                       split=exp.contamination_split)
+                       split=exp.contamination_split, extra=extra)
     return report
+
+
+def _mistake_free(prepared: Prepared, tasks: Sequence[Task]) -> Reference | None:
+    """For the scripted agent: the reply of the same agent without mistakes, by which the
+    preference export finds each failing trial's mistake (``preference`` module doc)."""
+    if prepared.config.simulate.agent not in ("scripted", SCRIPTED_HTTP):
+        return None
+    by_id = {t.id: t for t in tasks}
+    return lambda record: ScriptedAgent(by_id[record.task_id], prepared.toolbox,
+                                        record.seed).reply
 
 
 def resumable_prefix(setup: EpisodeSetup, events: Sequence[Event]) -> tuple[Message, ...]:
