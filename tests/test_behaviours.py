@@ -56,6 +56,7 @@ from writ_async.episode import Episode
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models.scripted_policy import agent_messages, user_messages
 from writ_async.overlay import BaseDB
+from writ_async.phrasebank import REASK_LEADS, REFUSAL_LEADS
 from writ_async.prompts import USER_GUIDELINES, agent_view, user_system_prompt, user_view
 from writ_async.records import derive_seed
 from writ_async.scripted import (
@@ -319,7 +320,7 @@ def test_cooperative_says_everything_in_the_first_message(world: World) -> None:
         reason, known, extra = fact_units(task)
         for unit in [*reason, *known, *extra]:
             assert first_person(unit) in opening, (task.id, unit)
-        assert not any(m.content.startswith("I still need") for m in episode.messages
+        assert not any(m.content.startswith(REASK_LEADS) for m in episode.messages
                        if isinstance(m, AssistantMessage) and m.content)
 
 
@@ -333,7 +334,7 @@ def test_one_fact_when_asked_tells_one_fact_per_question(world: World) -> None:
         assert messages[0] == units[0]
         for text in messages[1:]:
             assert sum(u in text for u in units) <= 1, (task.id, text)
-        reasked += any((m.content or "").startswith("I still need one more detail.")
+        reasked += any((m.content or "").startswith(REASK_LEADS)
                        for m in episode.messages if isinstance(m, AssistantMessage))
     # Where the first fact holds nothing the agent needs, the agent asks again, by name.
     assert reasked > len(world.tasks) // 4, (reasked, len(world.tasks))
@@ -432,7 +433,7 @@ def test_a_forbidden_request_comes_first_and_is_refused(world: World) -> None:
         assert messages[users[0]].content in FORBIDDEN_REQUESTS[world.name]
         refusal = messages[users[0] + 1]
         assert isinstance(refusal, AssistantMessage) and not refusal.tool_calls
-        assert "cannot" in (refusal.content or "")
+        assert (refusal.content or "").startswith(REFUSAL_LEADS)
         assert messages[users[1]].content.startswith(tuple(PHRASINGS["plain"].accept.texts()))
         assert not is_forbidden_request(" ".join(said_by_user(messages)[1:]))
 

@@ -37,13 +37,13 @@ from writ_async.models.scripted_policy import (
 from writ_async.overlay import BaseDB
 from writ_async.records import derive_seed, episode_id
 from writ_async.scripted import (
-    CLOSING_LINE,
-    CONFIRM_LINE,
     TRANSFER_LINE,
     MistakeConfig,
     MistakeKind,
     ScriptedAgent,
     ScriptedUser,
+    is_closing,
+    is_confirmation,
     run_scripted_episode,
 )
 from writ_async.tasks import Instructions, Task, load_tasks
@@ -171,7 +171,7 @@ def test_the_conversation_follows_the_protocol(world: World) -> None:
             if kind is ToolKind.WRITE:
                 assert isinstance(messages[i - 1], UserMessage)
                 assert "yes" in messages[i - 1].content.lower()
-                assert CONFIRM_LINE in (messages[i - 2].content or "")
+                assert is_confirmation(messages[i - 2].content or "")
         # The user spoke first with its reason for calling and ended the episode.
         instructions = task.user_scenario.instructions
         assert isinstance(instructions, Instructions)
@@ -181,7 +181,7 @@ def test_the_conversation_follows_the_protocol(world: World) -> None:
         if any(a.name == "transfer_to_human_agents" for a in task.gold_actions):
             assert TRANSFER_LINE in last_agent and messages[-1].content == TRANSFER
         else:
-            assert CLOSING_LINE in last_agent and messages[-1].content == STOP
+            assert is_closing(last_agent) and messages[-1].content == STOP
 
 
 def test_the_agent_can_open_the_conversation(world: World) -> None:
@@ -275,8 +275,8 @@ def test_missing_confirmation(world: World) -> None:
             if m.tool_calls and world.domain.toolbox.kind(m.tool_calls[0].name) is ToolKind.WRITE:
                 break
             since.append(m.content or "")
-        assert not any(CONFIRM_LINE in text for text in since), task.id
-        assert sum(CONFIRM_LINE in (m.content or "") for m in episode.messages
+        assert not any(is_confirmation(text) for text in since), task.id
+        assert sum(is_confirmation(m.content or "") for m in episode.messages
                    if isinstance(m, AssistantMessage)) == sum(
             world.domain.toolbox.kind(a.name) is ToolKind.WRITE for a in task.gold_actions) - 1
         # The grader sees it when no earlier "yes" (for another write) is the last thing
@@ -440,7 +440,7 @@ def test_a_declined_write_is_not_made(world: World) -> None:
                 if any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions))
     episode, _, agent = run_scripted_episode(world.domain, world.base, task, world.seed(task))
     at = next(i for i, m in enumerate(episode.messages)
-              if isinstance(m, AssistantMessage) and CONFIRM_LINE in (m.content or ""))
+              if isinstance(m, AssistantMessage) and is_confirmation(m.content or ""))
     history = [*episode.messages[:at + 1], UserMessage(content="No, please don't.")]
     reply = agent.reply(history)
     assert not reply.tool_calls and reply.content

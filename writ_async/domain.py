@@ -19,6 +19,7 @@ import msgspec
 
 from writ_async.errors import DataError
 from writ_async.overlay import BaseDB, Copier, Overlay
+from writ_async.phrasebank import DomainPhrases
 from writ_async.tools import Toolbox, ToolResult
 
 
@@ -29,7 +30,8 @@ class Domain:
     ``db_file_type`` is the msgspec Struct that a tau2-bench ``db.json`` decodes into; its
     fields are the tables. ``generate`` builds a database from ``(seed, scale)``.
     ``sample_call`` proposes a plausible tool call from an episode's live state (seeded
-    walks, benchmarks, load generation).
+    walks, benchmarks, load generation); ``phrases`` is how the scripted agent describes
+    the domain's writes, their outcomes and its reads.
     """
 
     name: str
@@ -39,6 +41,8 @@ class Domain:
     policy_text: str
     copiers: Mapping[str, Copier]
     sample_call: Callable[[Overlay, random.Random], tuple[str, dict[str, Any]]]
+    # How the scripted agent talks about this domain's tools (None: generic wording).
+    phrases: DomainPhrases | None = None
 
     def tables_of(self, db: msgspec.Struct) -> BaseDB:
         tables = {f: getattr(db, f) for f in self.db_file_type.__struct_fields__}

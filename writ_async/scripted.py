@@ -41,6 +41,7 @@ mistake, so that a test asking for one kind never silently gets another.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import re
@@ -51,6 +52,7 @@ from typing import Any
 
 import msgspec
 
+from writ_async import phrasebank as pb
 from writ_async.behaviours import (
     CHANGES_PREFERENCE,
     COOPERATIVE,
@@ -105,6 +107,9 @@ from writ_async.tools import Toolbox, ToolKind
 
 # -- the shared markers --------------------------------------------------------------------
 
+# Canonical wording, kept for LLM agents and older transcripts; the scripted agent's own
+# wording is composed from the phrase bank (``writ_async.phrasebank``) and recognised by
+# ``is_confirmation`` / ``is_closing`` / ``_intent``.
 ASK_MARKER = "Could you please give me"
 CONFIRM_LINE = "Do you confirm (yes/no)?"
 CLOSING_LINE = "Is there anything else I can help you with?"
@@ -115,33 +120,16 @@ DEFAULT_MAX_USER_TURNS = 30
 
 _YES = re.compile(r"\byes\b", re.IGNORECASE)  # tau2's policies ask for an explicit "yes"
 
-# The agent's other wording, in one place so that a hallucinated value is only ever chosen
-# among communicate strings that no fixed phrase happens to contain.
-_ASK_TEXT = "I can help with that. " + ASK_MARKER + " {identity} and any details of your request?"
 _IDENTITY_BY_LOOKUP = {
     "find_user_id_by_email": "the email address on your account",
     "find_user_id_by_name_zip": "your first and last name and your zip code",
 }
 _IDENTITY_DEFAULT = "your user id"
-_CONFIRM_TEXT = "Before I proceed, I will {action}. " + CONFIRM_LINE
-_DECLINED_TEXT = "Understood, I will not make that change."
-_DONE_TEXTS = ("Everything is taken care of.", "All done on my side.")
-_NOTHING_TEXT = "I have looked into your request."
-_REPORT_LEADS = ("Here is what I found:", "To sum up:", "Here are the details:")
-# Detours: messages outside the plan, each opening with its own lead so that the agent
-# can tell them from plan steps when it counts its place (see ``ScriptedAgent.reply``).
-_REASK_LEAD = "I still need one more detail."
-_REASK_TEXT = _REASK_LEAD + " " + ASK_MARKER + " {what}?"
-_NOT_FOUND_LEAD = "I could not find"
-_NOT_FOUND_TEXT = _NOT_FOUND_LEAD + " {value} in our records. Could you please double-check it?"
-_REFUSAL_TEXT = "I'm sorry, but I cannot do that: our policy does not allow it."
-_DETOUR_LEADS = (_REASK_LEAD, _NOT_FOUND_LEAD, _REFUSAL_TEXT)
+# The lookups whose arguments identify the user (what the ASK step asks for first).
+_IDENTITY_LOOKUPS = frozenset((*_IDENTITY_BY_LOOKUP, "get_user_details"))
 HEARD_SUFFIX = "_heard"  # a lookup made with a value as the user said it (maybe mistyped)
 REASK_LIMIT = 6  # re-asks for a missing value before the agent goes on without it
-_FIXED_TEXT = (_ASK_TEXT, *_IDENTITY_BY_LOOKUP.values(), _IDENTITY_DEFAULT, _CONFIRM_TEXT,
-               _DECLINED_TEXT, *_DONE_TEXTS, _NOTHING_TEXT, *_REPORT_LEADS, CLOSING_LINE,
-               TRANSFER_LINE, DEFAULT_GREETING, _REASK_TEXT, _NOT_FOUND_TEXT, _REFUSAL_TEXT)
-# What the agent calls an argument when it asks for it again.
+# What the agent calls an argument when it asks for it.
 _ASK_FOR = {
     "user_id": "your user id", "reservation_id": "the reservation number",
     "order_id": "the order number", "email": "the email address on your account",
@@ -152,6 +140,22 @@ _ASK_FOR = {
     "state": "the address", "country": "the address", "passengers": "the passenger details",
     "origin": "the airports", "destination": "the airports", "cabin": "the cabin",
 }
+# Every fixed string the agent may say, so that a hallucinated value is only ever chosen
+# among communicate strings that no fixed phrase happens to contain (``_reportable``).
+_FIXED_TEXT = (*pb.fixed_wording(), *_IDENTITY_BY_LOOKUP.values(), _IDENTITY_DEFAULT,
+               *_ASK_FOR.values(), ASK_MARKER, CONFIRM_LINE, CLOSING_LINE, TRANSFER_LINE,
+               DEFAULT_GREETING)
+# What the report calls a value found under a key of a tool result.
+_KEY_LABELS = {
+    "price": "the price", "amount": "the amount", "balance": "the balance",
+    "tracking_id": "the tracking number", "total": "the total",
+    "exchange_price_difference": "the price difference", "status": "the status",
+    "item_id": "the item id", "order_id": "the order number", "zip": "the zip code",
+    "city": "the city", "state": "the state", "address1": "the street address",
+    "address2": "the apartment or suite", "name": "the name", "brand": "the brand",
+    "last_four": "the last four digits",
+}
+_MONEY_KEYS = frozenset(("price", "amount", "balance", "total", "exchange_price_difference"))
 
 
 # -- mistakes ------------------------------------------------------------------------------
@@ -251,18 +255,26 @@ class ScriptedAgent:
     ``reply`` is pure: the same ``messages`` give the same message, in-process or when
     rebuilt from a chat request. Tool calls carry ids ``call_{turn}_{i}`` where ``turn``
     is the message's index in the conversation.
+
+    Its wording comes from the phrase bank, composed afresh for each message from an rng
+    keyed on the seed and the history length; what it says about the domain's tools
+    (``phrases``: by default the ``Domain.phrases`` of the domain the toolbox belongs to)
+    is read from the arguments and the tool results in the history.
     """
 
-    __slots__ = ("_change", "_kinds", "_needed", "_reported", "actions", "mistake", "plan",
-                 "seed", "task", "transfers")
+    __slots__ = ("_change", "_kind_of", "_kinds", "_needed", "_phrases", "_reported",
+                 "actions", "mistake", "plan", "seed", "task", "transfers")
 
     def __init__(self, task: Task, toolbox: Toolbox, seed: int,
-                 mistakes: MistakeConfig | None = None) -> None:
+                 mistakes: MistakeConfig | None = None, *,
+                 phrases: pb.DomainPhrases | None = None) -> None:
         self.task = task
         self.seed = seed
         self.actions: list[Action] = task.gold_actions
         kinds = [_kind(toolbox, a.name) for a in self.actions]
         self._kinds = kinds
+        self._kind_of = {name: _kind(toolbox, name) for name in toolbox.names()}
+        self._phrases = phrases if phrases is not None else _domain_phrases(toolbox.owner)
         self._needed = _needed_values(task)
         criteria = task.evaluation_criteria
         self._reported: list[str] = list((criteria.communicate_info or []) if criteria else [])
@@ -299,26 +311,29 @@ class ScriptedAgent:
             return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
         last = messages[-1]
         if isinstance(last, UserMessage) and is_forbidden_request(last.content):
-            return self._text(_REFUSAL_TEXT, turn)
+            return self._text(self._say([pb.compose(rng, pb.REFUSAL_LEADS, pb.REFUSAL_BODIES,
+                                                    pb.REFUSAL_REASONS)]), turn)
         # Each plan step is exactly one assistant message after the user first spoke, so
         # counting them (detours aside) finds the place in the plan without keeping state.
+        # The ASK step is left out when what the user said before the agent's first plan
+        # message already tells everything the plan needs: that prefix of the history never
+        # changes, so the decision is the same at every later turn.
         done = sum(1 for m in messages[first_user + 1:]
                    if isinstance(m, AssistantMessage) and not _is_detour(m))
-        if done >= len(self.plan):
-            return self._text(self._closing(), turn)
-        step = self.plan[done]
+        plan = self.plan if self._missing_at_start(messages, first_user) else self.plan[1:]
+        if done >= len(plan):
+            return self._text(self._say([self._closing(rng)]), turn)
+        step = plan[done]
         if step.kind is StepKind.ASK:
-            return self._text(_ASK_TEXT.format(identity=self._identity()), turn)
+            return self._text(self._ask(messages, first_user, rng), turn)
         if step.kind is StepKind.CONFIRM:
             detour = self._detour(step.action, messages, lookup=False)
             if detour is not None:
                 return detour
-            action = self.actions[step.action]
-            args = self._arguments(step.action, messages)
-            return self._text(_CONFIRM_TEXT.format(action=_describe(action.name, args)), turn)
+            return self._text(self._confirm(step.action, messages, rng), turn)
         if step.kind is StepKind.CALL:
             if step.confirmed and not _said_yes(messages):
-                return self._text(_DECLINED_TEXT, turn)
+                return self._text(self._say([pb.compose(rng, *pb.DECLINED)]), turn)
             if not step.confirmed:
                 detour = self._detour(step.action, messages,
                                       lookup=self._kinds[step.action] is ToolKind.READ)
@@ -329,7 +344,7 @@ class ScriptedAgent:
                             arguments=self._arguments(step.action, messages),
                             requestor=action.requestor)
             return AssistantMessage(tool_calls=(call,), turn_idx=turn)
-        return self._text(self._report(rng), turn)
+        return self._text(self._report(messages, rng), turn)
 
     # -- detours ---------------------------------------------------------------------------
 
@@ -346,10 +361,15 @@ class ScriptedAgent:
         detour happens.
         """
         turn = len(messages)
+        rng = random.Random(f"{self.seed}:{turn}:detour")
         last = messages[-1]
         if isinstance(last, ToolMessage) and last.id.endswith(HEARD_SUFFIX):
             heard = _heard_value(messages, last.id, self.actions[index].arguments)
-            return self._text(_NOT_FOUND_TEXT.format(value=heard), turn)
+            parts = pb.NOT_FOUND_LEADS, pb.NOT_FOUND_WHERE, pb.NOT_FOUND_TAILS
+            lead = rng.choice(parts[0])
+            rest = pb.clause(rng, *parts[1:])
+            return self._text(self._say([(f"{lead} {heard} {rest}", f"{lead} that {rest}")]),
+                              turn)
         said = " ".join(m.content for m in messages if isinstance(m, UserMessage))
         missing = [(key, value) for key, value in self._needed[index]
                    if not _heard(said, value)]
@@ -369,18 +389,43 @@ class ScriptedAgent:
                     return AssistantMessage(tool_calls=(call,), turn_idx=turn)
         if _reasks_since_step(messages) >= REASK_LIMIT:
             return None
-        what = " and ".join(dict.fromkeys(
-            _ASK_FOR.get(key, "the " + key.replace("_", " ")) for key, _ in missing))
-        return self._text(_REASK_TEXT.format(what=what), turn)
+        what = pb.listing(list(dict.fromkeys(_ask_for(key) for key, _ in missing)))
+        return self._text(self._say([pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_TAILS)]),
+                          turn)
 
-    # -- text ------------------------------------------------------------------------------
+    # -- what the agent knows --------------------------------------------------------------
 
-    @staticmethod
-    def _text(content: str, turn: int) -> AssistantMessage:
-        return AssistantMessage(content=content, turn_idx=turn)
+    def _missing_at_start(self, messages: Sequence[Message], first_user: int) -> bool:
+        """Whether the plan opens with its ASK step: unless the user's messages before the
+        agent's first plan message state every value the plan needs from the user, the
+        identity it looks the user up by among them (a plan that looks nobody up gets the
+        ASK: the agent would know nothing of the user)."""
+        start = next((i for i in range(first_user + 1, len(messages))
+                      if isinstance(messages[i], AssistantMessage)
+                      and not _is_detour(messages[i])), len(messages))  # type: ignore[arg-type]
+        said = " ".join(m.content for m in messages[:start] if isinstance(m, UserMessage))
+        needed = [pair for pairs in self._needed for pair in pairs]
+        # Without an identity lookup the plan never shows who the user is: ask.
+        identified = any(a.name in _IDENTITY_LOOKUPS and pairs
+                         for a, pairs in zip(self.actions, self._needed, strict=True))
+        return not identified or any(not _heard(said, value) for _, value in needed)
 
-    def _closing(self) -> str:
-        return TRANSFER_LINE if self.transfers else CLOSING_LINE
+    def _ask(self, messages: Sequence[Message], first_user: int, rng: random.Random) -> str:
+        """The ASK step: the user's identity (with the request when nothing useful was said
+        yet), or, when that is known, the pieces still missing, named."""
+        said = " ".join(m.content for m in messages if isinstance(m, UserMessage))
+        identity = [v for a, pairs in zip(self.actions, self._needed, strict=True)
+                    if a.name in _IDENTITY_LOOKUPS for _, v in pairs]
+        needed = list(dict.fromkeys(pair for pairs in self._needed for pair in pairs))
+        missing = [(k, v) for k, v in needed if not _heard(said, v)]
+        heard_any = len(missing) < len(needed)
+        unknown = any(not _heard(said, v) for v in identity) if identity else not heard_any
+        if not needed or unknown:
+            details = "" if heard_any else rng.choice(pb.ASK_DETAILS)
+            return self._say([pb.compose(rng, pb.ASK_OPENERS, pb.ASK_VERBS, self._identity(),
+                                         details, pb.ASK_THEN) + "?"])
+        what = pb.listing(list(dict.fromkeys(_ask_for(k) for k, _ in missing)))
+        return self._say([pb.compose(rng, pb.ASK_MORE_OPENERS, pb.ASK_MORE, what) + "?"])
 
     def _identity(self) -> str:
         # Ask for what the gold plan looks the user up by (retail: email or name and zip).
@@ -389,13 +434,167 @@ class ScriptedAgent:
                 return _IDENTITY_BY_LOOKUP[action.name]
         return _IDENTITY_DEFAULT
 
-    def _report(self, rng: random.Random) -> str:
+    def _records(self, messages: Sequence[Message]) -> list[pb.Record]:
+        """Every tool call of the history with its result. Whether a result is an error is
+        read from its text (a chat request does not carry the flag)."""
+        calls: dict[str, ToolCall] = {}
+        records = []
+        for m in messages:
+            if isinstance(m, AssistantMessage):
+                calls.update((c.id, c) for c in m.tool_calls or ())
+            elif isinstance(m, ToolMessage) and m.id in calls:
+                call = calls[m.id]
+                error = m.content.startswith("Error")
+                records.append(pb.Record(call.name, call.arguments, m.content,
+                                         None if error else pb.decode(m.content), error))
+        return records
+
+    def _since_last_text(self, messages: Sequence[Message]) -> int:
+        """The index after the agent's last plan text message (0 when none)."""
+        for i in range(len(messages) - 1, -1, -1):
+            m = messages[i]
+            if isinstance(m, AssistantMessage) and m.content and not m.tool_calls \
+                    and not _is_detour(m):
+                return i + 1
+        return 0
+
+    # -- text ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _text(content: str, turn: int) -> AssistantMessage:
+        return AssistantMessage(content=content, turn_idx=turn)
+
+    def _say(self, parts: Sequence[str | tuple[str, str | None]]) -> str:
+        """A message from its sentences. A sentence given as (text, fallback) states data
+        from the conversation: when the episode's mistake is a hallucinated value, a
+        sentence stating the true value gives way to its fallback (None: left out), so
+        that the made-up value is the only one the user is told."""
+        hidden = self._hidden()
+        out = []
+        for part in parts:
+            text, fallback = (part, part) if isinstance(part, str) else part
+            if hidden and _states(text, hidden):
+                text = fallback or ""
+            if text:
+                out.append(text)
+        return " ".join(out)
+
+    def _hidden(self) -> str | None:
+        m = self.mistake
+        if m is not None and m.kind is MistakeKind.HALLUCINATED_VALUE and m.action is None:
+            return self._reported[_info_index(m.path)]
+        return None
+
+    def _closing(self, rng: random.Random) -> str:
+        if self.transfers:
+            return TRANSFER_LINE
+        return pb.compose(rng, pb.CLOSING_PREFIXES, pb.CLOSERS)
+
+    def _outcomes(self, messages: Sequence[Message],
+                  rng: random.Random) -> list[tuple[str, str | None]]:
+        """What each write since the agent's last plan text did, read from its result."""
+        start = self._since_last_text(messages)
+        records = self._records(messages)
+        seen = pb.Seen(records)
+        recent = self._records(messages[start:])
+        out: list[tuple[str, str | None]] = []
+        for r in recent:
+            if self._kind_of.get(r.name) is not ToolKind.WRITE:
+                continue
+            record = next((x for x in records if x.text == r.text and x.name == r.name
+                           and x.arguments == r.arguments), r)
+            generic = rng.choice(pb.OUTCOME_GENERIC)
+            if r.error:
+                reason = r.text.removeprefix("Error:").strip().rstrip(".") or "no reason given"
+                out.append((pb.compose(rng, *pb.OUTCOME_FAILED, reason=reason), None))
+                continue
+            said = self._phrases.outcome(record, seen, rng)
+            text = f"{rng.choice(pb.OUTCOME_LEADS)} {said}." if said else generic
+            out.append((text, generic))
+        return out
+
+    def _summary(self, messages: Sequence[Message], rng: random.Random,
+                 about: dict[str, Any] | None = None) -> list[tuple[str, str | None]]:
+        """One sentence on what a read since the last plan text showed (the last one that
+        concerns the write about to be described, else the last one), now and then."""
+        start = self._since_last_text(messages)
+        seen = pb.Seen(self._records(messages))
+        reads = [r for r in self._records(messages[start:])
+                 if self._kind_of.get(r.name) is ToolKind.READ and not r.error]
+        if not reads or rng.random() < 0.25:
+            return []
+        leaves = [v for v in string_leaves(about or {}) if len(v) >= 3]
+        related = [r for r in reads if any(v in r.text for v in leaves)]
+        record = (related or reads)[-1]
+        said = self._phrases.summary(record, seen, rng)
+        return [(said, None)] if said else []
+
+    def _confirm(self, index: int, messages: Sequence[Message], rng: random.Random) -> str:
+        action = self.actions[index]
+        args = self._arguments(index, messages)
+        seen = pb.Seen(self._records(messages))
+        described = self._phrases.describe(action.name, args, seen, rng) or _describe(
+            action.name, args)
+        generic = f"go ahead with the {pb.words(action.name)} request we discussed"
+        sentences = []
+        for what in (described, generic):
+            if rng.random() < 0.5:
+                sentences.append(pb.compose(rng, pb.CONFIRM_STEMS, what, pb.CONFIRM_YESNO) + "?")
+            else:
+                sentences.append(pb.compose(rng, pb.CONFIRM_LEADS, what, pb.CONFIRM_TAILS))
+        parts = [*self._outcomes(messages, rng), *self._summary(messages, rng, args),
+                 (sentences[0], sentences[1])]
+        return self._say(parts)
+
+    def _report(self, messages: Sequence[Message], rng: random.Random) -> str:
+        outcomes = self._outcomes(messages, rng)
+        parts: list[str | tuple[str, str | None]] = list(outcomes)
+        if not outcomes:
+            parts += self._summary(messages, rng)
         values = self.reported_values()
-        if values:
-            body = f"{rng.choice(_REPORT_LEADS)} {'; '.join(values)}."
-        else:
-            body = rng.choice(_DONE_TEXTS) if self.actions else _NOTHING_TEXT
-        return f"{body} {self._closing()}"
+        records = self._records(messages)
+        for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
+            opener = rng.choice(pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
+            unlabelled = pb.compose(rng, opener, pb.VALUE_UNLABELLED, value=value)
+            found = self._label(true, records)
+            if found is None:
+                parts.append(unlabelled)
+                continue
+            label, is_money = found
+            shown = f"${value}" if is_money and _number(value) is not None else value
+            forms = pb.VALUE_FORMS_MONEY if is_money else pb.VALUE_FORMS
+            parts.append((pb.compose(rng, opener, forms, label=label, value=shown), unlabelled))
+        if not values:
+            if self.actions:
+                if not outcomes or rng.random() < 0.5:
+                    parts.append(pb.compose(rng, *pb.DONE))
+            else:
+                parts.append(pb.compose(rng, *pb.NOTHING))
+        parts.append(self._closing(rng))
+        return self._say(parts)
+
+    def _label(self, value: str, records: Sequence[pb.Record]) -> tuple[str, bool] | None:
+        """What ``value`` is, found in the conversation: money a write moved, else the key
+        a tool result holds it under; None when neither says."""
+        seen = pb.Seen(records)
+        number = _number(value)
+        if number is not None:
+            for r in records:
+                if r.error or self._kind_of.get(r.name) is not ToolKind.WRITE:
+                    continue
+                for amount, label in self._phrases.amounts(r, seen):
+                    if abs(abs(amount) - abs(number)) < 0.005:
+                        return label, True
+        for r in records:
+            if r.error:
+                continue
+            if r.name == "calculate" and _number(r.text) is not None and number is not None \
+                    and abs(_number(r.text) - number) < 0.005:  # type: ignore[operator]
+                return "the total", False
+            found = _find_leaf(r.output, value, number)
+            if found is not None:
+                return found
+        return None
 
     def reported_values(self) -> list[str]:
         """The values the final report states: the communicate strings, one of them
@@ -403,7 +602,7 @@ class ScriptedAgent:
         values = list(self._reported)
         m = self.mistake
         if m is not None and m.kind is MistakeKind.HALLUCINATED_VALUE and m.action is None:
-            index = int(m.path.removeprefix("communicate_info[").rstrip("]"))
+            index = _info_index(m.path)
             values[index] = _perturb(values[index], random.Random(f"{self.seed}:hallucinate"))
         return values
 
@@ -427,6 +626,92 @@ class ScriptedAgent:
             new = _perturb_value(old, rng)
         _set(args, change.path, new)
         return args
+
+
+_GENERIC_PHRASES = pb.DomainPhrases()
+
+
+@functools.cache
+def _domain_phrases(owner: str) -> pb.DomainPhrases:
+    """The phrases of the shipped domain whose toolbox is ``owner`` (generic otherwise)."""
+    from domains import NAMES, get_domain  # the shipped domains depend on writ_async
+
+    for name in NAMES:
+        domain = get_domain(name)
+        if domain.toolbox.owner == owner:
+            return domain.phrases or _GENERIC_PHRASES
+    return _GENERIC_PHRASES
+
+
+def _info_index(path: str) -> int:
+    return int(path.removeprefix("communicate_info[").rstrip("]"))
+
+
+def _norm(text: str) -> str:
+    """Text as the COMMUNICATE check reads it: lower-cased, commas removed."""
+    return text.lower().replace(",", "")
+
+
+def _states(text: str, value: str) -> bool:
+    return _norm(value) in _norm(text)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "").removeprefix("$"))
+    except ValueError:
+        return None
+
+
+def _find_leaf(data: Any, value: str, number: float | None,
+               owner: str = "") -> tuple[str, bool] | None:
+    """The label of the first leaf of a tool result equal to ``value``: its key, and what
+    it belongs to (a named item, a reservation or an order)."""
+    if isinstance(data, dict):
+        name = data.get("name") if isinstance(data.get("name"), str) else None
+        here = next((data[k] for k in ("reservation_id", "order_id") if isinstance(
+            data.get(k), str)), None)
+        inner = f"the {name}" if name else (here or owner)
+        for key, leaf in data.items():
+            if isinstance(leaf, dict | list):
+                found = _find_leaf(leaf, value, number, inner)
+                if found is not None:
+                    return found
+            elif _same_value(leaf, value, number):
+                label = _KEY_LABELS.get(str(key), "the " + pb.words(key))
+                where = inner if key != "name" else (here or owner)
+                return (f"{label} for {where}" if where else label), key in _MONEY_KEYS
+    elif isinstance(data, list):
+        for leaf in data:
+            found = _find_leaf(leaf, value, number, owner)
+            if found is not None:
+                return found
+    return None
+
+
+def _same_value(leaf: Any, value: str, number: float | None) -> bool:
+    if isinstance(leaf, bool):
+        return False
+    if isinstance(leaf, int | float):
+        return number is not None and abs(leaf - number) < 0.005
+    return isinstance(leaf, str) and leaf.lower() == value.lower()
+
+
+def _ask_for(key: str) -> str:
+    return _ASK_FOR.get(key, "the " + key.replace("_", " "))
+
+
+def is_confirmation(text: str) -> bool:
+    """Whether the agent's text asks the user to confirm a write: a phrase-bank
+    confirmation, or the looser phrasing an LLM agent would use."""
+    lowered = text.lower()
+    return (any(cue in lowered for cue in pb.CONFIRM_CUES) or "(yes/no)" in lowered
+            or "confirm" in lowered)
+
+
+def is_closing(text: str) -> bool:
+    """Whether the agent's text closes the conversation (asks whether anything is left)."""
+    return "anything else" in text.lower()
 
 
 def _kind(toolbox: Toolbox, name: str) -> ToolKind:
@@ -457,7 +742,7 @@ def _heard(said: str, value: str) -> bool:
 def _is_detour(message: AssistantMessage) -> bool:
     if message.tool_calls:
         return any(c.id.endswith(HEARD_SUFFIX) for c in message.tool_calls)
-    return (message.content or "").startswith(_DETOUR_LEADS)
+    return (message.content or "").startswith(pb.DETOUR_LEADS)
 
 
 def _reasks_since_step(messages: Sequence[Message]) -> int:
@@ -467,7 +752,7 @@ def _reasks_since_step(messages: Sequence[Message]) -> int:
         if isinstance(m, AssistantMessage):
             if not _is_detour(m):
                 break
-            count += (m.content or "").startswith(_REASK_LEAD)
+            count += (m.content or "").startswith(pb.REASK_LEADS)
     return count
 
 
@@ -516,9 +801,11 @@ def _said_yes(messages: Sequence[Message]) -> bool:
 
 
 def _describe(name: str, args: dict[str, Any]) -> str:
-    shown = ", ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
-                      for k, v in args.items())
-    return f"{name.replace('_', ' ')} with {shown}" if shown else name.replace("_", " ")
+    """A write in plain words when the domain has no wording for it: the tool's name and
+    the identifiers it is given (no argument names, no JSON)."""
+    shown = pb.listing([v for v in string_leaves(args) if len(v) >= 3][:3])
+    return f"make the {pb.words(name)} change for {shown}" if shown else \
+        f"make the {pb.words(name)} change"
 
 
 # -- choosing the mistake ------------------------------------------------------------------
@@ -853,8 +1140,13 @@ _STOP_WORDS = frozenset((
 ))
 
 
+# The agent's question wording (phrase bank) names no fact: only what it asks for does.
+_ASKING_WORDS = pb.asking_words()
+
+
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP_WORDS}
+    return {w for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in _STOP_WORDS
+            and w not in _ASKING_WORDS}
 
 
 class _Telling:
@@ -1034,14 +1326,16 @@ class _Telling:
 
 
 def _intent(text: str) -> str:
-    """What the agent's text asks of the user: the shared markers first, then the looser
-    phrasing an LLM agent would use."""
+    """What the agent's text asks of the user: the transfer line, a closing line (every
+    closer of the phrase bank holds "anything else"), a confirmation (the bank's cues, or
+    "(yes/no)" / "confirm" as an LLM agent would put it), else a question; the looser
+    phrasing an LLM agent would use is recognised the same way."""
     lowered = text.lower()
     if TRANSFER_LINE in text or "transferred to a human" in lowered:
         return "transfer"
-    if CLOSING_LINE in text or "anything else" in lowered:
+    if is_closing(text):
         return "closing"
-    if CONFIRM_LINE in text or "(yes/no)" in lowered or "confirm" in lowered:
+    if is_confirmation(text):
         return "confirm"
     if ASK_MARKER in text or "?" in text:
         return "ask"

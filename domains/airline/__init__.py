@@ -9,6 +9,7 @@ from writ_async.tools import Toolbox
 
 from .data_model import AirlineDB
 from .generator import generate
+from .phrases import PHRASES
 from .tools import TOOLS, copy_flight
 from .walk import sample_call
 
@@ -20,4 +21,5 @@ DOMAIN = Domain(
     policy_text=files(__package__).joinpath("policy.md").read_text(encoding="utf-8"),
     copiers={"flights": copy_flight},
     sample_call=sample_call,
+    phrases=PHRASES,
 )

@@ -6,6 +6,7 @@ from importlib.resources import files
 
 from domains.retail.data_model import RetailDB
 from domains.retail.generator import generate
+from domains.retail.phrases import PHRASES
 from domains.retail.tools import TOOLS
 from domains.retail.walk import sample_call
 from writ_async.domain import Domain
@@ -21,4 +22,5 @@ DOMAIN = Domain(
     policy_text=POLICY_TEXT,
     copiers={},
     sample_call=sample_call,
+    phrases=PHRASES,
 )

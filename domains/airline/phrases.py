@@ -1,0 +1,337 @@
+"""How the scripted agent talks about the airline tools: writes described as a person
+would (flights with route, date and time, cabin, passengers, price, payment), their
+outcomes read from the updated reservation, and short summaries of what reads showed.
+
+Everything comes from the arguments and the tool results in the conversation; a value
+that is not there is left out, never guessed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from writ_async.phrasebank import (
+    DomainPhrases,
+    Record,
+    Seen,
+    clause,
+    clock,
+    compose,
+    count,
+    day,
+    extend,
+    listing,
+    money,
+    person,
+    words,
+)
+
+BAG_FEE = 50  # tau2-bench's airline policy: each non-free checked bag costs $50
+
+
+def _flights_seen(seen: Seen) -> dict[tuple[str, str], dict[str, Any]]:
+    """Flights shown by searches, by (flight number, date)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in seen.records:
+        if r.error or not r.name.startswith("search_") or not isinstance(r.output, list):
+            continue
+        date = str(r.arguments.get("date", ""))
+        legs: list[Any] = []
+        for entry in r.output:
+            legs.extend(entry if isinstance(entry, list) else [entry])
+        for leg in legs:
+            if isinstance(leg, Mapping) and "flight_number" in leg:
+                found[(str(leg["flight_number"]), str(leg.get("date") or date))] = dict(leg)
+    return found
+
+
+def _names(passengers: Any) -> str:
+    if not isinstance(passengers, list):
+        return ""
+    return listing([person(p) for p in passengers])
+
+
+def _legs(flights: Any, seen: Seen, cabin: Any, rng: random.Random,
+          priced: bool = True) -> str:
+    """'HAT040 from PHX to DTW on May 28 at 05:00 ($108)' for each flight."""
+    if not isinstance(flights, list):
+        return ""
+    known = _flights_seen(seen)
+    parts = []
+    for f in flights:
+        if not isinstance(f, Mapping):
+            continue
+        number, date = str(f.get("flight_number", "")), str(f.get("date", ""))
+        leg = known.get((number, date), {})
+        origin, destination = f.get("origin") or leg.get("origin"), \
+            f.get("destination") or leg.get("destination")
+        text = number
+        if origin and destination:
+            text += f" from {origin} to {destination}"
+        text += f" on {day(date)}"
+        departs = leg.get("scheduled_departure_time_est")
+        if departs:
+            text += f" at {clock(departs, rng)}"
+        price = f.get("price")
+        if price is None and isinstance(leg.get("prices"), Mapping):
+            price = leg["prices"].get(cabin)
+        if priced and isinstance(price, int | float):
+            text += f" ({money(price)} per person)" if rng.random() < 0.5 else \
+                f" at {money(price)} a seat"
+        parts.append(text)
+    return listing(parts)
+
+
+def _payments(payments: Any, phrases: DomainPhrases, seen: Seen) -> str:
+    if not isinstance(payments, list):
+        return ""
+    parts = []
+    for p in payments:
+        if isinstance(p, Mapping):
+            amount = p.get("amount")
+            what = phrases.payment(p.get("payment_id"), seen)
+            parts.append(f"{money(amount)} on {what}" if amount is not None else what)
+    return listing(parts)
+
+
+def _new_payments(record: Record, seen: Seen) -> list[dict[str, Any]]:
+    """The payment entries a write added to its reservation."""
+    out = record.output
+    if not isinstance(out, Mapping) or not isinstance(out.get("payment_history"), list):
+        return []
+    history = [p for p in out["payment_history"] if isinstance(p, Mapping)]
+    before = seen.before(str(out.get("reservation_id")), record)
+    if before is not None and isinstance(before.get("payment_history"), list):
+        return [dict(p) for p in history[len(before["payment_history"]):]]
+    return [dict(history[-1])] if history else []
+
+
+def _trip(res: Mapping[str, Any], rng: random.Random) -> str:
+    """'your round trip from ATL to LAX (May 25 and May 29) in economy for Chen Clark'."""
+    kind = "one-way trip" if res.get("flight_type") == "one_way" else "round trip"
+    dates = [day(f.get("date")) for f in res.get("flights", []) if isinstance(f, Mapping)]
+    text = f"{kind} from {res.get('origin')} to {res.get('destination')}"
+    if dates:
+        text += f" ({listing(list(dict.fromkeys(dates)))})"
+    if res.get("cabin"):
+        text += f" in {words(res['cabin'])}"
+    names = _names(res.get("passengers"))
+    if names and rng.random() < 0.7:
+        text += f" for {names}"
+    return text
+
+
+class AirlinePhrases(DomainPhrases):
+    def describe(self, name: str, args: Mapping[str, Any], seen: Seen,
+                 rng: random.Random) -> str | None:
+        rid = args.get("reservation_id")
+        res = seen.get(rid) or {}
+        if name == "book_reservation":
+            cabin = args.get("cabin")
+            kind = "round trip" if args.get("flight_type") == "round_trip" else "one-way trip"
+            text = clause(rng, ("book a", "reserve a", "set up a new"),
+                           f"{kind} from {args.get('origin')} to {args.get('destination')}"
+                           f" in {words(cabin)}:")
+            text += " " + _legs(args.get("flights"), seen, cabin, rng)
+            names = _names(args.get("passengers"))
+            if names:
+                text = extend(text, rng, (", for", ", with passengers", ", travelling:"), names)
+            bags, paid = args.get("total_baggages"), args.get("nonfree_baggages")
+            if isinstance(bags, int) and bags:
+                text += f", with {count(bags, 'checked bag')}"
+                if isinstance(paid, int) and paid:
+                    text += f" ({paid} paid at {money(BAG_FEE)} each)"
+            if args.get("insurance") == "yes":
+                text = extend(text, rng, (", plus travel insurance", ", with travel insurance"))
+            elif args.get("insurance") == "no":
+                text = extend(text, rng, (", without insurance", ", no travel insurance", ""))
+            pay = _payments(args.get("payment_methods"), self, seen)
+            if pay:
+                text = extend(text, rng, (", paying", ", charging", ", paid with"), pay)
+            return text
+        if name == "cancel_reservation":
+            trip = _trip(res, rng) if res else ""
+            text = clause(rng, ("cancel reservation", "cancel your reservation",
+                                 "cancel booking"), str(rid))
+            if trip:
+                text = extend(text, rng, (", your", " — the", ", which is your"), trip)
+            paid = [p for p in res.get("payment_history", []) if isinstance(p, Mapping)]
+            if paid and rng.random() < 0.6:
+                text = extend(text, rng, (", refunding the", ", with the refund of"),
+                                f"{money(sum(p.get('amount', 0) for p in paid))}",
+                                ("to the original payment method",
+                                 "going back to how you paid"))
+            return text
+        if name == "update_reservation_baggages":
+            bags, paid = args.get("total_baggages"), args.get("nonfree_baggages")
+            text = clause(rng, ("update reservation", "change the bags on reservation",
+                                 "set the checked bags on reservation"), str(rid),
+                           ("to", "to a total of"), count(int(bags or 0), "checked bag"))
+            text += f" ({paid} of them paid)" if isinstance(paid, int) else ""
+            before = res.get("nonfree_baggages")
+            if isinstance(before, int) and isinstance(paid, int) and paid > before:
+                text = extend(text, rng, (", which costs", ", for an extra", ", at a cost of"),
+                                money((paid - before) * BAG_FEE),
+                                ("on", "charged to", "paid with"),
+                                self.payment(args.get("payment_id"), seen))
+            return text
+        if name == "update_reservation_flights":
+            cabin = args.get("cabin")
+            text = clause(rng, ("change reservation", "move reservation",
+                                 "switch reservation"), str(rid),
+                           ("to", "over to"), _legs(args.get("flights"), seen, cabin, rng),
+                           f"in {words(cabin)}")
+            text = extend(text, rng, (", settling any fare difference with",
+                                  ", with any price difference going to",
+                                  ", using for any difference"),
+                            self.payment(args.get("payment_id"), seen))
+            return text
+        if name == "update_reservation_passengers":
+            passengers = args.get("passengers")
+            details = []
+            for p in passengers if isinstance(passengers, list) else []:
+                if isinstance(p, Mapping):
+                    born = f" (born {p['dob']})" if p.get("dob") else ""
+                    details.append(person(p) + born)
+            return clause(rng, ("update the passengers on reservation",
+                                 "change the passenger details on reservation",
+                                 "set the travellers on reservation"), str(rid),
+                           ("to", "so they read:"), listing(details))
+        return None
+
+    def outcome(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
+        out, args, name = record.output, record.arguments, record.name
+        if not isinstance(out, Mapping) or "reservation_id" not in out:
+            return None
+        rid = out["reservation_id"]
+        if name == "book_reservation":
+            flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
+            numbers = listing([str(f.get("flight_number")) for f in flights])
+            dates = listing(list(dict.fromkeys(day(f.get("date")) for f in flights)))
+            paid = sum(p.get("amount", 0) for p in out.get("payment_history", [])
+                       if isinstance(p, Mapping))
+            pay = listing([self.payment(p.get("payment_id"), seen)
+                           for p in out.get("payment_history", []) if isinstance(p, Mapping)])
+            return clause(rng, ("reservation", "your new reservation", "booking"), str(rid),
+                           ("is booked:", "is all set:", "is in place:"),
+                           f"{out.get('origin')} to {out.get('destination')} on {dates},",
+                           f"{numbers} in {words(out.get('cabin'))}",
+                           f"for {_names(out.get('passengers'))},",
+                           ("with", "and"), money(paid), ("charged to", "paid with", "put on"),
+                           pay or "your payment method")
+        if name == "cancel_reservation":
+            refund = -sum(p.get("amount", 0) for p in _new_payments(record, seen)
+                          if isinstance(p.get("amount"), int | float) and p["amount"] < 0)
+            text = clause(rng, ("reservation", "booking"), str(rid),
+                           ("is cancelled", "has been cancelled", "is now cancelled"))
+            if refund:
+                text = extend(text, rng, (", and", "; you'll get"), money(refund),
+                                ("back to the original payment method",
+                                 "refunded the way you paid",
+                                 "returned to your original payment method"))
+            return text
+        if name == "update_reservation_baggages":
+            new = sum(p.get("amount", 0) for p in _new_payments(record, seen)
+                      if p.get("payment_id") == args.get("payment_id"))
+            text = clause(rng, ("reservation", "booking"), str(rid),
+                           ("now has", "is updated to", "now shows"),
+                           count(int(out.get("total_baggages") or 0), "checked bag"),
+                           f"({out.get('nonfree_baggages')} paid)")
+            if new:
+                text = extend(text, rng, (", and", ";"), money(new),
+                                ("was charged to", "went on", "was paid with"),
+                                self.payment(args.get("payment_id"), seen))
+            return text
+        if name == "update_reservation_flights":
+            flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
+            legs = listing([f"{f.get('flight_number')} on {day(f.get('date'))}"
+                            for f in flights])
+            text = clause(rng, ("reservation", "booking"), str(rid),
+                           ("now has", "is moved to", "is now on"), legs,
+                           f"in {words(out.get('cabin'))}")
+            moved = sum(p.get("amount", 0) for p in _new_payments(record, seen)
+                        if p.get("payment_id") == args.get("payment_id"))
+            pay = self.payment(args.get("payment_id"), seen)
+            if moved > 0:
+                text = extend(text, rng, (", and the fare difference of", "; the difference of"),
+                                money(moved), ("was charged to", "went on"), pay)
+            elif moved < 0:
+                text = extend(text, rng, (", and", "; you'll get"), money(-moved),
+                                ("is refunded to", "back on"), pay)
+            else:
+                text = extend(text, rng, (", at no extra cost", ", with no price difference",
+                                      ""))
+            return text
+        if name == "update_reservation_passengers":
+            return clause(rng, ("the passengers on reservation", "reservation"), str(rid),
+                           ("are now", "now lists", "now has"), _names(out.get("passengers")))
+        return None
+
+    def summary(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
+        out, args, name = record.output, record.arguments, record.name
+        if record.error:
+            return None
+        if name in ("search_direct_flight", "search_onestop_flight") and isinstance(out, list):
+            route = f"from {args.get('origin')} to {args.get('destination')}"
+            when = f"on {day(args.get('date'))}"
+            direct = name == "search_direct_flight"
+            kind = ("direct flight", "nonstop flight") if direct else ("one-stop option",
+                                                                       "connection")
+            if not out:
+                return compose(rng, ("There are no", "The search shows no",
+                                     "Our schedule has no"),
+                               f"{rng.choice(kind)}s", route, when + ".")
+            first = out[0][0] if not direct and isinstance(out[0], list) else out[0]
+            text = compose(rng, ("I see", "The search shows", "There are", "I have"),
+                           count(len(out), rng.choice(kind)), route, when)
+            if isinstance(first, Mapping):
+                departs = first.get("scheduled_departure_time_est")
+                via = f" via {first.get('destination')}" if not direct else ""
+                text = extend(text, rng, ("; the first is", "; one of them is", ", starting with"),
+                                f"{first.get('flight_number')}{via}",
+                                f"at {clock(departs, rng)}" if departs else "")
+            return text + "."
+        if name == "get_reservation_details" and isinstance(out, Mapping):
+            return compose(rng, ("Reservation", "Booking"), str(out.get("reservation_id")),
+                           ("is a", "is your", "shows a"), _trip(out, rng) + ".")
+        if name == "get_user_details" and isinstance(out, Mapping):
+            first = person(out).split(" ")[0]
+            tier = out.get("membership")
+            text = compose(rng, ("I have your profile up", "I've pulled up your profile",
+                                 "Your profile is open here", "I can see your account"),
+                           f", {first}" if first else "")
+            if tier and rng.random() < 0.5:
+                text += f" ({words(tier)} member)"
+            return text + "."
+        if name == "get_flight_status" and out is None and record.text:
+            return compose(rng, ("Flight", "The flight"), str(args.get("flight_number")),
+                           f"on {day(args.get('date'))}", ("is", "shows as"),
+                           words(record.text) + ".")
+        return None
+
+    def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:
+        out, name = record.output, record.name
+        if not isinstance(out, Mapping) or "reservation_id" not in out:
+            return []
+        rid = out["reservation_id"]
+        new = _new_payments(record, seen)
+        if name == "book_reservation":
+            total = sum(p.get("amount", 0) for p in out.get("payment_history", [])
+                        if isinstance(p, Mapping))
+            return [(total, f"the total for the new reservation {rid}")]
+        if name == "cancel_reservation":
+            refund = sum(p.get("amount", 0) for p in new
+                         if isinstance(p.get("amount"), int | float) and p["amount"] < 0)
+            return [(refund, f"the refund for cancelling {rid}")]
+        if name == "update_reservation_baggages":
+            return [(sum(p.get("amount", 0) for p in new), f"the fee for the bags on {rid}")]
+        if name == "update_reservation_flights":
+            moved = sum(p.get("amount", 0) for p in new)
+            what = "refund" if moved < 0 else "price difference"
+            return [(moved, f"the {what} for the change on {rid}")]
+        return []
+
+
+PHRASES = AirlinePhrases()
