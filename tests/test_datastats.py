@@ -199,3 +199,10 @@ async def test_a_run_over_tau2_tasks_is_reported_as_contaminated(tmp_path: Path)
     for match in report["matches"]:
         assert match["episode_id"].split("@")[0].split(":")[0] in match["task_ids"]
     assert outcome.export.written == stats["rows"]
+
+
+def test_masked_distinct_2_counts_wording_not_values() -> None:
+    r = row(say("user", "q"), say("assistant", "Code X1Y ok"), say("assistant", "Code Z2W ok"))
+    text = datastats.compute_stats([r], kind_of=kind_of)["assistant_text"]
+    assert text["distinct_2"] == 1.0  # every bigram holds a different code
+    assert text["distinct_2_masked"] == 0.5  # "code <id>", "<id> ok", twice

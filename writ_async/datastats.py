@@ -18,6 +18,8 @@ Definitions (each is printed with the figures, so a reader of ``stats.json`` nee
   it is fixed by configuration, not written by the agent).
 * **distinct-n**: unique n-grams / all n-grams of lowercased ``\\w+`` words, n-grams taken
   within one message, over all the rows' assistant text.
+  ``distinct_2_masked`` is distinct-2 of the same text masked as sentences are (below):
+  it counts variety of wording, where plain distinct-n also counts every new id or price.
 * **sentences**: assistant text split after ``.``, ``!`` or ``?`` followed by whitespace,
   and at line breaks. Before counting, a sentence is **masked**: lowercased; every word
   holding a digit or an underscore (ids, flight numbers, dates, prices, payment ids)
@@ -188,6 +190,7 @@ def compute_stats(rows: Sequence[Mapping[str, Any]], *,
     calls_per_row: list[int] = []
     mix: Counter[str] = Counter()
     ngram_counts: dict[int, Counter[tuple[str, ...]]] = {n: Counter() for n in (1, 2, 3)}
+    masked_bigrams: Counter[tuple[str, ...]] = Counter()
     sentence_rows: Counter[str] = Counter()
     sentence_example: dict[str, str] = {}
     text_counts: Counter[str] = Counter()
@@ -226,6 +229,7 @@ def compute_stats(rows: Sequence[Mapping[str, Any]], *,
             words = _WORD.findall(text.lower())
             for n, counter in ngram_counts.items():
                 counter.update(ngrams(words, n))
+            masked_bigrams.update(ngrams(_WORD.findall(mask_sentence(text)), 2))
             for sentence in split_sentences(text):
                 masked = mask_sentence(sentence)
                 row_sentences.add(masked)
@@ -253,6 +257,7 @@ def compute_stats(rows: Sequence[Mapping[str, Any]], *,
             "distinct_1": _distinct(ngram_counts[1]),
             "distinct_2": _distinct(ngram_counts[2]),
             "distinct_3": _distinct(ngram_counts[3]),
+            "distinct_2_masked": _distinct(masked_bigrams),
             "duplicate_messages": duplicates,
             "duplicate_share": _r(duplicates / n_texts) if n_texts else 0.0,
             "distinct_sentences": len(sentence_rows),
@@ -443,7 +448,8 @@ def render(stats: Mapping[str, Any]) -> str:
     text = stats["assistant_text"]
     lines.append(f"assistant text (greeting excluded): {text['messages']} messages")
     lines.append(f"  distinct-1/2/3:       {text['distinct_1']:.4f} / {text['distinct_2']:.4f}"
-                 f" / {text['distinct_3']:.4f}")
+                 f" / {text['distinct_3']:.4f}  (distinct-2, values masked: "
+                 f"{text['distinct_2_masked']:.4f})")
     lines.append(f"  exact duplicates:     {text['duplicate_messages']} messages "
                  f"({text['duplicate_share']:.1%})")
     goal = "met" if text["sentence_goal_met"] else "NOT met"
