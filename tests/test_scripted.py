@@ -5,6 +5,8 @@ kind promises; the mock-server policy answers exactly as the in-process particip
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,8 @@ import pytest
 from conftest import require, tau2_dir
 
 from domains import get_domain
+from writ_async import phrasebank as pb
+from writ_async.datastats import mask_sentence, split_sentences
 from writ_async.domain import Domain
 from writ_async.episode import AskAgent, Episode, Limits, RunTools
 from writ_async.messages import (
@@ -42,10 +46,13 @@ from writ_async.scripted import (
     MistakeKind,
     ScriptedAgent,
     ScriptedUser,
+    _ask_for,
+    _intent,
     is_closing,
     is_confirmation,
     run_scripted_episode,
 )
+from writ_async.synthesis.tasks import generate_tasks
 from writ_async.tasks import Instructions, Task, load_tasks
 from writ_async.tools import ToolKind
 
@@ -570,3 +577,145 @@ async def test_a_whole_episode_over_http(world: World) -> None:
                                                           turn_idx=turn))
     assert encode(episode.messages) == encode(expected.messages)
     assert env.db_hash() == final == world.gold[task.id]
+
+
+# -- how the agent talks -------------------------------------------------------------------
+
+SYNTH_COUNT = 24
+_KEY_VALUE = re.compile(r"\b[a-z]+_[a-z_]+: |[{}\[\]]|\"\w+\": ")
+
+
+@pytest.fixture(scope="module", params=DOMAINS)
+def synthesized(request: pytest.FixtureRequest) -> World:
+    """Synthesized tasks on the generated database: their communicate values are the
+    money that writes move, which the agent must state with what they are."""
+    domain = get_domain(request.param)
+    base = domain.generate_db(seed=3)
+    tasks = generate_tasks(request.param, base, SYNTH_COUNT, seed=5)
+    gold = {t.id: replay(domain, base, t.gold_actions) for t in tasks}
+    return World(request.param, domain, base, tasks, gold)
+
+
+def agent_texts(messages: Sequence[Message]) -> list[tuple[int, str]]:
+    return [(i, m.content) for i, m in enumerate(messages)
+            if isinstance(m, AssistantMessage) and m.content and i > 0]
+
+
+def test_confirmations_outcomes_and_answers_read_like_an_agent(synthesized: World) -> None:
+    world = synthesized
+    toolbox = world.domain.toolbox
+    for task in world.tasks:
+        episode, final, _ = run_scripted_episode(world.domain, world.base, task,
+                                                 world.seed(task))
+        messages = episode.messages
+        assert final == world.gold[task.id] and not missing_info(task, messages), task.id
+        texts = agent_texts(messages)
+        for _, text in texts:  # no argument dumps, no JSON, no tool names
+            assert not _KEY_VALUE.search(text), (task.id, text)
+            assert not any(name in text for name in toolbox.names()), (task.id, text)
+        for i, call in calls(messages):
+            if toolbox.kind(call.name) is not ToolKind.WRITE:
+                continue
+            # The confirmation names what the write is about (its reservation or order).
+            key = call.arguments.get("reservation_id") or call.arguments.get("order_id")
+            if key is not None:
+                assert key in (messages[i - 2].content or ""), (task.id, messages[i - 2])
+            # The next text tells the outcome, read from the result.
+            result = messages[i + 1]
+            assert isinstance(result, ToolMessage)
+            if result.error or key is None:
+                continue
+            after = next(t for j, t in texts if j > i)
+            assert key in after, (task.id, after)
+        # Every value asked about is stated with what it is, in a sentence of its own.
+        report = texts[-1][1].lower().replace(",", "")
+        for info in task.evaluation_criteria.communicate_info or []:  # type: ignore[union-attr]
+            sentence = next(s for s in re.split(r"(?<=[.!?])\s+", report) if info in s)
+            assert len(sentence.split()) >= 5, (task.id, sentence)
+
+
+def test_a_hallucinated_value_is_the_only_one_stated(synthesized: World) -> None:
+    """The agent's outcomes state the money a write moved; when it makes up a reported
+    value, no other message may give the true one away."""
+    applied = 0
+    for task in synthesized.tasks:
+        episode, _, agent = run_scripted_episode(
+            synthesized.domain, synthesized.base, task, synthesized.seed(task),
+            MistakeConfig(forced=MistakeKind.HALLUCINATED_VALUE))
+        m = agent.mistake
+        if m is None or not m.path.startswith("communicate_info"):
+            continue
+        applied += 1
+        info = task.evaluation_criteria.communicate_info[  # type: ignore[union-attr,index]
+            int(m.path.removeprefix("communicate_info[").rstrip("]"))]
+        assert missing_info(task, episode.messages) == [info], task.id
+    assert applied >= SYNTH_COUNT // 3, applied
+
+
+def test_the_agent_asks_only_for_what_it_lacks(world: World) -> None:
+    skipped = asked = named = 0
+    for task in world.with_actions():
+        agent = ScriptedAgent(task, world.domain.toolbox, world.seed(task))
+        needed = [pair for pairs in agent._needed for pair in pairs]
+        identity = [v for a, pairs in zip(task.gold_actions, agent._needed, strict=True)
+                    if a.name in ("get_user_details", "find_user_id_by_email",
+                                  "find_user_id_by_name_zip") for _, v in pairs]
+        if not identity:
+            continue
+        # Everything said up front: the agent goes straight to work.
+        everything = " ".join(f"It is {v}." for _, v in needed)
+        reply = agent.reply([AssistantMessage(content="Hi!"), UserMessage(content=everything)])
+        assert reply.tool_calls, (task.id, reply.content)
+        skipped += 1
+        # Nothing said: it asks who the user is.
+        reply = agent.reply([AssistantMessage(content="Hi!"), UserMessage(content="Hello.")])
+        assert not reply.tool_calls and "?" in (reply.content or ""), task.id
+        asked += 1
+        # The identity said, something else missing: it asks for that, by name.
+        others = [(k, v) for k, v in needed if v not in identity]
+        if others:
+            said = " ".join(f"It is {v}." for v in identity)
+            reply = agent.reply([AssistantMessage(content="Hi!"), UserMessage(content=said)])
+            content = reply.content or ""
+            assert not reply.tool_calls and agent._identity() not in content, (task.id, content)
+            assert _ask_for(others[0][0]) in content, (task.id, content)
+            named += 1
+    assert skipped >= 5 and asked >= 5 and named >= 1, (skipped, asked, named)
+
+
+def test_the_phrase_bank_keeps_intents_recognisable() -> None:
+    for closer in pb.variants(pb.CLOSING_PREFIXES, pb.CLOSERS):
+        assert _intent(closer) == "closing", closer
+    what = "cancel reservation ABC123"
+    for stem in pb.CONFIRM_STEMS:
+        assert _intent(f"{stem} {what}?") == "confirm", stem
+    for lead in pb.CONFIRM_LEADS:
+        for tail in pb.CONFIRM_TAILS:
+            assert _intent(f"{lead} {what} {tail}") == "confirm", (lead, tail)
+    asks = [*pb.variants(pb.ASK_OPENERS, pb.ASK_VERBS, "your user id", pb.ASK_THEN),
+            *pb.variants(pb.REASK_LEADS, "the order number", pb.REASK_TAILS),
+            *pb.variants(pb.NOT_FOUND_LEADS, "X1", pb.NOT_FOUND_WHERE, pb.NOT_FOUND_TAILS)]
+    for ask in asks:
+        assert _intent(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
+    for text in pb.variants(pb.REFUSAL_LEADS, pb.REFUSAL_BODIES, pb.REFUSAL_REASONS):
+        assert _intent(text) == "other", text
+    # Plan messages never open like a detour (the agent counts its place by that).
+    openings = pb.alternatives(pb.ASK_OPENERS, pb.ASK_MORE_OPENERS, pb.CONFIRM_STEMS,
+                               pb.CONFIRM_LEADS, pb.OUTCOME_LEADS, pb.OUTCOME_GENERIC,
+                               pb.OUTCOME_FAILED[0], pb.VALUE_OPENERS, pb.DONE[0],
+                               pb.NOTHING[0], pb.CLOSING_PREFIXES, pb.CLOSERS, pb.DECLINED[0])
+    assert not [o for o in openings if pb.capital(o).startswith(pb.DETOUR_LEADS)]
+    # The fixed wording states no number: every number said comes from the data.
+    assert not [t for t in pb.fixed_wording() if any(ch.isdigit() for ch in t)]
+
+
+def test_the_wording_varies_across_conversations(world: World) -> None:
+    rows: Counter[str] = Counter()
+    tasks = world.with_actions()
+    for task in tasks:
+        episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+        rows.update({mask_sentence(s) for _, t in agent_texts(episode.messages)
+                     for s in split_sentences(t)})
+    sentence, count = rows.most_common(1)[0]
+    # One fixed sentence per intent put the same ask and closing line in every one.
+    assert count <= 0.25 * len(tasks), (sentence, count, len(tasks))

@@ -22,6 +22,7 @@ import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date as _date
 from itertools import product
 from typing import Any
 
@@ -75,19 +76,48 @@ def alternatives(*parts: Part) -> list[str]:
     return [s for p in parts for s in ((p,) if isinstance(p, str) else p) if s]
 
 
+class Fresh(random.Random):
+    """A seeded rng whose ``choice`` among strings prefers those not in ``said`` (what the
+    speaker said so far, lower-cased): a phrase is not repeated within a conversation while
+    an unused alternative is left. Still a pure function of the seed and ``said``."""
+
+    def __init__(self, seed: str, said: str) -> None:
+        super().__init__(seed)
+        self.said = said
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        fresh = [s for s in seq if isinstance(s, str) and (not s or s.lower() not in self.said)]
+        return super().choice(fresh if fresh and len(fresh) < len(seq) else seq)
+
+
 # -- formatting values as a person says them -----------------------------------------------
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
 
 
-def day(date: Any) -> str:
-    """'2024-05-16' -> 'May 16'; anything else as it is."""
+def day(date: Any, rng: random.Random | None = None) -> str:
+    """'2024-05-16' -> 'May 16' (with ``rng``, also 'Thursday, May 16', '16 May' or 'the
+    16th of May'); anything else as it is."""
     text = str(date)
     match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
-    if not match or not 1 <= int(match[2]) <= 12:
+    if not match or not 1 <= int(match[2]) <= 12 or not 1 <= int(match[3]) <= 31:
         return text
-    return f"{_MONTHS[int(match[2]) - 1]} {int(match[3])}"
+    month, number = _MONTHS[int(match[2]) - 1], int(match[3])
+    style = rng.randrange(5) if rng is not None else 0
+    if style == 1:
+        return f"{number} {month}"
+    if style == 2:
+        ending = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+            number % 10, "th")
+        return f"the {number}{ending} of {month}"
+    if style == 3:
+        try:
+            weekday = _date(int(match[1]), int(match[2]), number).strftime("%A")
+        except ValueError:
+            return f"{month} {number}"
+        return f"{weekday}, {month} {number}"
+    return f"{month} {number}"
 
 
 def clock(time: Any, rng: random.Random) -> str:
@@ -225,10 +255,11 @@ class DomainPhrases:
         return None
 
     def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:
-        """Money a successful write moved: (amount, what it is), a refund negative."""
+        """Money a successful write moved: (amount, what it is), a refund negative; what
+        it is may hold alternatives separated by '|'."""
         return []
 
-    def payment(self, method_id: Any, seen: Seen) -> str:
+    def payment(self, method_id: Any, seen: Seen, rng: random.Random | None = None) -> str:
         """A payment method as a person names it: 'your Visa credit card ending 7447'."""
         user = seen.user()
         methods = user.get("payment_methods") if user else None
@@ -236,18 +267,26 @@ class DomainPhrases:
         text = str(method_id)
         source = method.get("source") if isinstance(method, Mapping) else text.rsplit("_", 1)[0]
         tail = text.rsplit("_", 1)[-1][-4:]
+        def pick(*options: str) -> str:
+            return rng.choice(options).replace("  ", " ") if rng is not None else options[0]
+
         if source == "credit_card":
             brand = method.get("brand") if isinstance(method, Mapping) else None
             last = method.get("last_four") if isinstance(method, Mapping) else None
-            kind = f"{str(brand).title()} credit card" if brand else "credit card"
-            return f"your {kind} ending {last}" if last else f"the {kind} on file"
+            brand = str(brand).title() if brand else ""
+            if not last:
+                return pick(f"the {brand} credit card on file", f"your {brand} card on file")
+            return pick(f"your {brand} credit card ending {last}",
+                        f"the {brand} card ending in {last}", f"your {brand} card ({last})",
+                        f"the card that ends in {last}", f"your {brand} ending {last}")
         if source == "gift_card":
-            return f"your gift card ending {tail}"
+            return pick(f"your gift card ending {tail}", f"the gift card ending in {tail}",
+                        "your gift card", f"gift card {tail}")
         if source == "certificate":
             worth = method.get("amount") if isinstance(method, Mapping) else None
             return f"your {money(worth)} travel certificate" if worth else "your certificate"
         if source == "paypal":
-            return "your PayPal account"
+            return pick("your PayPal account", "PayPal", "your PayPal")
         return text
 
 
@@ -275,17 +314,23 @@ ASK_MORE = ("could you also tell me", "could you also give me", "I'll also need"
 # Confirmation: one sentence; prefix form ("Shall I ...?") or lead + tail form.
 CONFIRM_STEMS = ("Shall I go ahead and", "Would you like me to", "Do you want me to",
                  "Should I go ahead and", "Can I go ahead and", "Are you happy for me to",
-                 "Is it okay if I", "Would you like me to go ahead and")
+                 "Is it okay if I", "Would you like me to go ahead and", "Shall I",
+                 "Do I have your go-ahead to", "Are you okay with me going ahead to",
+                 "May I go ahead and", "Is it alright if I", "Just say the word: shall I")
 CONFIRM_LEADS = ("Here is what I'll do:", "Here's the plan:", "To be sure we agree, I'll",
                  "Just to check before I do it, I'll", "So, I'm about to",
                  "Before I make the change, I'll", "This is what I have ready: I'll",
-                 "Next I'll", "I'm ready to")
+                 "Next I'll", "I'm ready to", "The next step is to", "What I'd do now is",
+                 "My plan is to", "With that, I can", "I'd now", "Here's the change: I'll")
 CONFIRM_TAILS = ("— shall I go ahead (yes/no)?", "— do you confirm (yes/no)?",
                  "— is that okay with you (yes/no)?", "— should I proceed (yes/no)?",
                  "— can you confirm with a yes?", "— may I proceed?",
                  "— is that right, and shall I go ahead?",
-                 "— please say yes if I should go ahead.")
-CONFIRM_YESNO = (" (yes/no)", "")
+                 "— please say yes if I should go ahead.", "— does that work for you?",
+                 "— all good to go ahead?", "— happy for me to do that?",
+                 "— want me to go ahead?", "— is that what you'd like?",
+                 "— okay to go ahead?")
+CONFIRM_YESNO = (" (yes/no)", "", "", "", "", "")
 # How the user (and a test) recognises a confirmation request: each confirmation holds one.
 CONFIRM_CUES = tuple(s.lower() for s in (*CONFIRM_STEMS, *(t.lstrip("— ") for t in
                                                              CONFIRM_TAILS)))
@@ -298,7 +343,9 @@ DECLINED = (("Understood,", "Alright,", "Okay,", "No problem,", "Sure,", "Fair e
 # Opening an outcome: the clause after it comes from the domain.
 OUTCOME_LEADS = ("Done —", "All set:", "That's done:", "It went through:", "Good news:",
                  "Okay,", "That's taken care of:", "Great,", "Alright,", "Success —",
-                 "Finished:", "That worked:")
+                 "Finished:", "That worked:", "Perfect —", "There we go:", "Sorted:",
+                 "Right,", "Excellent,", "That's complete:",
+                 "The system accepted it:", "Lovely,", "So,")
 OUTCOME_GENERIC = ("Done, that change is in place.", "That change has gone through.",
                    "The change is now saved.", "All set, the change is made.",
                    "That has been updated.", "That's been taken care of.")
@@ -331,8 +378,8 @@ NOTHING = (("I've looked into your request", "I've gone through your request",
             "for you."))
 
 # The closing line: every one holds "anything else" (the user's cue to end).
-CLOSING_PREFIXES = ("", "", "", "Before you go,", "While I have you,", "Lastly,",
-                    "And", "So,")
+CLOSING_PREFIXES = ("", "", "", "", "", "Before you go,", "While I have you,", "Lastly,",
+                    "And", "So,", "Now,", "Otherwise,")
 CLOSERS = ("is there anything else I can help you with?",
            "is there anything else I can do for you?", "can I help with anything else?",
            "is there anything else you need today?", "anything else I can do for you?",
@@ -344,7 +391,14 @@ CLOSERS = ("is there anything else I can help you with?",
            "is there anything else I should take care of?",
            "anything else you'd like to sort out today?",
            "is there anything else I can check for you?",
-           "anything else I can assist with?")
+           "anything else I can assist with?",
+           "is there anything else I can sort out for you?",
+           "anything else you'd like to go over?", "can I take care of anything else?",
+           "is there anything else you wanted to ask?",
+           "shall we look at anything else?", "anything else on your mind?",
+           "is there anything else I can help with right now?",
+           "do you have anything else for me today?",
+           "is there anything else I can do while you're here?")
 
 # Detours: each opens with a lead of its own set, which no plan message opens with.
 REASK_LEADS = ("I still need", "I'll still need", "One more thing, I need",

@@ -305,7 +305,7 @@ class ScriptedAgent:
 
     def reply(self, messages: Sequence[Message]) -> AssistantMessage:
         turn = len(messages)
-        rng = random.Random(f"{self.seed}:{turn}")
+        rng = pb.Fresh(f"{self.seed}:{turn}", _said(messages))
         first_user = next((i for i, m in enumerate(messages) if isinstance(m, UserMessage)), None)
         if first_user is None:  # the agent opens (no configured greeting)
             return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
@@ -361,7 +361,7 @@ class ScriptedAgent:
         detour happens.
         """
         turn = len(messages)
-        rng = random.Random(f"{self.seed}:{turn}:detour")
+        rng = pb.Fresh(f"{self.seed}:{turn}:detour", _said(messages))
         last = messages[-1]
         if isinstance(last, ToolMessage) and last.id.endswith(HEARD_SUFFIX):
             heard = _heard_value(messages, last.id, self.actions[index].arguments)
@@ -516,7 +516,8 @@ class ScriptedAgent:
     def _summary(self, messages: Sequence[Message], rng: random.Random,
                  about: dict[str, Any] | None = None) -> list[tuple[str, str | None]]:
         """One sentence on what a read since the last plan text showed (the last one that
-        concerns the write about to be described, else the last one), now and then."""
+        concerns the write about to be described, else the last one; not the record the
+        write changes), now and then."""
         start = self._since_last_text(messages)
         seen = pb.Seen(self._records(messages))
         reads = [r for r in self._records(messages[start:])
@@ -524,8 +525,14 @@ class ScriptedAgent:
         if not reads or rng.random() < 0.25:
             return []
         leaves = [v for v in string_leaves(about or {}) if len(v) >= 3]
-        related = [r for r in reads if any(v in r.text for v in leaves)]
-        record = (related or reads)[-1]
+        # The record a write changes is described by the confirmation itself.
+        target = [r for r in reads if isinstance(r.output, dict) and any(
+            r.output.get(k) in leaves for k in ("reservation_id", "order_id"))]
+        others = [r for r in reads if r not in target]
+        related = [r for r in others if any(v in r.text for v in leaves)]
+        if not (related or others):
+            return []
+        record = (related or others)[-1]
         said = self._phrases.summary(record, seen, rng)
         return [(said, None)] if said else []
 
@@ -556,7 +563,7 @@ class ScriptedAgent:
         for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
             opener = rng.choice(pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
             unlabelled = pb.compose(rng, opener, pb.VALUE_UNLABELLED, value=value)
-            found = self._label(true, records)
+            found = self._label(true, records, rng)
             if found is None:
                 parts.append(unlabelled)
                 continue
@@ -573,7 +580,8 @@ class ScriptedAgent:
         parts.append(self._closing(rng))
         return self._say(parts)
 
-    def _label(self, value: str, records: Sequence[pb.Record]) -> tuple[str, bool] | None:
+    def _label(self, value: str, records: Sequence[pb.Record],
+               rng: random.Random) -> tuple[str, bool] | None:
         """What ``value`` is, found in the conversation: money a write moved, else the key
         a tool result holds it under; None when neither says."""
         seen = pb.Seen(records)
@@ -584,7 +592,7 @@ class ScriptedAgent:
                     continue
                 for amount, label in self._phrases.amounts(r, seen):
                     if abs(abs(amount) - abs(number)) < 0.005:
-                        return label, True
+                        return rng.choice(label.split("|")), True
         for r in records:
             if r.error:
                 continue
@@ -641,6 +649,12 @@ def _domain_phrases(owner: str) -> pb.DomainPhrases:
         if domain.toolbox.owner == owner:
             return domain.phrases or _GENERIC_PHRASES
     return _GENERIC_PHRASES
+
+
+def _said(messages: Sequence[Message]) -> str:
+    """The agent's text so far, lower-cased (what its phrase choices avoid repeating)."""
+    return "\n".join((m.content or "").lower() for m in messages
+                     if isinstance(m, AssistantMessage) and m.content)
 
 
 def _info_index(path: str) -> int:

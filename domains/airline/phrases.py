@@ -47,6 +47,12 @@ def _flights_seen(seen: Seen) -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
+def _ref(rid: Any) -> tuple[str, ...]:
+    """Ways to name a reservation (choices avoid the ones already said)."""
+    return (f"reservation {rid}", f"booking {rid}", f"your booking {rid}", f"trip {rid}",
+            f"{rid}", f"the {rid} booking")
+
+
 def _names(passengers: Any) -> str:
     if not isinstance(passengers, list):
         return ""
@@ -54,7 +60,7 @@ def _names(passengers: Any) -> str:
 
 
 def _legs(flights: Any, seen: Seen, cabin: Any, rng: random.Random,
-          priced: bool = True) -> str:
+          priced: bool = True, route: tuple[Any, Any] | None = None) -> str:
     """'HAT040 from PHX to DTW on May 28 at 05:00 ($108)' for each flight."""
     if not isinstance(flights, list):
         return ""
@@ -68,30 +74,31 @@ def _legs(flights: Any, seen: Seen, cabin: Any, rng: random.Random,
         origin, destination = f.get("origin") or leg.get("origin"), \
             f.get("destination") or leg.get("destination")
         text = number
-        if origin and destination:
-            text += f" from {origin} to {destination}"
-        text += f" on {day(date)}"
+        if origin and destination and (origin, destination) != route:
+            text += rng.choice((f" from {origin} to {destination}", f" ({origin}–{destination})",
+                                f" {origin} to {destination}"))
+        text += f" on {day(date, rng)}"
         departs = leg.get("scheduled_departure_time_est")
         if departs:
             text += f" at {clock(departs, rng)}"
         price = f.get("price")
         if price is None and isinstance(leg.get("prices"), Mapping):
             price = leg["prices"].get(cabin)
-        if priced and isinstance(price, int | float):
+        if priced and isinstance(price, int | float) and rng.random() < 0.5:
             text += f" ({money(price)} per person)" if rng.random() < 0.5 else \
                 f" at {money(price)} a seat"
         parts.append(text)
     return listing(parts)
 
 
-def _payments(payments: Any, phrases: DomainPhrases, seen: Seen) -> str:
+def _payments(payments: Any, phrases: DomainPhrases, seen: Seen, rng: random.Random) -> str:
     if not isinstance(payments, list):
         return ""
     parts = []
     for p in payments:
         if isinstance(p, Mapping):
             amount = p.get("amount")
-            what = phrases.payment(p.get("payment_id"), seen)
+            what = phrases.payment(p.get("payment_id"), seen, rng)
             parts.append(f"{money(amount)} on {what}" if amount is not None else what)
     return listing(parts)
 
@@ -111,10 +118,11 @@ def _new_payments(record: Record, seen: Seen) -> list[dict[str, Any]]:
 def _trip(res: Mapping[str, Any], rng: random.Random) -> str:
     """'your round trip from ATL to LAX (May 25 and May 29) in economy for Chen Clark'."""
     kind = "one-way trip" if res.get("flight_type") == "one_way" else "round trip"
-    dates = [day(f.get("date")) for f in res.get("flights", []) if isinstance(f, Mapping)]
+    dates = dict.fromkeys(f.get("date") for f in res.get("flights", [])
+                          if isinstance(f, Mapping))
     text = f"{kind} from {res.get('origin')} to {res.get('destination')}"
     if dates:
-        text += f" ({listing(list(dict.fromkeys(dates)))})"
+        text += f" ({listing([day(d, rng) for d in dates])})"
     if res.get("cabin"):
         text += f" in {words(res['cabin'])}"
     names = _names(res.get("passengers"))
@@ -134,7 +142,8 @@ class AirlinePhrases(DomainPhrases):
             text = clause(rng, ("book a", "reserve a", "set up a new"),
                            f"{kind} from {args.get('origin')} to {args.get('destination')}"
                            f" in {words(cabin)}:")
-            text += " " + _legs(args.get("flights"), seen, cabin, rng)
+            text += " " + _legs(args.get("flights"), seen, cabin, rng,
+                                route=(args.get("origin"), args.get("destination")))
             names = _names(args.get("passengers"))
             if names:
                 text = extend(text, rng, (", for", ", with passengers", ", travelling:"), names)
@@ -147,7 +156,7 @@ class AirlinePhrases(DomainPhrases):
                 text = extend(text, rng, (", plus travel insurance", ", with travel insurance"))
             elif args.get("insurance") == "no":
                 text = extend(text, rng, (", without insurance", ", no travel insurance", ""))
-            pay = _payments(args.get("payment_methods"), self, seen)
+            pay = _payments(args.get("payment_methods"), self, seen, rng)
             if pay:
                 text = extend(text, rng, (", paying", ", charging", ", paid with"), pay)
             return text
@@ -175,7 +184,7 @@ class AirlinePhrases(DomainPhrases):
                 text = extend(text, rng, (", which costs", ", for an extra", ", at a cost of"),
                                 money((paid - before) * BAG_FEE),
                                 ("on", "charged to", "paid with"),
-                                self.payment(args.get("payment_id"), seen))
+                                self.payment(args.get("payment_id"), seen, rng))
             return text
         if name == "update_reservation_flights":
             cabin = args.get("cabin")
@@ -186,7 +195,7 @@ class AirlinePhrases(DomainPhrases):
             text = extend(text, rng, (", settling any fare difference with",
                                   ", with any price difference going to",
                                   ", using for any difference"),
-                            self.payment(args.get("payment_id"), seen))
+                            self.payment(args.get("payment_id"), seen, rng))
             return text
         if name == "update_reservation_passengers":
             passengers = args.get("passengers")
@@ -209,22 +218,21 @@ class AirlinePhrases(DomainPhrases):
         if name == "book_reservation":
             flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
             numbers = listing([str(f.get("flight_number")) for f in flights])
-            dates = listing(list(dict.fromkeys(day(f.get("date")) for f in flights)))
+            dates = listing([day(d, rng) for d in dict.fromkeys(f.get("date") for f in flights)])
             paid = sum(p.get("amount", 0) for p in out.get("payment_history", [])
                        if isinstance(p, Mapping))
-            pay = listing([self.payment(p.get("payment_id"), seen)
+            pay = listing([self.payment(p.get("payment_id"), seen, rng)
                            for p in out.get("payment_history", []) if isinstance(p, Mapping)])
-            return clause(rng, ("reservation", "your new reservation", "booking"), str(rid),
-                           ("is booked:", "is all set:", "is in place:"),
-                           f"{out.get('origin')} to {out.get('destination')} on {dates},",
-                           f"{numbers} in {words(out.get('cabin'))}",
-                           f"for {_names(out.get('passengers'))},",
-                           ("with", "and"), money(paid), ("charged to", "paid with", "put on"),
+            return clause(rng, ("reservation", "your new reservation", "booking",
+                                "your confirmation code is"), str(rid),
+                           ("is booked:", "is all set:", "is in place:", "—", "covers"),
+                           f"{numbers} on {dates}", ("with", "and", "for"), money(paid),
+                           ("charged to", "paid with", "put on", "taken from"),
                            pay or "your payment method")
         if name == "cancel_reservation":
             refund = -sum(p.get("amount", 0) for p in _new_payments(record, seen)
                           if isinstance(p.get("amount"), int | float) and p["amount"] < 0)
-            text = clause(rng, ("reservation", "booking"), str(rid),
+            text = clause(rng, _ref(rid),
                            ("is cancelled", "has been cancelled", "is now cancelled"))
             if refund:
                 text = extend(text, rng, (", and", "; you'll get"), money(refund),
@@ -235,25 +243,25 @@ class AirlinePhrases(DomainPhrases):
         if name == "update_reservation_baggages":
             new = sum(p.get("amount", 0) for p in _new_payments(record, seen)
                       if p.get("payment_id") == args.get("payment_id"))
-            text = clause(rng, ("reservation", "booking"), str(rid),
+            text = clause(rng, _ref(rid),
                            ("now has", "is updated to", "now shows"),
                            count(int(out.get("total_baggages") or 0), "checked bag"),
                            f"({out.get('nonfree_baggages')} paid)")
             if new:
                 text = extend(text, rng, (", and", ";"), money(new),
                                 ("was charged to", "went on", "was paid with"),
-                                self.payment(args.get("payment_id"), seen))
+                                self.payment(args.get("payment_id"), seen, rng))
             return text
         if name == "update_reservation_flights":
             flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
-            legs = listing([f"{f.get('flight_number')} on {day(f.get('date'))}"
+            legs = listing([f"{f.get('flight_number')} on {day(f.get('date'), rng)}"
                             for f in flights])
-            text = clause(rng, ("reservation", "booking"), str(rid),
+            text = clause(rng, _ref(rid),
                            ("now has", "is moved to", "is now on"), legs,
                            f"in {words(out.get('cabin'))}")
             moved = sum(p.get("amount", 0) for p in _new_payments(record, seen)
                         if p.get("payment_id") == args.get("payment_id"))
-            pay = self.payment(args.get("payment_id"), seen)
+            pay = self.payment(args.get("payment_id"), seen, rng)
             if moved > 0:
                 text = extend(text, rng, (", and the fare difference of", "; the difference of"),
                                 money(moved), ("was charged to", "went on"), pay)
@@ -265,8 +273,12 @@ class AirlinePhrases(DomainPhrases):
                                       ""))
             return text
         if name == "update_reservation_passengers":
-            return clause(rng, ("the passengers on reservation", "reservation"), str(rid),
-                           ("are now", "now lists", "now has"), _names(out.get("passengers")))
+            names = _names(out.get("passengers"))
+            if rng.random() < 0.5:
+                return clause(rng, ("the passengers on reservation", "the travellers on"),
+                              str(rid), ("are now", "now read"), names)
+            return clause(rng, _ref(rid),
+                          ("now lists", "now has", "is updated to"), names)
         return None
 
     def summary(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
@@ -275,7 +287,7 @@ class AirlinePhrases(DomainPhrases):
             return None
         if name in ("search_direct_flight", "search_onestop_flight") and isinstance(out, list):
             route = f"from {args.get('origin')} to {args.get('destination')}"
-            when = f"on {day(args.get('date'))}"
+            when = f"on {day(args.get('date'), rng)}"
             direct = name == "search_direct_flight"
             kind = ("direct flight", "nonstop flight") if direct else ("one-stop option",
                                                                        "connection")
@@ -307,7 +319,7 @@ class AirlinePhrases(DomainPhrases):
             return text + "."
         if name == "get_flight_status" and out is None and record.text:
             return compose(rng, ("Flight", "The flight"), str(args.get("flight_number")),
-                           f"on {day(args.get('date'))}", ("is", "shows as"),
+                           f"on {day(args.get('date'), rng)}", ("is", "shows as"),
                            words(record.text) + ".")
         return None
 
@@ -320,17 +332,23 @@ class AirlinePhrases(DomainPhrases):
         if name == "book_reservation":
             total = sum(p.get("amount", 0) for p in out.get("payment_history", [])
                         if isinstance(p, Mapping))
-            return [(total, f"the total for the new reservation {rid}")]
+            return [(total, f"the total for the new reservation {rid}|the price of the new "
+                            f"booking|what the new trip costs|the fare for booking {rid}")]
         if name == "cancel_reservation":
             refund = sum(p.get("amount", 0) for p in new
                          if isinstance(p.get("amount"), int | float) and p["amount"] < 0)
-            return [(refund, f"the refund for cancelling {rid}")]
+            return [(refund, f"the refund for cancelling {rid}|what you get back for {rid}|"
+                             f"the amount refunded on {rid}")]
         if name == "update_reservation_baggages":
-            return [(sum(p.get("amount", 0) for p in new), f"the fee for the bags on {rid}")]
+            return [(sum(p.get("amount", 0) for p in new), f"the fee for the bags on {rid}|"
+                     f"the baggage charge on {rid}|what the extra bags on {rid} cost")]
         if name == "update_reservation_flights":
             moved = sum(p.get("amount", 0) for p in new)
-            what = "refund" if moved < 0 else "price difference"
-            return [(moved, f"the {what} for the change on {rid}")]
+            if moved < 0:
+                return [(moved, f"the refund for the change on {rid}|what you get back for "
+                                f"changing {rid}")]
+            return [(moved, f"the price difference for the change on {rid}|the fare "
+                            f"difference on {rid}|the extra cost of changing {rid}")]
         return []
 
 

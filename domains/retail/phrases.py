@@ -26,6 +26,12 @@ from writ_async.phrasebank import (
 )
 
 
+def _ref(oid: Any) -> tuple[str, ...]:
+    """Ways to name an order (choices avoid the ones already said)."""
+    return (f"order {oid}", f"your order {oid}", f"{oid}", f"the {oid} order",
+            f"order number {oid}")
+
+
 def _options(options: Any) -> str:
     if not isinstance(options, Mapping):
         return ""
@@ -100,7 +106,7 @@ class RetailPhrases(DomainPhrases):
                  rng: random.Random) -> str | None:
         oid = args.get("order_id")
         order = seen.get(oid)
-        pay = self.payment(args.get("payment_method_id"), seen)
+        pay = self.payment(args.get("payment_method_id"), seen, rng)
         if name == "cancel_pending_order":
             items = [_item(i) for i in _items(order).values()]
             text = clause(rng, ("cancel order", "cancel your order", "call off order"),
@@ -115,7 +121,7 @@ class RetailPhrases(DomainPhrases):
                 text = extend(text, rng, (", refunding", ", with a refund of"),
                               money(_total(history)),
                               ("to", "back to"),
-                              self.payment(history[0].get("payment_method_id"), seen))
+                              self.payment(history[0].get("payment_method_id"), seen, rng))
             return text
         if name == "modify_pending_order_address":
             return clause(rng, ("change the shipping address of order", "ship order",
@@ -126,9 +132,9 @@ class RetailPhrases(DomainPhrases):
                                 "change your account address to",
                                 "set your profile address to"), _address(args))
         if name == "modify_pending_order_payment":
-            return clause(rng, ("switch the payment for order", "pay for order",
-                                "move the charge for order"), str(oid),
-                          ("over to", "with", "to"), pay)
+            return rng.choice((f"switch the payment for order {oid} over to {pay}",
+                               f"pay for order {oid} with {pay} instead",
+                               f"move the charge for order {oid} to {pay}"))
         if name in ("modify_pending_order_items", "exchange_delivered_order_items"):
             swap, diff = _swap(args, order, seen)
             verb = (("swap", "change", "replace") if name == "modify_pending_order_items"
@@ -168,20 +174,20 @@ class RetailPhrases(DomainPhrases):
         if not isinstance(out, Mapping):
             return None
         oid = out.get("order_id")
-        pay = self.payment(args.get("payment_method_id"), seen)
+        pay = self.payment(args.get("payment_method_id"), seen, rng)
         if name == "cancel_pending_order":
             refunds = [p for p in out.get("payment_history", [])
                        if isinstance(p, Mapping) and p.get("transaction_type") == "refund"]
-            text = clause(rng, ("order", "your order"), str(oid),
+            text = clause(rng, _ref(oid),
                           ("is cancelled", "has been cancelled", "is now cancelled"))
             if refunds:
-                back = self.payment(refunds[-1].get("payment_method_id"), seen)
+                back = self.payment(refunds[-1].get("payment_method_id"), seen, rng)
                 text = extend(text, rng, (", and", "; you'll get"), money(_total(refunds)),
                               ("back to", "refunded to", "returned to"), back)
             return text
         if name == "modify_pending_order_address":
             address = out.get("address") if isinstance(out.get("address"), Mapping) else {}
-            return clause(rng, ("order", "your order"), str(oid),
+            return clause(rng, _ref(oid),
                           ("will now ship to", "now goes to", "is set to ship to"),
                           _address(address))
         if name == "modify_user_address":
@@ -189,12 +195,12 @@ class RetailPhrases(DomainPhrases):
             return clause(rng, ("your default address is now", "the address on your account "
                                 "is now", "your profile now lists"), _address(address))
         if name == "modify_pending_order_payment":
-            return clause(rng, ("order", "your order"), str(oid),
+            return clause(rng, _ref(oid),
                           ("is now paid with", "is now charged to", "now uses"), pay)
         if name == "modify_pending_order_items":
             last = next((p for p in reversed(out.get("payment_history", []))
                          if isinstance(p, Mapping)), None)
-            text = clause(rng, ("order", "your order"), str(oid),
+            text = clause(rng, _ref(oid),
                           ("is updated with the new items", "now has the new items",
                            "has the items changed"))
             if last and last.get("amount"):
@@ -275,22 +281,27 @@ class RetailPhrases(DomainPhrases):
         oid = out.get("order_id")
         if name == "cancel_pending_order":
             return [(-_total(out.get("payment_history"), "refund"),
-                     f"the refund for cancelling order {oid}")]
+                     f"the refund for cancelling order {oid}|what you get back for order "
+                     f"{oid}|the amount refunded on {oid}")]
         if name == "modify_pending_order_items":
             last = next((p for p in reversed(out.get("payment_history", []))
                          if isinstance(p, Mapping)), None)
             if last and isinstance(last.get("amount"), int | float):
                 sign = 1 if last.get("transaction_type") == "payment" else -1
-                return [(sign * last["amount"], f"the price difference for order {oid}")]
+                return [(sign * last["amount"], f"the price difference for order {oid}|the "
+                                                f"difference in price on {oid}")]
         if name == "exchange_delivered_order_items":
             diff = out.get("exchange_price_difference")
             if isinstance(diff, int | float):
-                return [(diff, f"the price difference for the exchange on order {oid}")]
+                return [(diff, f"the price difference for the exchange on order {oid}|the "
+                               f"difference in price for the exchange|what the exchange "
+                               f"comes to")]
         if name == "return_delivered_order_items":
             items = _items(out)
             ids = [str(i) for i in out.get("return_items", []) or []]
             refund = sum(items[i].get("price", 0) for i in ids if i in items)
-            return [(-refund, f"the refund for the return on order {oid}")]
+            return [(-refund, f"the refund for the return on order {oid}|what you get back "
+                              f"for the return|the amount refunded for the returned items")]
         return []
 
 
