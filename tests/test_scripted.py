@@ -693,7 +693,7 @@ def test_the_phrase_bank_keeps_intents_recognisable() -> None:
         for tail in pb.CONFIRM_TAILS:
             assert _intent(f"{lead} {what} {tail}") == "confirm", (lead, tail)
     asks = [*pb.variants(pb.ASK_OPENERS, pb.ASK_VERBS, "your user id", pb.ASK_THEN),
-            *pb.variants(pb.REASK_LEADS, "the order number", pb.REASK_TAILS),
+            *pb.variants(pb.REASK_LEADS, "the order number", pb.REASK_MIDDLES, pb.REASK_TAILS),
             *pb.variants(pb.NOT_FOUND_LEADS, "X1", pb.NOT_FOUND_WHERE, pb.NOT_FOUND_TAILS)]
     for ask in asks:
         assert _intent(ask + ("" if ask.endswith("?") else "?")) == "ask", ask

@@ -409,6 +409,8 @@ REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "— would you tell me?", "to go further — could you share it?",
                "— what should I put down?", "— can you let me know?",
                "first — would you mind telling me?", "so I can finish this — what is it?")
+REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
+                 "here")
 NOT_FOUND_LEADS = ("I could not find", "I couldn't find", "I wasn't able to find",
                    "I can't find", "I couldn't locate", "I was unable to find",
                    "Nothing came up for", "There's no record of")
@@ -435,7 +437,7 @@ def fixed_wording() -> list[str]:
                          *DECLINED, OUTCOME_LEADS, OUTCOME_GENERIC, *OUTCOME_FAILED,
                          VALUE_OPENERS, VALUE_MORE, VALUE_FORMS_MONEY, VALUE_FORMS,
                          VALUE_UNLABELLED, *DONE, *NOTHING,
-                         CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_TAILS,
+                         CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_MIDDLES, REASK_TAILS,
                          NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS, REFUSAL_LEADS,
                          REFUSAL_BODIES, REFUSAL_REASONS]
     return [s.replace("{label}", "").replace("{value}", "").replace("{reason}", "")
@@ -446,7 +448,7 @@ def asking_words() -> frozenset[str]:
     """The words (3+ letters) of the bank's questions for facts: none of them says which
     fact is wanted, so a user simulator matching a question to its facts skips them."""
     parts: list[Part] = [ASK_OPENERS, ASK_VERBS, ASK_THEN, ASK_DETAILS, ASK_MORE_OPENERS,
-                         ASK_MORE, REASK_LEADS, REASK_TAILS, NOT_FOUND_LEADS,
+                         ASK_MORE, REASK_LEADS, REASK_MIDDLES, REASK_TAILS, NOT_FOUND_LEADS,
                          NOT_FOUND_WHERE, NOT_FOUND_TAILS]
     return frozenset(w for text in alternatives(*parts)
                      for w in re.findall(r"[a-z]{3,}", text.lower()))

@@ -390,7 +390,8 @@ class ScriptedAgent:
         if _reasks_since_step(messages) >= REASK_LIMIT:
             return None
         what = pb.listing(list(dict.fromkeys(_ask_for(key) for key, _ in missing)))
-        return self._text(self._say([pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_TAILS)]),
+        return self._text(self._say([pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_MIDDLES,
+                                                pb.REASK_TAILS)]),
                           turn)
 
     # -- what the agent knows --------------------------------------------------------------
