@@ -346,17 +346,19 @@ def _drop(tree: Any, parts: list[str]) -> None:
 
 
 def _redact(tree: Any, parts: list[str]) -> None:
-    for part in parts[:-1]:
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    if isinstance(tree, dict) and tree.get(parts[-1]) is not None:
-        tree[parts[-1]] = _REDACTED
+    _swap(tree, parts, lambda value: value is not None, _REDACTED)
 
 
 def _unredact(tree: Any, parts: list[str]) -> None:
+    _swap(tree, parts, lambda value: value == _REDACTED, None)
+
+
+def _swap(tree: Any, parts: list[str], when: Callable[[Any], bool], new: Any) -> None:
+    """Set the value at the dotted key ``parts`` of ``tree`` to ``new`` where ``when``."""
     for part in parts[:-1]:
         tree = tree.get(part) if isinstance(tree, dict) else None
-    if isinstance(tree, dict) and tree.get(parts[-1]) == _REDACTED:
-        tree[parts[-1]] = None
+    if isinstance(tree, dict) and when(tree.get(parts[-1])):
+        tree[parts[-1]] = new
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:
