@@ -206,3 +206,23 @@ def test_masked_distinct_2_counts_wording_not_values() -> None:
     text = datastats.compute_stats([r], kind_of=kind_of)["assistant_text"]
     assert text["distinct_2"] == 1.0  # every bigram holds a different code
     assert text["distinct_2_masked"] == 0.5  # "code <id>", "<id> ok", twice
+
+
+def test_a_bad_contamination_file_stops_the_run_before_any_episode(
+        tmp_path: Path) -> None:
+    """A wrong ``[export] contamination_tasks`` path is reported at once, naming the file,
+    and no episode runs (it used to surface only after the whole run, at export)."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no_such_tasks.json"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[simulate]\ntask_count = 4\n[export]\ncontamination_tasks = "{missing}"\n')
+    proc = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
+                           str(config), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr and "cannot read tasks" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    journal = tmp_path / "run" / "journal.bin"
+    assert not journal.exists() or journal.stat().st_size == 0

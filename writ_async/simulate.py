@@ -164,6 +164,10 @@ def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
     source = sim.tasks or "synthesized tasks"
     check_gold_actions(task_list, toolbox, source)
     check_base(task_list, base.db_hash(), source)
+    exp = config.export
+    if exp.contamination_tasks is not None:
+        # Read now, so a wrong path or split stops the run before its episodes, not after.
+        load_tasks(exp.contamination_tasks, split=exp.contamination_split)
     foreign = sum(t.synthesis is None for t in task_list) if settings.db_path is None else 0
     warnings: list[str] = []
     if foreign:
