@@ -264,3 +264,25 @@ async def test_answers_cut_at_max_tokens_are_kept_not_fatal(tmp_path: Path) -> N
     texts = [m.content for r in outcome.records for m in r.messages[1:]
              if getattr(m, "content", None) and not getattr(m, "tool_calls", None)]
     assert texts  # the cut answers are in the conversation
+
+
+@pytest.mark.asyncio
+async def test_the_progress_line_counts_kept_as_the_runs_export_filter_does(
+        tmp_path: Path) -> None:
+    """With ``[export] terminations = ["max_steps"]`` no user-stopped episode is kept: the
+    progress line must say so too, not count them by the default filter."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:  # the progress line is drawn on terminals only
+            return True
+
+    config = default_config()
+    replace = msgspec.structs.replace
+    config = replace(config, simulate=replace(config.simulate, task_count=3),
+                     export=replace(config.export, terminations=["max_steps"]))
+    stream = Terminal()
+    outcome = await simulate(config, out=tmp_path / "run", progress_stream=stream)
+    assert outcome.export.written == 0
+    final = stream.getvalue().rstrip().split("\r")[-1]
+    assert "done 3/3" in final and "kept 0" in final

@@ -39,10 +39,13 @@ class Progress:
     failed: int = 0
     started_at: float = field(default_factory=time.monotonic)
     counters: Counters = field(default_factory=Counters)
+    # The export's decision, so that "kept" here is what the export will write; a run
+    # passes its own filter (``simulate.export_filter``), the default is the export's.
+    is_kept: Callable[[EpisodeRecord], bool] = is_kept
 
     def record(self, record: EpisodeRecord) -> None:
         self.done += 1
-        if is_kept(record):  # the export's decision (default filter), as the summary counts
+        if self.is_kept(record):
             self.kept += 1
         if record.error is not None:
             self.failed += 1

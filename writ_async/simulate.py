@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,7 +32,7 @@ from writ_async.config import Config
 from writ_async.datastats import write_export_stats
 from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
-from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
+from writ_async.export import ExportContext, ExportFilter, ExportReport, is_kept, write_exports
 from writ_async.grading import GoldCache
 from writ_async.journal import RERUN_TERMINATION, Event, JournalContents, MessageAdded
 from writ_async.judge import Judge
@@ -330,7 +331,7 @@ async def simulate(
     scenarios = run_scenarios(config, tasks)
     specs = episode_specs(prepared, scenarios, previous)
 
-    progress = None
+    progress = Progress(total=len(specs), is_kept=partial(is_kept, filter=export_filter(config)))
     async with open_participants(prepared) as participants:
         journal = run.open_journal()  # cuts a torn tail left by a crash, then appends
         try:
@@ -338,6 +339,7 @@ async def simulate(
                 _, progress = await run_many(
                     prepared.setup, specs, participants, journal,
                     concurrency=sim.concurrency, stop=stop, progress_stream=progress_stream,
+                    progress=progress,
                 )
         finally:
             journal.close()
