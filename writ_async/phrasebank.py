@@ -250,8 +250,16 @@ class DomainPhrases:
         """What a successful write did, as a clause: 'reservation X is cancelled ...'."""
         return None
 
-    def summary(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
-        """What a read showed, as one sentence."""
+    def summary(self, record: Record, seen: Seen, rng: random.Random,
+                about: Mapping[str, Any] | None = None) -> str | None:
+        """What a read showed, as one sentence; ``about``: the arguments of the write it
+        is evidence for, if any (a search's prices are told in that write's cabin)."""
+        return None
+
+    def survey(self, records: Sequence[Record], seen: Seen, rng: random.Random,
+               about: Mapping[str, Any] | None = None) -> str | None:
+        """What several reads of one tool showed together (the agent went through the
+        user's reservations, or compared searches), as one sentence naming what it saw."""
         return None
 
     def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:

@@ -516,26 +516,38 @@ class ScriptedAgent:
 
     def _summary(self, messages: Sequence[Message], rng: random.Random,
                  about: dict[str, Any] | None = None) -> list[tuple[str, str | None]]:
-        """One sentence on what a read since the last plan text showed (the last one that
-        concerns the write about to be described, else the last one; not the record the
-        write changes), now and then."""
+        """What the reads since the last plan text showed, a sentence each, now and then:
+        up to three of them, those that concern the write about to be described first,
+        in the order they were made (not the record the write changes: the confirmation
+        describes it). An agent that gathered evidence says what it found."""
         start = self._since_last_text(messages)
         seen = pb.Seen(self._records(messages))
         reads = [r for r in self._records(messages[start:])
                  if self._kind_of.get(r.name) is ToolKind.READ and not r.error]
-        if not reads or rng.random() < 0.25:
+        if not reads or rng.random() < 0.2:
             return []
         leaves = [v for v in string_leaves(about or {}) if len(v) >= 3]
-        # The record a write changes is described by the confirmation itself.
         target = [r for r in reads if isinstance(r.output, dict) and any(
             r.output.get(k) in leaves for k in ("reservation_id", "order_id"))]
         others = [r for r in reads if r not in target]
         related = [r for r in others if any(v in r.text for v in leaves)]
-        if not (related or others):
-            return []
-        record = (related or others)[-1]
-        said = self._phrases.summary(record, seen, rng)
-        return [(said, None)] if said else []
+        said: list[str | None] = []
+        # Several reads of one tool (the user's reservations gone through, searches
+        # compared) are told together, the record the write changes among them.
+        by_tool: dict[str, list[pb.Record]] = {}
+        for r in reads:
+            by_tool.setdefault(r.name, []).append(r)
+        surveyed = set()
+        for name, group in by_tool.items():
+            told = self._phrases.survey(group, seen, rng, about) if len(group) >= 3 else None
+            if told:
+                said.append(told)
+                surveyed.add(name)
+        others = [r for r in others if r.name not in surveyed]
+        related = [r for r in related if r in others]
+        chosen = (related or others)[-rng.choice((1, 2, 3)):]
+        said += [self._phrases.summary(r, seen, rng, about) for r in others if r in chosen]
+        return [(text, None) for text in dict.fromkeys(said) if text]
 
     def _confirm(self, index: int, messages: Sequence[Message], rng: random.Random) -> str:
         action = self.actions[index]

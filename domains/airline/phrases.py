@@ -9,7 +9,7 @@ that is not there is left out, never guessed.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from writ_async.phrasebank import (
@@ -131,6 +131,51 @@ def _trip(res: Mapping[str, Any], rng: random.Random) -> str:
     return text
 
 
+def _brief(res: Mapping[str, Any], rng: random.Random) -> str:
+    """A reservation in a few words: '8JHTM6 (LGA to DFW, May 12)'."""
+    rid, origin, destination = (res.get("reservation_id"), res.get("origin"),
+                                res.get("destination"))
+    flights = [f for f in res.get("flights", []) if isinstance(f, Mapping)]
+    when = day(flights[0].get("date"), rng) if flights else ""
+    style = rng.randrange(3)
+    if style == 0:
+        return f"{rid} ({origin} to {destination}" + (f", {when})" if when else ")")
+    if style == 1:
+        return f"{rid}, {origin}–{destination}" + (f" on {when}" if when else "")
+    return f"{rid} from {origin} to {destination}"
+
+
+def _option(entry: Any, cabin: Any, rng: random.Random) -> str:
+    """One search result as a person reads it out: 'HAT118 at 17:30, landing 20:45 ($234
+    in economy)'; a connection names both flights and where it changes."""
+    legs = [leg for leg in (entry if isinstance(entry, list) else [entry])
+            if isinstance(leg, Mapping)]
+    if not legs:
+        return ""
+    first, last = legs[0], legs[-1]
+    numbers = " and ".join(str(leg.get("flight_number")) for leg in legs)
+    if len(legs) > 1:
+        numbers += rng.choice((f" via {first.get('destination')}",
+                               f" (changing at {first.get('destination')})"))
+    departs, lands = (first.get("scheduled_departure_time_est"),
+                      last.get("scheduled_arrival_time_est"))
+    text = numbers
+    if departs and lands and rng.random() < 0.5:
+        text += rng.choice((f", {clock(departs, rng)} to {clock(lands, rng)}",
+                            f" leaving {clock(departs, rng)} and landing {clock(lands, rng)}",
+                            f" ({clock(departs, rng)}–{clock(lands, rng)})"))
+    elif departs:
+        text += rng.choice((f" at {clock(departs, rng)}", f" departing {clock(departs, rng)}",
+                            f", out at {clock(departs, rng)}"))
+    prices = [leg.get("prices", {}).get(cabin) for leg in legs
+              if isinstance(leg.get("prices"), Mapping)]
+    if cabin and prices and all(isinstance(p, int | float) for p in prices):
+        fare = money(sum(prices))
+        text += rng.choice((f" for {fare}", f" ({fare} in {words(cabin)})",
+                            f", {fare} a seat", f" at {fare}"))
+    return text
+
+
 class AirlinePhrases(DomainPhrases):
     def describe(self, name: str, args: Mapping[str, Any], seen: Seen,
                  rng: random.Random) -> str | None:
@@ -223,9 +268,12 @@ class AirlinePhrases(DomainPhrases):
                        if isinstance(p, Mapping))
             pay = listing([self.payment(p.get("payment_id"), seen, rng)
                            for p in out.get("payment_history", []) if isinstance(p, Mapping)])
-            return clause(rng, ("reservation", "your new reservation", "booking",
-                                "your confirmation code is"), str(rid),
-                           ("is booked:", "is all set:", "is in place:", "—", "covers"),
+            # (Not "confirmation code": a message saying "confirm" reads as asking for one.)
+            opening = (clause(rng, ("your booking reference is", "the new reservation code is"),
+                              f"{rid}:") if rng.random() < 0.2 else clause(
+                rng, ("reservation", "your new reservation", "booking"), str(rid),
+                ("is booked:", "is all set:", "is in place:", "—", "covers")))
+            return clause(rng, opening,
                            f"{numbers} on {dates}", ("with", "and", "for"), money(paid),
                            ("charged to", "paid with", "put on", "taken from"),
                            pay or "your payment method")
@@ -281,7 +329,8 @@ class AirlinePhrases(DomainPhrases):
                           ("now lists", "now has", "is updated to"), names)
         return None
 
-    def summary(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
+    def summary(self, record: Record, seen: Seen, rng: random.Random,
+                about: Mapping[str, Any] | None = None) -> str | None:
         out, args, name = record.output, record.arguments, record.name
         if record.error:
             return None
@@ -293,21 +342,38 @@ class AirlinePhrases(DomainPhrases):
                                                                        "connection")
             if not out:
                 return compose(rng, ("There are no", "The search shows no",
-                                     "Our schedule has no"),
+                                     "Our schedule has no", "I found no"),
                                f"{rng.choice(kind)}s", route, when + ".")
-            first = out[0][0] if not direct and isinstance(out[0], list) else out[0]
-            text = compose(rng, ("I see", "The search shows", "There are", "I have"),
+            cabin = (about or {}).get("cabin")
+            options = [_option(entry, cabin, rng) for entry in out[:rng.choice((1, 2, 3))]]
+            options = [o for o in options if o]
+            text = compose(rng, ("I see", "The search shows", "There are", "I have",
+                                 "I found", "The schedule lists"),
                            count(len(out), rng.choice(kind)), route, when)
-            if isinstance(first, Mapping):
-                departs = first.get("scheduled_departure_time_est")
-                via = f" via {first.get('destination')}" if not direct else ""
-                text = extend(text, rng, ("; the first is", "; one of them is", ", starting with"),
-                                f"{first.get('flight_number')}{via}",
-                                f"at {clock(departs, rng)}" if departs else "")
+            if options:
+                lead = (":" if len(options) == len(out) else
+                        ("; the first is" if len(options) == 1 else "; the first ones are",
+                         ", including", ", starting with", "— among them"))
+                text = extend(text, rng, lead, listing(options))
             return text + "."
         if name == "get_reservation_details" and isinstance(out, Mapping):
-            return compose(rng, ("Reservation", "Booking"), str(out.get("reservation_id")),
-                           ("is a", "is your", "shows a"), _trip(out, rng) + ".")
+            text = compose(rng, ("Reservation", "Booking", "Your booking"),
+                           str(out.get("reservation_id")),
+                           ("is a", "is your", "shows a", "holds a"), _trip(out, rng))
+            flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
+            numbers = listing([str(f.get("flight_number")) for f in flights])
+            if numbers and rng.random() < 0.6:
+                text = extend(text, rng, (", on", ", flying", "— flights", ", booked on"),
+                              numbers)
+            bags = out.get("total_baggages")
+            if isinstance(bags, int) and rng.random() < 0.4:
+                text = extend(text, rng, (", with", "; it has", "and carries"),
+                              count(bags, "checked bag"))
+            if out.get("insurance") in ("yes", "no") and rng.random() < 0.3:
+                text = extend(text, rng, ("and", ",", ";"),
+                              ("travel insurance" if out["insurance"] == "yes" else
+                               rng.choice(("no insurance", "no travel insurance"))))
+            return text + "."
         if name == "get_user_details" and isinstance(out, Mapping):
             first = person(out).split(" ")[0]
             tier = out.get("membership")
@@ -321,6 +387,47 @@ class AirlinePhrases(DomainPhrases):
             return compose(rng, ("Flight", "The flight"), str(args.get("flight_number")),
                            f"on {day(args.get('date'), rng)}", ("is", "shows as"),
                            words(record.text) + ".")
+        return None
+
+    def survey(self, records: Sequence[Record], seen: Seen, rng: random.Random,
+               about: Mapping[str, Any] | None = None) -> str | None:
+        outputs = [r.output for r in records if not r.error and isinstance(r.output, Mapping)]
+        name = records[0].name if records else ""
+        if name == "get_reservation_details" and len(outputs) >= 3:
+            shown = outputs[:rng.choice((3, 4, 5))]
+            items = [_brief(res, rng) for res in shown]
+            more = len(outputs) - len(shown)
+            text = compose(rng, ("I went through", "I checked", "I looked at", "I've gone over",
+                                 "I reviewed"),
+                           (f"your {len(outputs)} reservations",
+                            f"all {len(outputs)} bookings on your profile",
+                            f"the {len(outputs)} trips on your account"),
+                           (":", "—", ", among them"), listing(items))
+            if more:
+                text = extend(text, rng, (", and", ", plus"),
+                              (count(more, "more", "more"), count(more, "other")))
+            return text + "."
+        searches = [r for r in records if not r.error and isinstance(r.output, list)]
+        if name.startswith("search_") and len(searches) >= 3:
+            kind = (("direct", "nonstop") if name == "search_direct_flight" else
+                    ("one-stop", "connecting"))
+            choice = rng.choice(kind)
+            items = []
+            for r in searches[:4]:
+                a, found = r.arguments, len(r.output)
+                where = f"{a.get('origin')} to {a.get('destination')}"
+                when = day(a.get("date"), rng)
+                items.append(rng.choice((
+                    f"{found or 'none'} from {where} on {when}",
+                    f"{where} on {when} ({found or 'none'})",
+                    f"{when}, {where}: {count(found, 'flight')}")))
+            text = compose(rng, ("I compared", "I ran", "I went through", "To compare, I ran"),
+                           count(len(searches), f"{choice} search", f"{choice} searches"),
+                           (":", "—", "; they found"), listing(items))
+            if len(searches) > len(items):
+                text = extend(text, rng, (", and", ", plus"),
+                              count(len(searches) - len(items), "more", "more"))
+            return text + "."
         return None
 
     def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:

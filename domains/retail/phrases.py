@@ -233,7 +233,8 @@ class RetailPhrases(DomainPhrases):
             return text
         return None
 
-    def summary(self, record: Record, seen: Seen, rng: random.Random) -> str | None:
+    def summary(self, record: Record, seen: Seen, rng: random.Random,
+                about: Mapping[str, Any] | None = None) -> str | None:
         out, name = record.output, record.name
         if record.error:
             return None
