@@ -9,6 +9,7 @@
     writ replay RUN EPISODE --from STEP       fork an episode, go on live
     writ replay RUN --failed                  re-run failed episodes
     writ show RUN EPISODE                     a readable transcript
+    writ journal salvage RUN [--out NEW]      copy a corrupt run's intact part, resumable
 
 Every operator-facing failure is a ``WritError``; ``main`` prints it as one line,
 ``writ: error: <message>``, and returns 2. Anything else is a bug and keeps its traceback.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import random
 import sys
@@ -32,6 +34,7 @@ from typing import IO, Any
 
 import msgspec
 
+from domains import NAMES as DOMAIN_NAMES
 from domains import get_domain
 from writ_async.config import default_config, load_config
 from writ_async.domain import Domain
@@ -76,21 +79,57 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        # `inf` (or 1e400) passes `> 0` but no size or count can be infinite
+        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive finite number: {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
-def _add_database_args(parser: argparse.ArgumentParser, with_db: bool = True) -> None:
-    parser.add_argument("--domain", required=True, help="airline or retail")
+def _probability(text: str) -> float:
+    """A probability flag: a finite number from 0 to 1, or argparse's usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons, so it is refused too
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1: {text!r}")
+    return value
+
+
+_probability.__name__ = "probability"  # argparse names the type in its messages
+
+# How `show` and `replay` name an episode: records.episode_id, results.json's `id`.
+EPISODE_HELP = ("an episode id, TASK:TRIAL, or TASK@BEHAVIOURS:TRIAL when the run gives "
+                "its users behaviours (e.g. airline-w-000000:0, "
+                "airline-w-000000@one_fact_when_asked+out_of_order:1); a run's ids are "
+                "the simulations' `id` fields in RUN/results.json")
+
+
+def _add_domain_arg(parser: argparse.ArgumentParser, required: bool = True,
+                    note: str = "") -> None:
+    # Not argparse choices: a misspelt name gets the one-line `writ: error:` naming the
+    # known domains (UnknownDomainError), or, where a config file also names a domain,
+    # an error naming --domain (simulate_config).
+    parser.add_argument("--domain", required=required, metavar="NAME",
+                        help=" or ".join(DOMAIN_NAMES) + note)
+
+
+def _add_database_args(parser: argparse.ArgumentParser, with_db: bool = True,
+                       domain_required: bool = True) -> None:
+    if domain_required:
+        _add_domain_arg(parser)
+    else:
+        _add_domain_arg(parser, required=False, note=" (default: [run] domain of --config)")
     if with_db:
         parser.add_argument("--db", metavar="PATH", help="a tau2-bench db.json (default: generate)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument(
-        "--scale", type=_positive(float), default=1.0, help="generated size (default 1.0)"
+        "--scale", type=_positive(float), default=1.0,
+        help="generated size, 1.0 = tau2-bench's (default 1.0); refused up front when the "
+             "database would not fit in the available memory"
     )
 
 
@@ -103,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools = commands.add_parser("tools", help="list or execute a domain's tools")
     tool_commands = tools.add_subparsers(dest="tools_command", required=True, metavar="ACTION")
     p = tool_commands.add_parser("list", help="print the tool schemas as a JSON list")
-    p.add_argument("--domain", required=True, help="airline or retail")
+    _add_domain_arg(p)
     p.add_argument("--tools-json", metavar="PATH", help="show the schemas of this tools.json")
     p.set_defaults(run=cmd_tools_list)
     p = tool_commands.add_parser(
@@ -125,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("walk", help="run seeded random tool-call episodes, print a summary")
     p.add_argument("--config", metavar="PATH", help="config.toml (default: built-in defaults)")
-    p.add_argument("--domain", help="overrides [run] domain")
+    _add_domain_arg(p, required=False, note="; overrides [run] domain")
     p.add_argument("--episodes", type=_positive(int), help="overrides [walk] episodes")
     p.add_argument("--calls", type=_positive(int), help="overrides [walk] calls_per_episode")
     p.add_argument("--seed", type=int, help="overrides [run] seed")
@@ -134,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser("tasks", help="synthesize tasks (WRIT stage 1)")
     task_commands = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
     p = task_commands.add_parser("generate", help="write a tau2-format task file")
-    _add_database_args(p)
+    _add_database_args(p, domain_required=False)
     p.add_argument("--count", type=_positive(int), required=True, help="tasks to produce")
     p.add_argument("--task-seed", type=int, default=None,
                    help="synthesis seed (default: the same as --seed)")
@@ -152,20 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="run agent-user episodes over tasks, grade them, export SFT data"
     )
     p.add_argument("--config", metavar="PATH", help="config.toml (default: built-in defaults)")
-    p.add_argument("--domain", help="overrides [run] domain")
+    _add_domain_arg(p, required=False, note="; overrides [run] domain")
     p.add_argument("--db", metavar="PATH", help="a tau2-bench db.json (default: generated)")
     p.add_argument("--scale", type=_positive(float),
                    help="overrides [domains.D] scale: the generated database's size")
     p.add_argument("--tasks", metavar="PATH", help="a tau2-bench tasks.json (default: "
                    "synthesize [simulate] task_count tasks)")
-    p.add_argument("--split", help="a split of split_tasks.json beside the tasks file")
+    p.add_argument("--split", help="with --tasks: a split of split_tasks.json beside the "
+                   "tasks file")
     p.add_argument("--task-count", type=_positive(int), help="tasks to synthesize")
     p.add_argument("--agent", help="scripted, scripted-http, or a role of [models.roles]")
     p.add_argument("--user", help="scripted, scripted-http, or a role of [models.roles]")
     p.add_argument("--trials", type=_positive(int), help="trials per task")
     p.add_argument("--concurrency", type=_positive(int), help="episodes in flight")
     p.add_argument("--seed", type=int, help="overrides [run] seed")
-    p.add_argument("--mistake-rate", type=float, help="scripted agent mistakes per episode")
+    p.add_argument("--mistake-rate", type=_probability, metavar="P",
+                   help="scripted agent: probability of a mistake per episode, 0 to 1")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="RUN", help="the new run directory")
     where.add_argument("--resume", metavar="RUN", help="continue a stopped or killed run")
@@ -176,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_simulate)
 
     p = commands.add_parser(
-        "mock-server", help="serve the mock OpenAI-compatible endpoint until interrupted"
+        "mock-server", help="serve the mock OpenAI-compatible endpoint until interrupted",
+        description="Serve the mock OpenAI-compatible endpoint (/v1/chat/completions, "
+                    "/v1/models, /stats) until interrupted.",
+        epilog=MOCK_SERVER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="PATH", help="config.toml whose [mock] section to use")
     p.add_argument("--host", help="overrides [mock] host (default 127.0.0.1)")
@@ -185,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tpot-ms", type=float, help="time per output token, milliseconds")
     p.add_argument("--jitter-ms", type=float, help="uniform jitter on each delay, milliseconds")
     p.add_argument("--seed", type=int, help="overrides [mock] seed")
-    p.add_argument("--policy", choices=["plausible", "shape"], help="overrides [mock] policy")
+    p.add_argument("--policy", choices=["plausible", "shape"],
+                   help="overrides [mock] policy (default plausible; see policies below)")
     p.set_defaults(run=cmd_mock_server)
 
     add_loadtest(commands)
@@ -194,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="verify episodes from the journal, fork one from a step, or re-run "
         "a run's failed episodes")
     p.add_argument("run_dir", metavar="RUN", help="a run directory")
-    p.add_argument("episode", nargs="?", metavar="EPISODE", help="an episode id (task:trial)")
+    p.add_argument("episode", nargs="?", metavar="EPISODE", help=EPISODE_HELP)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="verify every finished episode")
     what.add_argument("--from", dest="from_step", type=int, metavar="STEP",
@@ -215,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="fork / --failed: scripted, scripted-http or a role")
     p.add_argument("--config", metavar="PATH",
                    help="fork / --failed: a config.toml whose [models] and [mock] to use")
-    p.add_argument("--mistake-rate", type=float, help="fork / --failed: scripted agent mistakes")
+    p.add_argument("--mistake-rate", type=_probability, metavar="P",
+                   help="fork / --failed: scripted agent's probability of a mistake, 0 to 1")
     p.add_argument("--behaviours", metavar="A+B",
                    help="fork / --failed: how the user behaves from here on ('' for none)")
     p.add_argument("--concurrency", type=_positive(int), help="--failed: episodes in flight")
@@ -223,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("show", help="print an episode as a readable transcript")
     p.add_argument("run_dir", metavar="RUN", help="a run directory")
-    p.add_argument("episode", metavar="EPISODE", help="an episode id (task:trial)")
+    p.add_argument("episode", metavar="EPISODE", help=EPISODE_HELP)
     p.add_argument("--full", action="store_true", help="do not shorten long tool outputs")
     p.set_defaults(run=cmd_show)
+
+    _add_journal_parser(commands)
 
     data = commands.add_parser("data", help="inspect exported training data")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -241,6 +289,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `writ mock-server --help` lists; the mock's FaultRates and MockConfig.policy are
+# the source (tests/test_cli_input.py checks that every fault and policy is named here).
+# Written out rather than imported, so that `writ --help` does not load aiohttp.
+MOCK_SERVER_EPILOG = """\
+faults: per-request probabilities from 0 to 1, set in [mock.faults] of --config
+(e.g. error_5xx = 0.01); all 0 by default:
+  stall              wait [mock] stall_s (or until the client leaves), then answer
+  reset              drop the connection, before any byte or after a chunk of a stream
+  error_5xx          500, 502 or 503 with an error JSON body
+  error_object_200   200 whose body is {"error": ...}
+  malformed_json     200 with cut-off JSON or an HTML page
+  truncated_stream   a stream that ends early: no finish_reason, no [DONE]
+  invalid_tool_args  tool-call arguments that are not valid JSON
+  no_usage           usage left out of the answer
+
+refusals, set in [mock]: 401 without api_key/api_key_env's key, 404 for a model not in
+models (when set), 400 past max_context_tokens, 429 past rpm_limit/tpm_limit.
+
+policies (--policy, or [mock] policy):
+  plausible          text, and schema-valid tool calls when the conversation calls for
+                     one (default)
+  shape              a fixed conversation shape, [mock] shape_tool_calls tool calls per
+                     agent turn and shape_user_turns user turns, for comparing runners
+
+GET /v1/models lists [mock] models, or else the model of each endpoint of [models]
+whose base_url is "mock" (writ-mock by default).
+"""
+
+
 # -- tools -------------------------------------------------------------------------------
 
 
@@ -250,9 +327,19 @@ def cmd_tools_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database(name: str, db: str | None, seed: int, scale: float) -> BaseDB:
+    """The domain's base database: loaded from ``db``, or generated once the scale is
+    known to fit in memory."""
+    if db is None:
+        from writ_async.capacity import check_scale
+
+        check_scale(name, scale, "<command line>", "--scale")
+    return get_domain(name).base(db, seed, scale)
+
+
 def cmd_tools_call(args: argparse.Namespace) -> int:
     domain = get_domain(args.domain)
-    env = domain.environment(domain.base(args.db, args.seed, args.scale))
+    env = domain.environment(_database(args.domain, args.db, args.seed, args.scale))
     source = args.file or "<stdin>"
     out = sys.stdout
     with _open_input(args.file) as stream:
@@ -288,9 +375,17 @@ def read_tool_calls(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, 
             continue
         try:
             # The stdlib parser keeps 100 and 100.0 distinct, as tau2 sees them.
-            call = json.loads(text)
+            call = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                              parse_int=_bounded_int)
         except json.JSONDecodeError as exc:
             raise ToolCallFormatError(source, line_no, f"not valid JSON: {exc.msg}") from None
+        except _NumberError as exc:
+            raise ToolCallFormatError(source, line_no, str(exc)) from None
+        except RecursionError:
+            # The stdlib parser recurses once per array or object level.
+            raise ToolCallFormatError(
+                source, line_no, "arrays or objects nested too deeply to read (more than "
+                f"about {sys.getrecursionlimit()} levels)") from None
         if not isinstance(call, dict):
             raise ToolCallFormatError(source, line_no, "expected a JSON object")
         if not isinstance(call.get("name"), str):
@@ -299,6 +394,37 @@ def read_tool_calls(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, 
         if not isinstance(arguments, dict):
             raise ToolCallFormatError(source, line_no, '"arguments" must be a JSON object')
         yield call["name"], arguments
+
+
+class _NumberError(ValueError):
+    """A number in tool-call input that no tool argument can be: it becomes the
+    line's ToolCallFormatError in ``read_tool_calls`` and never leaves this module."""
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, but they are not JSON (RFC 8259), and an
+    # amount of NaN or inf would be stored and hashed as if it were money.
+    raise _NumberError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # e.g. 1e400: valid JSON, but beyond any 64-bit float
+        raise _NumberError(f"number {_clip(text)} is too large: it is beyond the range of a "
+                           "64-bit float and would be read as infinity")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # Python refuses to convert more than sys.get_int_max_str_digits()
+        raise _NumberError(f"integer of {len(text.lstrip('-'))} digits is too long to read "
+                           f"(at most {sys.get_int_max_str_digits()} digits)") from None
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -312,12 +438,15 @@ def describe_db(base: BaseDB) -> str:
 
 
 def cmd_db_hash(args: argparse.Namespace) -> int:
-    print(describe_db(get_domain(args.domain).base(args.db, args.seed, args.scale)))
+    print(describe_db(_database(args.domain, args.db, args.seed, args.scale)))
     return 0
 
 
 def cmd_db_generate(args: argparse.Namespace) -> int:
+    from writ_async.capacity import check_scale
+
     domain = get_domain(args.domain)
+    check_scale(args.domain, args.scale, "<command line>", "--scale")
     db = domain.generate(args.seed, args.scale)
     # tau2-bench's db.json layout: one JSON object of tables, fields in model order.
     text = msgspec.json.format(msgspec.json.encode(db), indent=4) + b"\n"
@@ -417,6 +546,10 @@ def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
     log = get_logger(domain=name, seed=seed)
 
     domain = get_domain(name)
+    if settings.db_path is None:
+        from writ_async.capacity import check_scale
+
+        check_scale(name, settings.scale, args.config or "<defaults>", f"domains.{name}.scale")
     start = clock()
     base = domain.base(settings.db_path, seed, settings.scale)
     base_hash = base.db_hash()  # builds the hash index, so the walk times only the calls
@@ -459,8 +592,11 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
     def ready(server: MockServer) -> None:
         print(f"mock server listening on {server.url}", flush=True)
 
+    # Clients configured from this file ask for their endpoint's model name: list it.
+    listed = list(dict.fromkeys(endpoint.model for endpoint in config.models.endpoints.values()
+                                if endpoint.base_url == "mock"))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
-        _run_async(serve_forever(mock, on_ready=ready))
+        _run_async(serve_forever(mock, on_ready=ready, listed_models=listed))
     return 0
 
 
@@ -496,14 +632,20 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
     from writ_async.tasks import load_tasks
 
     config = load_config(args.config) if args.config else default_config()
+    if args.domain is None and not args.config:
+        raise ConfigError("<command line>", "give --domain, or a --config whose [run] domain "
+                          "to use", "--domain")
+    name = args.domain or config.run.domain
+    if name not in DOMAIN_NAMES:
+        raise ConfigError(args.config, f"unknown domain `{name}`; known domains: "
+                          f"{', '.join(DOMAIN_NAMES)}", "run.domain")
     synthesis = config.synthesis
     if args.task_seed is not None:
         synthesis = msgspec.structs.replace(synthesis, seed=args.task_seed)
-    domain = get_domain(args.domain)
-    base = domain.base(args.db, args.seed, args.scale)
+    base = _database(name, args.db, args.seed, args.scale)
     exclude = [t for path in args.exclude for t in load_tasks(path)]
     start = time.perf_counter()
-    tasks = tasks_from_config(args.domain, base, args.count, args.seed, synthesis, exclude)
+    tasks = tasks_from_config(name, base, args.count, args.seed, synthesis, exclude)
     if args.rewrite is not None:
         tasks = _rewrite(config, tasks, args.rewrite, args.config or "<defaults>", args.seed)
     elapsed = time.perf_counter() - start
@@ -516,7 +658,7 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
         tmp.replace(out)
     except OSError as exc:
         raise DataError(out, f"cannot write tasks: {exc.strerror or exc}") from None
-    print(f"wrote {len(tasks)} {args.domain} tasks to {out} in {elapsed:.2f} s")
+    print(f"wrote {len(tasks)} {name} tasks to {out} in {elapsed:.2f} s")
     print("tasks by writes (rows) and evidence reads (columns):")
     print(format_distribution(tasks))
     return 0
@@ -558,12 +700,16 @@ def simulate_config(args: argparse.Namespace) -> Any:
         config = default_config()
     replace = msgspec.structs.replace
     run = config.run
+    if args.domain is not None and args.domain not in DOMAIN_NAMES:
+        # The flag is wrong, whatever the config file says: blame the flag.
+        raise ConfigError("<command line>", f"unknown domain `{args.domain}`; known domains: "
+                          f"{', '.join(DOMAIN_NAMES)}", "--domain")
     if args.domain is not None or args.seed is not None:
         run = replace(run, domain=args.domain or run.domain,
                       seed=run.seed if args.seed is None else args.seed)
-    if run.domain not in ("airline", "retail"):
-        raise ConfigError(args.config or "<command line>", f"unknown domain `{run.domain}`",
-                          "run.domain")
+    if run.domain not in DOMAIN_NAMES:  # --domain was checked above: the file named it
+        raise ConfigError(args.config or "<command line>", f"unknown domain `{run.domain}`; "
+                          f"known domains: {', '.join(DOMAIN_NAMES)}", "run.domain")
     sim_overrides = {
         key: value for key, value in (
             ("tasks", args.tasks and str(Path(args.tasks).resolve())), ("split", args.split),
@@ -573,6 +719,16 @@ def simulate_config(args: argparse.Namespace) -> Any:
         ) if value is not None
     }
     sim = replace(config.simulate, **sim_overrides)
+    if sim.split is not None and sim.tasks is None:
+        # A split names tasks of a tau2 tasks file; without one it would be ignored and
+        # the run would synthesize tasks instead of the split that was asked for.
+        if args.split is not None:
+            raise ConfigError("<command line>", "--split needs --tasks (or [simulate] tasks "
+                              "in --config): it names a split of the split_tasks.json beside "
+                              "that tasks file", "--split")
+        raise ConfigError(args.config or "<command line>", "split is set but tasks is not: "
+                          "a split names a split of the split_tasks.json beside the tasks "
+                          "file", "simulate.split")
     domains = config.domains
     if args.db is not None:
         current = config.domain_settings(run.domain)
@@ -586,6 +742,15 @@ def simulate_config(args: argparse.Namespace) -> Any:
     from writ_async.config import check_config
 
     check_config(config, args.config or "<command line>")
+    settings = config.domain_settings(run.domain)
+    if settings.db_path is None:
+        from writ_async.capacity import check_scale
+
+        resumed = getattr(args, "resume", None)
+        source = args.config or (f"{resumed}/manifest.json" if resumed else "<defaults>")
+        scale_from = ("<command line>", "--scale") if getattr(args, "scale", None) is not None \
+            else (source, f"domains.{run.domain}.scale")
+        check_scale(run.domain, settings.scale, *scale_from)
     return config
 
 
@@ -719,13 +884,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     run = replay.open_run(args.run_dir)
     configure_logging(run.config.logging.level, run.config.logging.format)
+    _warn_if_corrupt(run)
     if not continuing:
         if args.all:
-            start = time.perf_counter()
-            verdicts = _run_async(replay.verify_all(run, full_hash=args.full_hash))
-            print(replay.render_table(verdicts, time.perf_counter() - start,
-                                      unfinished=len(run.contents.unfinished)))
-            return 0 if all(v.ok for v in verdicts) else DIVERGED
+            return _verify_all(run, full_hash=args.full_hash)
         verdict = _run_async(replay.verify_episode(run, args.episode, full_hash=args.full_hash))
         print(replay.render_verdict(verdict))
         return 0 if verdict.ok else DIVERGED
@@ -736,6 +898,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                  behaviours=_behaviours_arg(args.behaviours))
     if args.out:
         out = Path(args.out)
+        if out.is_dir() and any(out.iterdir()):
+            # Checked here, not only by the run directory: its advice (`--resume`) is
+            # for `writ simulate`, and `writ replay` has no way to continue a run.
+            raise ReplayError(f"{out}: --out already exists and is not empty; give a new "
+                              "directory, or leave --out out to write beside RUN (named "
+                              "RUN-fork-TIME or RUN-failed-TIME)")
     else:
         kind = "fork" if args.from_step is not None else "failed"
         out = Path(args.run_dir).parent / f"{Path(args.run_dir).name}-{kind}-" \
@@ -756,7 +924,70 @@ def cmd_show(args: argparse.Namespace) -> int:
     from writ_async import replay, show
 
     run = replay.open_run(args.run_dir)
+    _warn_if_corrupt(run)
     print(show.render_episode(run, args.episode, full=args.full))
+    return 0
+
+
+INCOMPLETE = 1  # exit status of `writ replay --all` when all verified but the run is not whole
+
+
+def _verify_all(run: Any, *, full_hash: bool) -> int:
+    """`writ replay --all`: verify every finished episode, then hold the journal against
+    the manifest. Exit 0 only for a whole run that reproduces; DIVERGED wins over
+    INCOMPLETE (a divergence is the worse news)."""
+    from writ_async import replay
+
+    start = time.perf_counter()
+    verdicts = _run_async(replay.verify_all(run, full_hash=full_hash))
+    print(replay.render_table(verdicts, time.perf_counter() - start,
+                              unfinished=len(run.contents.unfinished)))
+    whole = replay.completeness(run)
+    print("\n".join(replay.render_completeness(run, whole)))
+    if not all(v.ok for v in verdicts):
+        return DIVERGED
+    return 0 if whole.complete else INCOMPLETE
+
+
+def _warn_if_corrupt(run: Any) -> None:
+    """On stderr, before what is served: the journal is damaged and how to salvage it."""
+    from writ_async import replay
+
+    warning = replay.corruption_warning(run)
+    if warning is not None:
+        print(f"writ: warning: {warning}", file=sys.stderr, flush=True)
+
+
+# -- journal -------------------------------------------------------------------------------
+
+
+def _add_journal_parser(commands: Any) -> None:
+    journal = commands.add_parser("journal", help="repair a run's journal")
+    actions = journal.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "salvage", help="copy a run whose journal is corrupt, with the journal's intact "
+        "part, to a new run that `writ simulate --resume NEW` finishes")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory")
+    p.add_argument("--out", metavar="NEW", help="the new run directory (default: RUN-salvaged)")
+    p.set_defaults(run=cmd_journal_salvage)
+
+
+def cmd_journal_salvage(args: argparse.Namespace) -> int:
+    import shlex
+
+    from writ_async.rundir import salvage_run
+
+    report = salvage_run(args.run_dir, args.out)
+    if report.corrupt_at is not None:
+        print(f"journal corrupt at byte {report.corrupt_at}: {report.reason}")
+    elif report.dropped_bytes:
+        print(f"journal intact but for a torn last record ({report.dropped_bytes} bytes)")
+    else:
+        print("journal intact: copied whole")
+    print(f"salvaged {report.kept_bytes} bytes ({report.finished} finished episodes, "
+          f"{report.unfinished} started and not finished) into {report.out}; "
+          f"{report.dropped_bytes} bytes dropped")
+    print(f"finish it with: writ simulate --resume {shlex.quote(report.out)}")
     return 0
 
 

@@ -56,6 +56,7 @@ from writ_async.grading import GRADED, INVALID_TASK
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.prompts import to_openai
 from writ_async.records import EpisodeRecord
+from writ_async.rundir import file_mode
 
 OPENAI_FILE = "sft_openai.jsonl"
 SHAREGPT_FILE = "sft_sharegpt.jsonl"
@@ -315,6 +316,8 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp's 0600 is for secrets: the export is data, moded as the run's files.
+            os.fchmod(f.fileno(), file_mode())
             yield f
             f.flush()
             os.fsync(f.fileno())

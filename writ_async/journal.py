@@ -10,7 +10,10 @@ are only appended, so a crash can only tear the *last* one. Reading, the first b
 record starts anywhere after it: it is dropped and counted in ``torn_tail_bytes``. If an
 intact record follows, the damage is mid-file and ``JournalCorrupt`` names its offset, since
 dropping it would silently lose what follows. An intact record whose payload does not
-decode is not a torn write (its checksum holds): always ``JournalCorrupt``.
+decode is not a torn write (its checksum holds): always ``JournalCorrupt``. Readers that
+serve what is left (``writ show``, ``writ replay``, ``writ journal salvage``) pass
+``stop_at_corruption=True``: the read ends at the bad record, whose error is kept in
+``JournalContents.corrupt``, and everything before it is served.
 
 Durability: ``append`` only encodes into a buffer. ``commit()``, called right after an
 ``EpisodeFinished`` is appended, hands the buffer to the OS with ``os.write``: **an episode
@@ -316,6 +319,10 @@ class JournalContents:
         self.duplicate_finishes = 0  # EpisodeFinished for an already finished episode
         self.valid_bytes = 0  # the intact prefix; a resumed run appends from here
         self.torn_tail_bytes = 0
+        # Read with stop_at_corruption: the mid-file damage that ended the read (at
+        # byte ``valid_bytes``), and how many bytes from there on were not read.
+        self.corrupt: JournalCorrupt | None = None
+        self.corrupt_bytes = 0
         # Offsets and lengths, not events: 10,000 episodes' events would cost far more
         # memory decoded than the few that a replay asks for.
         self._spans: dict[str, array[int]] = {}
@@ -351,21 +358,43 @@ class JournalContents:
                 f"torn_tail_bytes={self.torn_tail_bytes}>")
 
 
-def read_journal(path: Path | str) -> JournalContents:
-    """Read and check every record; a torn tail is dropped, other damage is raised."""
+def read_journal(path: Path | str, *, stop_at_corruption: bool = False) -> JournalContents:
+    """Read and check every record; a torn tail is dropped, other damage is raised.
+
+    With ``stop_at_corruption``, mid-file damage ends the read instead: the records
+    before it are returned, with the error in ``corrupt`` (nothing after it is used,
+    since an episode's events on both sides of a hole cannot be trusted as a whole).
+    """
     # The finished records kept here are many small objects and no cycles: the cyclic
     # collector would rescan them again and again for nothing (about a third of the time).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _read_journal(Path(path))
+        contents = JournalContents(Path(path))
+        try:
+            _read_journal(contents)
+        except JournalCorrupt as corrupt:
+            if not stop_at_corruption:
+                raise
+            _end_at_corruption(contents, corrupt)
+        return contents
     finally:
         if paused:
             gc.enable()
 
 
-def _read_journal(path: Path) -> JournalContents:
-    contents = JournalContents(path)
+def _end_at_corruption(contents: JournalContents, corrupt: JournalCorrupt) -> None:
+    """Close ``contents`` as a read that ended at the corrupt record: every record
+    before it was taken in (the reader raises before a bad record changes anything, and
+    its ``finally`` has counted them)."""
+    contents.corrupt = corrupt
+    contents.valid_bytes = corrupt.offset
+    contents.torn_tail_bytes = 0
+    contents.corrupt_bytes = contents.path.stat().st_size - corrupt.offset
+
+
+def _read_journal(contents: JournalContents) -> None:
+    path = contents.path
     data = path.read_bytes()  # one read; payloads are decoded from zero-copy slices
     buf = memoryview(data)
     size = len(buf)
@@ -374,45 +403,47 @@ def _read_journal(path: Path) -> JournalContents:
     finished_attempt = contents.finished_attempt
     kinds: dict[type[msgspec.Struct], int] = {}
     offset = 0
-    while offset < size:  # the framing checks of _frame_problem, inlined: this loop is hot
-        start = offset + HEADER_SIZE
-        if start > size:
-            _torn_or_raise(buf, offset, path)
-            break
-        length, crc = unpack(buf, offset)
-        end = start + length
-        if length == 0 or end > size or crc32(buf[start:end]) != crc:
-            _torn_or_raise(buf, offset, path)
-            break
-        event = _decode_at(buf, offset, length, path)
-        eid = event.episode_id
-        span = spans.get(eid)
-        if span is None:
-            span = spans[eid] = array("q")
-        span.append(offset)
-        span.append(length)
-        if event.attempt > attempts.get(eid, -1):
-            attempts[eid] = event.attempt
-        kind = type(event)
-        kinds[kind] = kinds.get(kind, 0) + 1
-        if isinstance(event, EpisodeFinished):
-            prior = finished.get(eid)
-            if prior is None or (prior.termination == RERUN_TERMINATION
-                                 and event.attempt > finished_attempt[eid]):
-                # A later attempt of an episode that ended on the infrastructure (re-run
-                # by --resume) stands in for it; any other second finish is a scheduler
-                # bug, and the first one stands.
-                finished[eid] = event.record
-                finished_attempt[eid] = event.attempt
-            else:
-                contents.duplicate_finishes += 1
-        offset = end
-    contents.records = sum(kinds.values())
-    contents.counts = {str(k.__struct_config__.tag): n for k, n in kinds.items()}
-    contents.unfinished = set(spans) - set(finished)
-    contents.valid_bytes = offset
+    try:
+        while offset < size:  # the framing checks of _frame_problem, inlined: this loop is hot
+            start = offset + HEADER_SIZE
+            if start > size:
+                _torn_or_raise(buf, offset, path)
+                break
+            length, crc = unpack(buf, offset)
+            end = start + length
+            if length == 0 or end > size or crc32(buf[start:end]) != crc:
+                _torn_or_raise(buf, offset, path)
+                break
+            event = _decode_at(buf, offset, length, path)
+            eid = event.episode_id
+            span = spans.get(eid)
+            if span is None:
+                span = spans[eid] = array("q")
+            span.append(offset)
+            span.append(length)
+            if event.attempt > attempts.get(eid, -1):
+                attempts[eid] = event.attempt
+            kind = type(event)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if isinstance(event, EpisodeFinished):
+                prior = finished.get(eid)
+                if prior is None or (prior.termination == RERUN_TERMINATION
+                                     and event.attempt > finished_attempt[eid]):
+                    # A later attempt of an episode that ended on the infrastructure (re-run
+                    # by --resume) stands in for it; any other second finish is a scheduler
+                    # bug, and the first one stands.
+                    finished[eid] = event.record
+                    finished_attempt[eid] = event.attempt
+                else:
+                    contents.duplicate_finishes += 1
+            offset = end
+    finally:
+        # Also when a corrupt record ends the read: what came before it stands.
+        contents.records = sum(kinds.values())
+        contents.counts = {str(k.__struct_config__.tag): n for k, n in kinds.items()}
+        contents.unfinished = set(spans) - set(finished)
+        contents.valid_bytes = offset
     contents.torn_tail_bytes = size - offset
-    return contents
 
 
 def truncate_torn_tail(path: Path | str) -> int:

@@ -23,11 +23,20 @@ configured participants, as a new episode in a new run directory. **Re-run failu
 ``rerun_failed`` does the same for every failed or rejected episode of a run, from the
 start or from the step before its first wrong write, through the scheduler. Both are
 ``run_episode`` with ``EpisodeSpec.prefix`` set, the path a resumed run takes as well.
+
+**Against the manifest.** ``--all`` also says whether the run is whole (``completeness``):
+the episodes its manifest expects (its scenarios times its trials; a run made by
+``writ replay``: the episodes of its lineage) against those its journal finished, which
+ids are missing, episodes that ended on the infrastructure (``--resume`` runs them
+again), a torn tail and a corrupt record. A journal damaged in the middle is read up to
+the damage (``read_journal(stop_at_corruption=True)``): what is before it is served, and
+the run is salvaged with ``writ journal salvage``.
 """
 
 from __future__ import annotations
 
 import mmap
+import shlex
 import struct
 import zlib
 from collections import Counter
@@ -57,6 +66,7 @@ from writ_async.grading import (
 )
 from writ_async.journal import (
     HEADER_SIZE,
+    RERUN_TERMINATION,
     EpisodeFinished,
     EpisodeStarted,
     Event,
@@ -70,7 +80,7 @@ from writ_async.journal import (
 )
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.participants import ParticipantError, Turn
-from writ_async.records import Check, EpisodeRecord, Lineage, Timing, derive_seed
+from writ_async.records import Check, EpisodeRecord, Lineage, Timing, derive_seed, episode_id
 from writ_async.results import summary
 from writ_async.rundir import (
     JOURNAL,
@@ -79,6 +89,7 @@ from writ_async.rundir import (
     create_run,
     load_manifest,
     new_manifest,
+    salvage_advice,
 )
 from writ_async.runner import EpisodeSpec, first_difference, restore, run_episode
 from writ_async.scheduler import StopRequest, run_many
@@ -88,6 +99,7 @@ from writ_async.simulate import (
     export_filter,
     open_participants,
     prepare,
+    run_scenarios,
     save_tasks,
     write_outputs,
 )
@@ -149,8 +161,13 @@ class ReplayRun:
         if ep_id not in contents.attempts:
             known = list(contents.attempts)
             hint = f"; ids look like {known[0]!r}" if known else ""
+            lost = ""
+            if contents.corrupt is not None:
+                lost = (f"; the journal is corrupt from byte {contents.corrupt.offset}, "
+                        f"episodes recorded after it cannot be read: {salvage_advice(self.path)}")
             raise ReplayError(f"{self.path}: no episode {ep_id!r} in this run "
-                              f"({len(known)} episodes, {len(contents.finished)} finished{hint})")
+                              f"({len(known)} episodes, {len(contents.finished)} finished"
+                              f"{hint}){lost}")
         events = contents.events(ep_id)
         standing = contents.finished_attempt.get(ep_id)
         finished = next((e for e in events if isinstance(e, EpisodeFinished)
@@ -199,7 +216,117 @@ def open_run(path: Path | str) -> ReplayRun:
     journal = path / JOURNAL
     if not journal.exists():
         raise ReplayError(f"{path}: no {JOURNAL}: the run recorded no episode")
-    return ReplayRun(path, manifest, config, prepared, read_journal(journal))
+    # Damage in the middle ends the read there: the episodes before it are still served
+    # (``corruption_warning`` says what was lost and how to salvage the run).
+    return ReplayRun(path, manifest, config, prepared,
+                     read_journal(journal, stop_at_corruption=True))
+
+
+def corruption_warning(run: ReplayRun) -> str | None:
+    """What a corrupt journal means for what is shown, and how to salvage; None if intact."""
+    contents = run.contents
+    corrupt = contents.corrupt
+    if corrupt is None:
+        return None
+    return (f"{corrupt}: only the {contents.valid_bytes} bytes before it are read "
+            f"({len(contents.finished)} finished episodes; the {contents.corrupt_bytes} "
+            f"bytes from it on are not); {salvage_advice(run.path)}")
+
+
+# -- the run against its manifest ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    """The run's journal against what its manifest expects."""
+
+    expected: int  # episodes the run holds
+    basis: str  # where ``expected`` comes from, in words
+    finished: int  # of the expected, those with a finished record in the journal
+    missing: list[str]  # expected ids without one, in run order (empty if ids are unknown)
+    unfinished: list[str]  # of ``missing``, those started in the journal
+    rerun: list[str]  # finished with an infrastructure error: ``--resume`` runs them again
+    torn_tail_bytes: int  # a cut last record (the run was stopped mid-write)
+    valid_bytes: int
+    corrupt: JournalCorrupt | None
+    corrupt_bytes: int = 0
+
+    @property
+    def missing_count(self) -> int:
+        return self.expected - self.finished
+
+    @property
+    def complete(self) -> bool:
+        return (self.missing_count <= 0 and not self.rerun and not self.torn_tail_bytes
+                and self.corrupt is None)
+
+
+def completeness(run: ReplayRun) -> Completeness:
+    """Compare ``run``'s journal with its manifest (see the module docstring)."""
+    contents, manifest = run.contents, run.manifest
+    lineage = run.path / LINEAGE
+    expected_ids: list[str] | None
+    if lineage.exists():
+        # A run made by `writ replay`: its episodes are its lineage's (their ids may
+        # differ from the parent's when the behaviours were changed, so only count).
+        try:
+            episodes = msgspec.json.decode(lineage.read_bytes(), type=_LineageFile).episodes
+        except msgspec.DecodeError as exc:
+            raise RunDirError(run.path, f"{LINEAGE} cannot be read: {exc}") from None
+        expected_ids, expected = None, len(episodes)
+        basis = f"{LINEAGE}: {expected} re-run or forked episode(s)"
+    else:
+        tasks = [run.task(t) for t in manifest.task_ids]
+        scenarios = run_scenarios(run.config, tasks)
+        expected_ids = [episode_id(s.id, trial) for s in scenarios
+                        for trial in range(manifest.trials)]
+        expected = len(expected_ids)
+        told = "" if len(scenarios) == len(tasks) else f", {len(scenarios)} scenarios"
+        basis = f"manifest: {len(tasks)} tasks{told} x {manifest.trials} trials"
+    finished = contents.finished
+    if expected_ids is None:
+        done, missing, unfinished = len(finished), [], sorted(contents.unfinished)
+    else:
+        wanted = set(expected_ids)
+        done = sum(1 for eid in finished if eid in wanted)
+        missing = [eid for eid in expected_ids if eid not in finished]
+        unfinished = [eid for eid in missing if eid in contents.unfinished]
+    rerun = [eid for eid, r in finished.items() if r.termination == RERUN_TERMINATION]
+    return Completeness(expected=expected, basis=basis, finished=done, missing=missing,
+                        unfinished=unfinished, rerun=rerun,
+                        torn_tail_bytes=contents.torn_tail_bytes,
+                        valid_bytes=contents.valid_bytes, corrupt=contents.corrupt,
+                        corrupt_bytes=contents.corrupt_bytes)
+
+
+def render_completeness(run: ReplayRun, c: Completeness, limit: int = 10) -> list[str]:
+    """Lines for ``writ replay --all``: how whole the run is, and how to go on."""
+    lines = [f"expected    {c.expected} episodes ({c.basis})",
+             f"journaled   {c.finished} finished"]
+    if c.missing_count > 0:
+        shown = ", ".join(c.missing[:limit])
+        more = f", ... and {len(c.missing) - limit} more" if len(c.missing) > limit else ""
+        lines.append(f"missing     {c.missing_count}" + (f": {shown}{more}" if shown else ""))
+        if c.unfinished:
+            lines.append(f"  started, not finished  {len(c.unfinished)}")
+    if c.rerun:
+        lines.append(f"infrastructure_error  {len(c.rerun)} (not data; `writ simulate "
+                     f"--resume` runs them again): {', '.join(c.rerun[:limit])}"
+                     + (" ..." if len(c.rerun) > limit else ""))
+    if c.torn_tail_bytes:
+        lines.append(f"cut tail    the journal ends in a torn record of {c.torn_tail_bytes} "
+                     f"bytes after byte {c.valid_bytes} (the run was stopped mid-write)")
+    if c.corrupt is not None:
+        lines.append(f"corrupt     record at byte {c.corrupt.offset}: {c.corrupt.reason}; "
+                     f"the {c.corrupt_bytes} bytes from it on are not read")
+    if c.complete:
+        lines.append("complete: every expected episode finished and the journal is intact")
+    elif c.corrupt is not None:
+        lines.append(f"INCOMPLETE: {salvage_advice(run.path)}")
+    else:
+        lines.append(f"INCOMPLETE: `writ simulate --resume {shlex.quote(str(run.path))}` "
+                     "finishes the run")
+    return lines
 
 
 # -- verify --------------------------------------------------------------------------------

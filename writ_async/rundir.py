@@ -5,6 +5,12 @@
     RUN/results.json    tau2-bench's results format, rewritten as the run progresses
     RUN/export/...      SFT data
 
+Every file of a run gets the same mode (``file_mode``: 0644 less the process umask, as
+``os.open`` gives the journal), so that whoever may read one may read all. A journal
+damaged in the middle is refused (``JournalCorrupt``, with how to salvage it);
+``salvage_run`` (``writ journal salvage``) copies the run with the journal's intact
+prefix to a new directory, which ``writ simulate --resume`` then finishes.
+
 A run is resumed only with the run it was started as: the manifest's ``fingerprint()``
 covers everything that decides what the episodes produce (the config minus where and how
 fast the run goes, the base database, the tasks, the seed, the participants), and a
@@ -16,12 +22,15 @@ the new one, never half of either.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import platform
+import shlex
+import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,7 @@ import msgspec
 
 from writ_async import __version__
 from writ_async.config import Config
-from writ_async.errors import RunDirError
+from writ_async.errors import JournalBusy, JournalCorrupt, RunDirError
 from writ_async.journal import FsyncPolicy, JournalContents, JournalWriter, read_journal
 from writ_async.journal import truncate_torn_tail as _truncate_torn_tail
 
@@ -38,6 +47,9 @@ MANIFEST = "manifest.json"
 JOURNAL = "journal.bin"
 RESULTS = "results.json"
 EXPORT = "export"
+SALVAGE = "salvage.json"  # in a salvaged run: where it came from and what was dropped
+SALVAGED_SUFFIX = "-salvaged"  # the default new directory of `writ journal salvage RUN`
+FILE_MODE = 0o644  # less the umask: data, readable by whoever may read the run
 
 # Config keys that say where or how fast a run goes, not what it produces: changing them
 # (another output path, more concurrency, a new API key) must not block a resume. Paths
@@ -216,15 +228,18 @@ class RunDir:
         return self.path / EXPORT
 
     def read_journal(self) -> JournalContents:
-        """The journal so far (empty if no event was written yet)."""
+        """The journal so far (empty if no event was written yet); mid-file damage is
+        raised, saying how to salvage the run."""
         if not self.journal_path.exists():  # a run stopped before its first event
             return JournalContents(self.journal_path)
-        return read_journal(self.journal_path)
+        with _salvage_hint(self.path):
+            return read_journal(self.journal_path)
 
     def open_journal(self, *, fsync: FsyncPolicy = "interval",
                      fsync_interval: float = 1.0) -> JournalWriter:
         """A writer appending after the last intact record (a torn tail is cut first)."""
-        _truncate_torn_tail(self.journal_path)
+        with _salvage_hint(self.path):
+            _truncate_torn_tail(self.journal_path)
         return JournalWriter(self.journal_path, fsync=fsync, fsync_interval=fsync_interval)
 
     def write_results(self, data: bytes) -> None:
@@ -300,6 +315,113 @@ def load_manifest(path: Path | str) -> Manifest:
         raise RunDirError(path, f"{MANIFEST} is not a valid manifest: {exc}") from None
 
 
+def salvage_command(run: Path | str) -> str:
+    """The command that salvages the run at ``run``, for messages."""
+    return f"writ journal salvage {shlex.quote(str(run))}"
+
+
+def salvage_advice(run: Path | str) -> str:
+    """How to go on from a run whose journal is corrupt, in one sentence."""
+    new = Path(run).with_name(Path(run).name + SALVAGED_SUFFIX)
+    return (f"`{salvage_command(run)}` copies the run with the episodes before the damage "
+            f"to {shlex.quote(str(new))} (or --out NEW), and `writ simulate --resume NEW` "
+            "finishes it")
+
+
+@contextlib.contextmanager
+def _salvage_hint(run: Path) -> Iterator[None]:
+    """Re-raise a ``JournalCorrupt`` with how to salvage the run."""
+    try:
+        yield
+    except JournalCorrupt as exc:
+        raise JournalCorrupt(exc.path, exc.offset, f"{exc.reason}; {salvage_advice(run)}"
+                             ) from None
+
+
+class Salvaged(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``salvage_run`` did (also written to the new run as ``salvage.json``)."""
+
+    source: str
+    out: str
+    kept_bytes: int  # of the journal: its intact prefix, copied
+    dropped_bytes: int  # from the first bad record (or a torn tail) to the end
+    corrupt_at: int | None  # the bad record's offset; None: no mid-file damage
+    reason: str  # what was wrong there ("" if nothing)
+    finished: int  # episodes whose finish is in the kept prefix
+    unfinished: int  # episodes started in it without a finish there (resume goes on)
+
+
+def salvage_run(path: Path | str, out: Path | str | None = None) -> Salvaged:
+    """Copy the run at ``path`` to ``out`` (default ``PATH-salvaged``) with only the
+    intact prefix of its journal: everything up to the first damaged record, or the torn
+    tail. ``writ simulate --resume OUT`` then finishes it: the episodes finished in the
+    prefix are kept, the others run again (one whose start is in the prefix goes on from
+    its journaled messages). Everything else a resume reads is copied as it is (manifest,
+    tasks, lineage, a Ray run's shards); results and exports, derived from the journal,
+    are written again by the resume. The manifest is written last, so a salvage that
+    was interrupted leaves no directory that looks like a run.
+    """
+    path = Path(path)
+    manifest = load_manifest(path)  # RunDirError: not a run directory
+    journal = path / JOURNAL
+    if not journal.exists():
+        raise RunDirError(path, f"no {JOURNAL}: the run recorded nothing to salvage")
+    out = Path(out) if out is not None else path.with_name(path.name + SALVAGED_SUFFIX)
+    if out.resolve() == path.resolve():
+        raise RunDirError(out, "a salvage writes a new run directory: give --out another path")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunDirError(out, "already exists and is not empty; choose another --out")
+    with open(journal, "rb") as f:
+        try:
+            # A run still writing its journal is not finished being damaged: refuse.
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JournalBusy(journal) from None
+        contents = read_journal(journal, stop_at_corruption=True)
+        prefix = f.read(contents.valid_bytes)
+        size = os.fstat(f.fileno()).st_size
+    corrupt = contents.corrupt
+    report = Salvaged(
+        source=str(path), out=str(out), kept_bytes=len(prefix),
+        dropped_bytes=size - len(prefix),
+        corrupt_at=None if corrupt is None else corrupt.offset,
+        reason="" if corrupt is None else corrupt.reason,
+        finished=len(contents.finished), unfinished=len(contents.unfinished),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for item in sorted(path.iterdir()):
+        if item.name in (JOURNAL, RESULTS, EXPORT, MANIFEST) or item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, out / item.name)
+        elif item.is_file():
+            atomic_write(out / item.name, item.read_bytes())
+    (out / EXPORT).mkdir(exist_ok=True)
+    atomic_write(out / JOURNAL, prefix)
+    atomic_write(out / SALVAGE, msgspec.json.format(msgspec.json.encode(report), indent=2)
+                 + b"\n")
+    atomic_write(out / MANIFEST, _encode_manifest(manifest))
+    return report
+
+
+def file_mode() -> int:
+    """The mode every file of a run gets: ``FILE_MODE`` less the process umask."""
+    return FILE_MODE & ~_umask()
+
+
+def _umask() -> int:
+    # Linux states it in /proc; setting it to read it back would race with any thread
+    # creating a file meanwhile, so that is only the fallback.
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path | str, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once: a crash leaves the old file or the new."""
     path = Path(path)
@@ -307,7 +429,7 @@ def atomic_write(path: Path | str, data: bytes) -> None:
     replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 is for secrets; these are data
+            os.fchmod(f.fileno(), file_mode())  # mkstemp's 0600 is for secrets; this is data
             f.write(data)
             f.flush()
             os.fsync(f.fileno())  # the data must be on disk before the name points to it

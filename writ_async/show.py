@@ -6,8 +6,10 @@ to the database: which records were created or changed and, field by field, what
 values were and became. The changes come from re-executing the tool calls on a fresh
 overlay of the run's base and comparing the overlay's delta before and after each write,
 so they are the environment's own account, and a tool result that does not reproduce is
-flagged. Then the grade and why: each component, each check with its detail, and the
-evidence checks.
+flagged. Then the grade and why: the verdict (whether the reward means anything), each
+component, each check with its detail, the evidence checks and the write errors. An
+episode that ended on the infrastructure (a model endpoint down) is not graded at all:
+it is left out of rewards and a resume runs it again, so no FAIL is shown for it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import msgspec
 
+from writ_async.episode import Termination
+from writ_async.grading import GRADED, INVALID_TASK, NOT_GRADED
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.overlay import BaseDB, Overlay
 from writ_async.records import Check, RewardInfo
@@ -41,10 +45,30 @@ def render_episode(run: ReplayRun, episode: str, *, full: bool = False) -> str:
     lines.append("")
     lines += _transcript(run, ep, full)
     record = ep.record
-    if record is not None and record.reward_info is not None:
+    if record is not None and _infrastructure(record.termination):
         lines.append("")
-        lines += _grade(record.reward_info)
+        lines.append(f"grade: {INFRASTRUCTURE_NOT_GRADED}: the episode ended on the "
+                     "infrastructure, not by the agent or the user, so it says nothing of "
+                     "either: it is left out of rewards and pass^k, is not exported, and "
+                     "`writ simulate --resume` runs it again")
+    elif record is not None and record.reward_info is not None:
+        lines.append("")
+        lines += _grade(record.reward_info, full)
     return "\n".join(lines)
+
+
+INFRASTRUCTURE_NOT_GRADED = "not graded: infrastructure error"
+# What each verdict other than "graded" means for the reward, in words.
+VERDICTS = {
+    INVALID_TASK: "the task's own gold actions fail on this database (it was written for "
+                  "another one): reward 0, not exported",
+    NOT_GRADED: "the task has no evaluation criteria, or nothing in its reward basis could "
+                "be graded: reward 0, not exported",
+}
+
+
+def _infrastructure(termination: str) -> bool:
+    return termination == Termination.INFRASTRUCTURE_ERROR.value
 
 
 # -- header --------------------------------------------------------------------------------
@@ -65,9 +89,16 @@ def _header(run: ReplayRun, ep: RecordedEpisode) -> list[str]:
                  f"{record.model_calls}  tokens {record.prompt_tokens} in / "
                  f"{record.completion_tokens} out  {record.timing.duration:.3f} s")
     info = record.reward_info
-    reward = "-" if info is None else f"{info.reward:g}"
-    evidence = "-" if info is None else ("ok" if info.evidence_ok else "FAILED")
-    lines.append(f"termination {record.termination}  reward {reward}  evidence {evidence}")
+    if _infrastructure(record.termination):
+        # Its reward would be a 0 for the endpoint's fault: none is shown, none counted.
+        lines.append(f"termination {record.termination}  {INFRASTRUCTURE_NOT_GRADED} (not "
+                     "counted in rewards; `writ simulate --resume` runs it again)")
+    else:
+        reward = "-" if info is None else f"{info.reward:g}"
+        if info is not None and info.verdict != GRADED:
+            reward += f" ({info.verdict})"
+        evidence = "-" if info is None else ("ok" if info.evidence_ok else "FAILED")
+        lines.append(f"termination {record.termination}  reward {reward}  evidence {evidence}")
     if record.error:
         lines.append(f"error: {record.error}")
     if record.lineage is not None:
@@ -215,9 +246,11 @@ def _cut(text: str, full: bool, limit: int = SHORT) -> str:
 # -- grade ---------------------------------------------------------------------------------
 
 
-def _grade(info: RewardInfo) -> list[str]:
+def _grade(info: RewardInfo, full: bool = False) -> list[str]:
     basis = ", ".join(info.reward_basis) or "nothing"
     lines = [f"grade: reward {info.reward:g} (the product over {basis})"]
+    meaning = VERDICTS.get(info.verdict, "" if info.verdict == GRADED else "reward 0")
+    lines.append(f"  verdict: {info.verdict}" + (f": {meaning}" if meaning else ""))
     for component, value in info.breakdown.items():
         lines.append(f"  {component}: {value:g}")
     if info.db_match is not None:
@@ -232,6 +265,10 @@ def _grade(info: RewardInfo) -> list[str]:
         lines.append(f"  not graded: {', '.join(info.not_graded)}")
     lines += _checks(f"evidence ({'ok' if info.evidence_ok else 'FAILED'}; writ's own check, "
                      "not in the reward)", info.evidence_checks)
+    if info.write_errors:
+        lines.append("  write errors (refused writes the gold does not expect; not exported):")
+        lines += [f"    {_cut(' '.join(error.split()), full, 300)}"
+                  for error in info.write_errors]
     if info.note:
         lines.append(f"  note: {info.note}")
     return lines

@@ -198,7 +198,13 @@ def _check_int(value: Any, loc: str, issues: list[_Issue]) -> Any:
 
 def _check_float(value: Any, loc: str, issues: list[_Issue]) -> Any:
     if isinstance(value, bool | int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            # An int beyond the float range (e.g. 400 digits): pydantic's conversion to a
+            # double fails the same way and it reports the input as not a number.
+            issues.append(_Issue(loc, "Input should be a valid number", "float_type", value))
+            return None
     if isinstance(value, float):
         return value
     if isinstance(value, str):

@@ -137,6 +137,11 @@ def _empty(title: str) -> str:
                  f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle">no data</text>'])
 
 
+def _cell(value: object) -> str:
+    """A table cell; nothing measured (null) reads n/a, never 0."""
+    return "n/a" if value is None else html.escape(str(value))
+
+
 def _percentile_series(runs: dict[str, Any], key: str) -> tuple[list[float], list[Any]]:
     xs = [w["t"] for w in runs["timeseries"]]
     series = [(f"{key} {q}", [w[f"{key}_ms"].get(q) for w in runs["timeseries"]])
@@ -171,7 +176,7 @@ def render_html(report: dict[str, Any]) -> str:
     for s in steps:
         lat = s["latency_ms"]
         rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in (
                 f"{s['mode']} {s['load']:g}", s["requests"]["measured"],
                 sum(s["requests"]["errors"].values()), s["throughput"]["requests_per_s"],
                 s["throughput"]["output_tokens_per_s"],
@@ -186,13 +191,19 @@ def render_html(report: dict[str, Any]) -> str:
         conv = s["conversations"]
         duration, per = conv["duration_ms"], conv["requests_per_conversation"]
         conversation_rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in (
                 f"{s['mode']} {s['load']:g}", conv["started_measured"],
                 conv["completed_measured"], conv["not_completed"], conv["completed_per_s"],
                 conv["turns_mean"], per.get("mean"), duration.get("p50"), duration.get("p90"),
                 duration.get("p99"), duration.get("max"),
                 ", ".join(f"{k}: {n}" for k, n in conv["outcomes"].items()))) + "</tr>")
     knee = report.get("knee")
+    partial = ""
+    if report.get("partial"):
+        partial = (f'<p class="partial"><b>Partial report</b>: stopped by '
+                   f'{html.escape(str(report.get("stopped_by")))} after '
+                   f'{len(steps)} of {report.get("steps_planned", len(steps))} steps; '
+                   "it shows what completed.</p>")
     config = html.escape(json.dumps(report["config"], indent=2))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>writ load test</title>
@@ -200,6 +211,7 @@ def render_html(report: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}
 svg{{display:block;margin:12px 0}}pre{{background:#f6f6f6;padding:8px}}</style></head>
 <body><h1>writ load test</h1>
+{partial}
 <p>Latencies are measured from the intended send time (no coordinated omission).
 {"<b>Knee: " + html.escape(str(knee["load"])) + "</b> (" + html.escape(knee["reason"]) + ")"
  if knee else ""}</p>

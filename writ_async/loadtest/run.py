@@ -18,7 +18,9 @@ Load modes:
 
 A run has a warm-up (requests intended before it ends are recorded but not measured) and
 a bound: a duration or a number of measured requests. Then no new request is sent;
-requests in flight finish (up to ``drain_s``, then they are cancelled and counted).
+requests in flight finish (up to ``drain_s``, then they are cancelled and counted). A
+stop from outside (``LoadRun.interrupt``: Ctrl-C, SIGTERM) ends it the same way, early;
+``LoadRun.cancel_in_flight`` then cuts the drain short.
 
 The client watches itself: an event-loop probe every ``PROBE_S`` measures how late a
 timer fires and how long one trip round the ready queue takes, and process CPU time is
@@ -29,6 +31,7 @@ the limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import math
 import random
@@ -93,6 +96,13 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
             raise ValueError("give a duration or a request count (or both)")
+        # A bound that is no bound (nan, inf) or none at all (0, negative) is refused:
+        # the run must end by itself, and a measured window of nothing means nothing.
+        if self.duration_s is not None and not 0.0 < self.duration_s < math.inf:
+            raise ValueError(f"duration must be a positive number of seconds, got "
+                             f"{self.duration_s}")
+        if self.requests is not None and self.requests < 1:
+            raise ValueError(f"requests must be at least 1, got {self.requests}")
         if self.mode == "concurrency" and self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if self.mode == "rate" and not self.rate > 0:
@@ -105,6 +115,7 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 
 STOPPED = "stopped"  # the run's bound came before the conversation's end
 CANCELLED = "cancelled"  # still running when the drain time ran out
+INTERRUPTED = "interrupted"  # the stop reason of a run stopped from outside (a signal)
 
 
 class _Stopped(Exception):
@@ -286,6 +297,7 @@ class LoadRun:
         self.cancelled = 0
         self.dropped_arrivals = 0
         self.responses_429 = 0
+        self.error_examples: dict[str, str] = {}  # error class: its first measured detail
         self.conversations_started = 0
         self.outcomes: dict[str, int] = {}
         self.conversations_ended = 0  # ended on their own during the measured part
@@ -315,6 +327,17 @@ class LoadRun:
             self.stop_event.set()
             if self.on_stop is not None:
                 self.on_stop(reason)
+
+    def interrupt(self) -> None:
+        """Stop from outside: nothing new is sent, requests in flight finish (drain)."""
+        self.stop(INTERRUPTED)
+
+    def cancel_in_flight(self) -> None:
+        """Cancel every conversation now, as the end of the drain time does; each one's
+        request in flight is counted as cancelled."""
+        self.stop(INTERRUPTED)
+        for task in list(self.live):
+            task.cancel()
 
     def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
                end: float, result: CallResult | None,
@@ -353,6 +376,8 @@ class LoadRun:
                 slo_ok=self.config.objectives.met(ttft_intended, e2e_intended, tpot),
                 warmup=not measured, step=self.step)
         if measured:
+            if record.error is not None and record.error not in self.error_examples:
+                self.error_examples[record.error] = record.detail or ""
             self.collector.add(record, gaps, self.measure_from - t0)
             if end > self.last_end:
                 self.last_end = end
@@ -496,7 +521,11 @@ class LoadRun:
 
     async def _stopper(self) -> None:
         if math.isfinite(self.t_end):
-            await asyncio.sleep(max(0.0, self.t_end - _now()))
+            # An earlier stop (the request bound, an interrupt) starts the drain at once,
+            # not at the end of the planned duration.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(),
+                                       max(0.0, self.t_end - _now()))
             self.stop("duration")
         await self.stop_event.wait()
         await asyncio.sleep(self.config.drain_s)
@@ -553,10 +582,7 @@ class LoadRun:
                 f" err {errors} | in flight {self.in_flight} req {len(self.live)} conv"
                 f" | conv done {c.conversations_completed}"
                 f" | {rps:,.0f} req/s {tps:,.0f} tok/s"
-                f" | ttft p50 {c.ttft_intended.percentile(0.5) * 1e3:.1f}"
-                f" p99 {c.ttft_intended.percentile(0.99) * 1e3:.1f} ms"
-                f" | e2e p50 {c.e2e_intended.percentile(0.5) * 1e3:.1f}"
-                f" p99 {c.e2e_intended.percentile(0.99) * 1e3:.1f} ms"
+                f" | ttft {_p50_p99(c.ttft_intended)} | e2e {_p50_p99(c.e2e_intended)}"
                 f" | lag p99 {c.lag.percentile(0.99) * 1e3:.2f} ms | cpu {cpu:.0%}")
         tty = stream.isatty()
         end = "\n" if final or not tty else ""
@@ -569,11 +595,12 @@ class LoadRun:
         """Every figure of the run, JSON-ready (see report.py for the file)."""
         config, c = self.config, self.collector
         end = self.t_end if math.isfinite(self.t_end) else (self.stopped_at or self.last_end)
-        if self.stop_reason == "requests" and self.stopped_at is not None:
+        if self.stop_reason in ("requests", INTERRUPTED) and self.stopped_at is not None:
             # Nothing is sent after the bound, so the drain is not balanced by requests
             # of the warm-up finishing inside the window: the window runs to the last
             # measured completion, or requests still in flight at the stop would count
-            # in too short a window (+4-7 % seen with one-second requests).
+            # in too short a window (+4-7 % seen with one-second requests). An interrupted
+            # run likewise ends where it stopped, not at its planned end.
             end = max(self.stopped_at, self.last_end)
         measured_s = max(1e-9, min(end, self.wall_at_end or end) - self.measure_from)
         cpu_mean = None
@@ -614,6 +641,7 @@ class LoadRun:
                 "responses_429": self.responses_429, "retries": c.retries,
                 "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                 "errors": dict(sorted(c.errors.items())),
+                "error_examples": dict(sorted(self.error_examples.items())),
             },
             "throughput": {
                 "requests_per_s": round(c.ok / measured_s, 4),
@@ -635,7 +663,7 @@ class LoadRun:
                 "completed_measured": c.conversations_completed,
                 "completed_per_s": round(c.conversations_completed / measured_s, 4),
                 "not_completed": c.conversations - c.conversations_completed,
-                "duration_ms": c.conversation_duration.summary(),
+                "duration_ms": _summary(c.conversation_duration),
                 "requests_per_conversation": c.conversation_requests.summary(scale=1.0),
                 "turns_mean": round(c.conversation_turns / c.conversations_completed, 4)
                 if c.conversations_completed else None,
@@ -643,10 +671,10 @@ class LoadRun:
                 "dropped_arrivals": self.dropped_arrivals,
             },
             "latency_ms": {
-                "ttft": c.ttft.summary(), "ttft_from_intended": c.ttft_intended.summary(),
-                "e2e": c.e2e.summary(), "e2e_from_intended": c.e2e_intended.summary(),
-                "tpot": c.tpot.summary(), "inter_chunk": c.itl.summary(),
-                "send_lag": c.lag.summary(),
+                "ttft": _summary(c.ttft), "ttft_from_intended": _summary(c.ttft_intended),
+                "e2e": _summary(c.e2e), "e2e_from_intended": _summary(c.e2e_intended),
+                "tpot": _summary(c.tpot), "inter_chunk": _summary(c.itl),
+                "send_lag": _summary(c.lag),
             },
             "client": {
                 "cpu_mean": None if cpu_mean is None else round(cpu_mean, 4),
@@ -660,6 +688,30 @@ class LoadRun:
             "ttft_distribution_ms": _distribution(c.ttft_intended),
             "e2e_distribution_ms": _distribution(c.e2e_intended),
         }
+
+
+def _p50_p99(hist: LogHistogram) -> str:
+    if not hist.count:
+        return "n/a"  # nothing answered yet: no latency, not 0 ms
+    return (f"p50 {hist.percentile(0.5) * 1e3:.1f} p99 {hist.percentile(0.99) * 1e3:.1f}"
+            " ms")
+
+
+def _summary(hist: LogHistogram) -> dict[str, float | int | None]:
+    """``hist.summary()``, with every figure present and null when nothing was measured
+    (a run where no request was answered has no latency, not a latency of 0 ms)."""
+    if hist.count:
+        return dict(hist.summary())
+    return dict.fromkeys(_SUMMARY_KEYS, None) | {"count": 0}
+
+
+def _summary_keys() -> tuple[str, ...]:
+    probe = LogHistogram()
+    probe.record(1.0)
+    return tuple(probe.summary())
+
+
+_SUMMARY_KEYS = _summary_keys()
 
 
 def _encode_line(record: RequestRecord | ConversationRecord) -> bytes:
@@ -687,12 +739,14 @@ def _distribution(hist: LogHistogram, bins: int = 40) -> list[list[float]]:
 async def run_load(config: LoadConfig, traffic: Traffic, *, records: IO[bytes] | None = None,
                    progress: IO[str] | None = None, step: int = 0,
                    client: LoadClient | None = None,
-                   conversations: IO[bytes] | None = None) -> LoadRun:
+                   conversations: IO[bytes] | None = None,
+                   on_start: Callable[[LoadRun], None] | None = None) -> LoadRun:
     """Carry out one run against ``config.base_url``; returns the finished ``LoadRun``.
-    ``records`` and ``conversations`` receive the JSONL records as they complete."""
+    ``records`` and ``conversations`` receive the JSONL records as they complete;
+    ``on_start`` is given the run before it starts (to stop it from outside)."""
     with _quiet_gc():
         return await _run_load(config, traffic, records, progress, step, client,
-                               conversations)
+                               conversations, on_start)
 
 
 @contextmanager
@@ -712,12 +766,15 @@ def _quiet_gc() -> Iterator[None]:
 
 async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | None,
                     progress: IO[str] | None, step: int, client: LoadClient | None,
-                    conversations: IO[bytes] | None) -> LoadRun:
+                    conversations: IO[bytes] | None,
+                    on_start: Callable[[LoadRun], None] | None) -> LoadRun:
     timeouts = Timeouts(first_token=config.first_token_timeout_s,
                         idle=config.first_token_timeout_s, total=config.total_timeout_s)
     if client is not None:
         run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
                       conversations=conversations)
+        if on_start is not None:
+            on_start(run)
         await run.execute()
         return run
     width = config.concurrency if config.mode == "concurrency" else config.max_conversations
@@ -727,6 +784,8 @@ async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | N
     try:
         run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
                       conversations=conversations)
+        if on_start is not None:
+            on_start(run)
         await run.execute()
     finally:
         client.close()

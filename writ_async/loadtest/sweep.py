@@ -16,13 +16,14 @@ def find_knee(steps: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The knee step's load and why, from run summaries in increasing load order."""
     if not steps:
         return None
-    base_p50 = steps[0]["latency_ms"]["e2e_from_intended"].get("p50", 0.0)
+    # (null: nothing answered at that step; it then has no latency to compare)
+    base_p50 = steps[0]["latency_ms"]["e2e_from_intended"].get("p50") or 0.0
     for i in range(len(steps) - 1):
         here, there = steps[i], steps[i + 1]
         rps, next_rps = here["throughput"]["requests_per_s"], there["throughput"]["requests_per_s"]
         load_ratio = there["load"] / here["load"] if here["load"] else float("inf")
         gain = next_rps / rps if rps else float("inf")
-        p50 = there["latency_ms"]["e2e_from_intended"].get("p50", 0.0)
+        p50 = there["latency_ms"]["e2e_from_intended"].get("p50") or 0.0
         if gain - 1.0 < 0.5 * (load_ratio - 1.0):
             return {"load": here["load"], "step": i,
                     "reason": f"throughput x{gain:.2f} for load x{load_ratio:.2f} at the next step"}

@@ -39,7 +39,7 @@ import os
 import random
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -389,7 +389,8 @@ class _MockService:
     """The request handlers and the state they share (one per application)."""
 
     def __init__(self, config: MockConfig, policy: ResponsePolicy,
-                 clock: Callable[[], float], record_arrivals: bool = False) -> None:
+                 clock: Callable[[], float], record_arrivals: bool = False,
+                 listed_models: Sequence[str] = ()) -> None:
         self.config = config
         self.policy = policy
         self.clock = clock
@@ -401,7 +402,9 @@ class _MockService:
         key = resolve_api_key(config)
         self.auth = None if key is None else f"Bearer {key}".encode()
         self.models = frozenset(config.models)
-        cards = [ModelCard(id=m) for m in config.models or ["mock"]]
+        # The allow-list when there is one; else the names clients were configured with
+        # (any name is answered, but a client that discovers its model asks /v1/models).
+        cards = [ModelCard(id=m) for m in config.models or listed_models or ["mock"]]
         self.models_body = encoder.encode(ModelList(data=cards))
         self.fault_rates = tuple((kind, rate) for kind in FaultRates.__struct_fields__
                                  if (rate := getattr(config.faults, kind)) > 0)
@@ -735,10 +738,12 @@ _MAX_BODY = 64 * 1024 * 1024
 
 def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = None, *,
               clock: Callable[[], float] = time.monotonic,
-              record_arrivals: bool = False) -> web.Application:
+              record_arrivals: bool = False,
+              listed_models: Sequence[str] = ()) -> web.Application:
     """The mock's aiohttp application. ``policy`` answers requests (default:
     ``PlausiblePolicy`` sized by the config); ``clock`` drives the rate limits.
     ``record_arrivals``: keep each chat request's arrival time (``GET /arrivals``).
+    ``listed_models``: what ``GET /v1/models`` lists when ``config.models`` is empty.
 
     To run it under your own ``web.AppRunner``, pass ``handler_cancellation=True`` so
     that a client that hangs up during a stall does not leave its handler sleeping."""
@@ -747,7 +752,7 @@ def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = 
         policy = (ShapePolicy(config.shape_tool_calls, config.shape_user_turns)
                   if config.policy == "shape"
                   else PlausiblePolicy(config.reply_tokens_min, config.reply_tokens_max))
-    service = _MockService(config, policy, clock, record_arrivals)
+    service = _MockService(config, policy, clock, record_arrivals, listed_models)
     app = web.Application(client_max_size=_MAX_BODY)
     app[SERVICE_KEY] = service
     app.router.add_post("/v1/chat/completions", service.chat)
@@ -801,13 +806,15 @@ async def open_mock_server(config: MockConfig | None = None,
                            policy: ResponsePolicy | None = None, *,
                            clock: Callable[[], float] = time.monotonic,
                            record_arrivals: bool = False,
+                           listed_models: Sequence[str] = (),
                            ) -> AsyncIterator[MockServer]:
     """Serve the mock on ``config.host``/``config.port`` (0: a free port) while inside.
 
     On exit, stalled and in-flight requests are cancelled, connections closed and every
     task the server started has finished."""
     config = config or MockConfig()
-    app = build_app(config, policy, clock=clock, record_arrivals=record_arrivals)
+    app = build_app(config, policy, clock=clock, record_arrivals=record_arrivals,
+                    listed_models=listed_models)
     runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True,
                            shutdown_timeout=1.0,
                            **({} if config.access_log else {"access_log": None}))
@@ -823,10 +830,11 @@ async def open_mock_server(config: MockConfig | None = None,
 
 async def serve_forever(config: MockConfig | None = None,
                         policy: ResponsePolicy | None = None, *,
-                        on_ready: Callable[[MockServer], object] | None = None) -> None:
+                        on_ready: Callable[[MockServer], object] | None = None,
+                        listed_models: Sequence[str] = ()) -> None:
     """Serve until cancelled (Ctrl-C under ``asyncio.run``); ``on_ready`` gets the
-    server once it listens, e.g. to print its URL."""
-    async with open_mock_server(config, policy) as server:
+    server once it listens, e.g. to print its URL. ``listed_models``: see ``build_app``."""
+    async with open_mock_server(config, policy, listed_models=listed_models) as server:
         if on_ready is not None:
             on_ready(server)
         await asyncio.get_running_loop().create_future()
