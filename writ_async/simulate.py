@@ -347,7 +347,7 @@ async def simulate(
     records = records_in_run_order(run.read_journal().finished, scenarios, sim.trials)
     report = write_outputs(run, prepared, records, tasks)
     expected = len(scenarios) * sim.trials
-    return RunOutcome(run_dir=run.path, records=records, progress=progress,
+    return RunOutcome(run_dir=run.path, records=records, progress=progress if specs else None,
                       summary=summary(records, tasks, export_filter(config)), export=report,
                       stopped_early=len(records) < expected, expected=expected,
                       warnings=tuple(prepared.warnings))
