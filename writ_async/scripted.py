@@ -529,25 +529,23 @@ class ScriptedAgent:
         leaves = [v for v in string_leaves(about or {}) if len(v) >= 3]
         target = [r for r in reads if isinstance(r.output, dict) and any(
             r.output.get(k) in leaves for k in ("reservation_id", "order_id"))]
-        others = [r for r in reads if r not in target]
-        related = [r for r in others if any(v in r.text for v in leaves)]
-        said: list[str | None] = []
         # Several reads of one tool (the user's reservations gone through, searches
         # compared) are told together, the record the write changes among them.
         by_tool: dict[str, list[pb.Record]] = {}
         for r in reads:
             by_tool.setdefault(r.name, []).append(r)
-        surveyed = set()
+        said: list[str] = []
+        surveyed: set[str] = set()
         for name, group in by_tool.items():
-            told = self._phrases.survey(group, seen, rng, about) if len(group) >= 3 else None
-            if told:
+            if len(group) >= 3 and (told := self._phrases.survey(group, seen, rng, about)):
                 said.append(told)
                 surveyed.add(name)
-        others = [r for r in others if r.name not in surveyed]
-        related = [r for r in related if r in others]
+        others = [r for r in reads if r not in target and r.name not in surveyed]
+        related = [r for r in others if any(v in r.text for v in leaves)]
         chosen = (related or others)[-rng.choice((1, 2, 3)):]
-        said += [self._phrases.summary(r, seen, rng, about) for r in others if r in chosen]
-        return [(text, None) for text in dict.fromkeys(said) if text]
+        said += [text for r in others if r in chosen
+                 if (text := self._phrases.summary(r, seen, rng, about))]
+        return [(text, None) for text in dict.fromkeys(said)]
 
     def _confirm(self, index: int, messages: Sequence[Message], rng: random.Random) -> str:
         action = self.actions[index]
