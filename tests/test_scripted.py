@@ -634,6 +634,39 @@ def test_confirmations_outcomes_and_answers_read_like_an_agent(synthesized: Worl
             assert len(sentence.split()) >= 5, (task.id, sentence)
 
 
+def test_a_refused_request_is_told_once_with_its_reason(synthesized: World) -> None:
+    """A request the gold plan turns down (a judge check 'Agent should not X: Y.') is told
+    to the user, with the policy's reason, once, after the agent read the record and
+    before the conversation ends: never passed over in silence."""
+    world = synthesized
+    refused = [(t, check) for t in world.tasks
+               for check in (t.evaluation_criteria.nl_assertions or [])  # type: ignore[union-attr]
+               if check.startswith("Agent should not ")]
+    assert refused, f"no {world.name} refusal task among the synthesized ones"
+    for task, check in refused:
+        what, why = check.removeprefix("Agent should not ").rstrip(".").split(": ", 1)
+        episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
+        texts = agent_texts(episode.messages)
+        told = [(i, t) for i, t in texts if what in t]
+        assert len(told) == 1, (task.id, what, texts)
+        at, text = told[0]
+        assert why.replace("the user is", "you are") in text, (task.id, text)
+        key = next(w for w in what.split() if any(ch.isdigit() for ch in w) or w.isupper())
+        read = min(i for i, c in calls(episode.messages) if key in str(c.arguments)
+                   or key in (episode.messages[i + 1].content or ""))
+        assert read < at, (task.id, "told before the record was read")
+
+
+def test_every_forbidden_request_has_a_reason() -> None:
+    from writ_async.behaviours import FORBIDDEN_REASONS, FORBIDDEN_REQUESTS, forbidden_reason
+
+    lines = [line for group in FORBIDDEN_REQUESTS.values() for line in group]
+    assert sorted(FORBIDDEN_REASONS) == sorted(lines)
+    for line in lines:
+        assert forbidden_reason(f"Also, {line.lower()} Thanks.") == FORBIDDEN_REASONS[line]
+    assert forbidden_reason("Could you cancel my booking?") is None
+
+
 def test_a_hallucinated_value_is_the_only_one_stated(synthesized: World) -> None:
     """The agent's outcomes state the money a write moved; when it makes up a reported
     value, no other message may give the true one away."""
@@ -703,7 +736,8 @@ def test_the_phrase_bank_keeps_intents_recognisable() -> None:
     openings = pb.alternatives(pb.ASK_OPENERS, pb.ASK_MORE_OPENERS, pb.CONFIRM_STEMS,
                                pb.CONFIRM_LEADS, pb.OUTCOME_LEADS, pb.OUTCOME_GENERIC,
                                pb.OUTCOME_FAILED[0], pb.VALUE_OPENERS, pb.DONE[0],
-                               pb.NOTHING[0], pb.CLOSING_PREFIXES, pb.CLOSERS, pb.DECLINED[0])
+                               pb.NOTHING[0], pb.CLOSING_PREFIXES, pb.CLOSERS, pb.DECLINED[0],
+                               pb.REFUSED_FORMS)
     assert not [o for o in openings if pb.capital(o).startswith(pb.DETOUR_LEADS)]
     # The fixed wording states no number: every number said comes from the data.
     assert not [t for t in pb.fixed_wording() if any(ch.isdigit() for ch in t)]

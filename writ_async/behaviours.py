@@ -324,12 +324,34 @@ def forbidden_request(domain: str, seed: int) -> str:
     return _choose(seed, "forbidden", FORBIDDEN_REQUESTS.get(domain, FORBIDDEN_REQUESTS[""]))
 
 
-def is_forbidden_request(text: str) -> bool:
-    """Whether ``text`` makes one of the catalogue's forbidden requests (the scripted
-    agent's cue to refuse, as the markers are its cue to ask or confirm)."""
+# Why the policy rules each forbidden request out, as the agent tells it.
+FORBIDDEN_REASONS: Mapping[str, str] = {
+    FORBIDDEN_REQUESTS["airline"][0]:
+        "travel insurance can only be bought together with the booking, not added later",
+    FORBIDDEN_REQUESTS["airline"][1]:
+        "checked bags can be added to a reservation but never taken off",
+    FORBIDDEN_REQUESTS["airline"][2]:
+        "the number of passengers on a reservation is fixed once it is booked",
+    FORBIDDEN_REQUESTS["retail"][0]:
+        "I can only help the account holder with their own orders",
+    FORBIDDEN_REQUESTS["retail"][1]:
+        "an item can only be exchanged for another variant of the same product",
+    FORBIDDEN_REQUESTS[""][0]:
+        "I can only work on the account of the person I'm speaking with",
+}
+
+
+def forbidden_reason(text: str) -> str | None:
+    """Why the forbidden request ``text`` makes is refused, or None when it makes none
+    (the scripted agent's cue to refuse, as the markers are its cue to ask or confirm)."""
     lowered = text.lower()
-    return any(line.lower() in lowered
-               for lines in FORBIDDEN_REQUESTS.values() for line in lines)
+    return next((reason for line, reason in FORBIDDEN_REASONS.items()
+                 if line.lower() in lowered), None)
+
+
+def is_forbidden_request(text: str) -> bool:
+    """Whether ``text`` makes one of the catalogue's forbidden requests."""
+    return forbidden_reason(text) is not None
 
 
 def preference(seed: int) -> tuple[str, str]:

@@ -432,9 +432,16 @@ REFUSAL_LEADS = ("I'm sorry, but", "I'm afraid", "Unfortunately,", "Sorry, but",
 REFUSAL_BODIES = ("I can't do that", "that isn't something I can do",
                   "I'm not able to help with that", "that's not possible",
                   "I can't make that happen")
-REFUSAL_REASONS = ("under our policy.", "— our policy doesn't allow it.",
-                   "because it's against our policy.", "since the policy rules it out.",
-                   "as it isn't permitted by our policy.")
+REFUSAL_REASONS = (": {reason}.", "— {reason}.", "under our policy: {reason}.",
+                   "because {reason}.", "; our rules say {reason}.", "since {reason}.")
+# A refused request told inside a plan message: never opening with a detour lead.
+REFUSED_FORMS = ("As for your request to {what}, I can't do it: {why}.",
+                 "About your request to {what}: that isn't possible, since {why}.",
+                 "I've checked, and I'm not able to {what}: {why}.",
+                 "Looking at the record, I can't {what}, because {why}.",
+                 "There's no way for me to {what}: {why}.",
+                 "I have to turn down the request to {what} — {why}.",
+                 "What I can't do is {what}: {why}.")
 DETOUR_LEADS = (*REASK_LEADS, *NOT_FOUND_LEADS, *REFUSAL_LEADS)
 
 
@@ -447,8 +454,9 @@ def fixed_wording() -> list[str]:
                          VALUE_UNLABELLED, *DONE, *NOTHING,
                          CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_MIDDLES, REASK_TAILS,
                          NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS, REFUSAL_LEADS,
-                         REFUSAL_BODIES, REFUSAL_REASONS]
+                         REFUSAL_BODIES, REFUSAL_REASONS, REFUSED_FORMS]
     return [s.replace("{label}", "").replace("{value}", "").replace("{reason}", "")
+            .replace("{what}", "").replace("{why}", "")
             for s in alternatives(*parts)]
 
 

@@ -69,10 +69,10 @@ from writ_async.behaviours import (
     canonical,
     fact_units,
     first_person,
+    forbidden_reason,
     forbidden_request,
     id_mistake,
     instruction_text,
-    is_forbidden_request,
     looks_like_id,
     mentions,
     preference,
@@ -262,8 +262,8 @@ class ScriptedAgent:
     is read from the arguments and the tool results in the history.
     """
 
-    __slots__ = ("_change", "_kind_of", "_kinds", "_needed", "_phrases", "_reported",
-                 "actions", "mistake", "plan", "seed", "task", "transfers")
+    __slots__ = ("_change", "_kind_of", "_kinds", "_needed", "_phrases", "_refusals",
+                 "_reported", "actions", "mistake", "plan", "seed", "task", "transfers")
 
     def __init__(self, task: Task, toolbox: Toolbox, seed: int,
                  mistakes: MistakeConfig | None = None, *,
@@ -278,6 +278,7 @@ class ScriptedAgent:
         self._needed = _needed_values(task)
         criteria = task.evaluation_criteria
         self._reported: list[str] = list((criteria.communicate_info or []) if criteria else [])
+        self._refusals = _refusals(task)
         self.transfers = any(a.name == TRANSFER_TOOL for a in self.actions)
         order = list(range(len(self.actions)))
         unconfirmed: int | None = None
@@ -310,9 +311,10 @@ class ScriptedAgent:
         if first_user is None:  # the agent opens (no configured greeting)
             return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
         last = messages[-1]
-        if isinstance(last, UserMessage) and is_forbidden_request(last.content):
+        reason = forbidden_reason(last.content) if isinstance(last, UserMessage) else None
+        if reason is not None:
             return self._text(self._say([pb.compose(rng, pb.REFUSAL_LEADS, pb.REFUSAL_BODIES,
-                                                    pb.REFUSAL_REASONS)]), turn)
+                                                    pb.REFUSAL_REASONS, reason=reason)]), turn)
         # Each plan step is exactly one assistant message after the user first spoke, so
         # counting them (detours aside) finds the place in the plan without keeping state.
         # The ASK step is left out when what the user said before the agent's first plan
@@ -561,7 +563,7 @@ class ScriptedAgent:
             else:
                 sentences.append(pb.compose(rng, pb.CONFIRM_LEADS, what, pb.CONFIRM_TAILS))
         parts = [*self._outcomes(messages, rng), *self._summary(messages, rng, args),
-                 (sentences[0], sentences[1])]
+                 *self._refused(messages, rng, final=False), (sentences[0], sentences[1])]
         return self._say(parts)
 
     def _report(self, messages: Sequence[Message], rng: random.Random) -> str:
@@ -569,6 +571,8 @@ class ScriptedAgent:
         parts: list[str | tuple[str, str | None]] = list(outcomes)
         if not outcomes:
             parts += self._summary(messages, rng)
+        refused = self._refused(messages, rng, final=True)
+        parts += refused
         values = self.reported_values()
         records = self._records(messages)
         for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
@@ -582,7 +586,7 @@ class ScriptedAgent:
             shown = f"${value}" if is_money and _number(value) is not None else value
             forms = pb.VALUE_FORMS_MONEY if is_money else pb.VALUE_FORMS
             parts.append((pb.compose(rng, opener, forms, label=label, value=shown), unlabelled))
-        if not values:
+        if not values and not refused:
             if self.actions:
                 if not outcomes or rng.random() < 0.5:
                     parts.append(pb.compose(rng, *pb.DONE))
@@ -590,6 +594,26 @@ class ScriptedAgent:
                 parts.append(pb.compose(rng, *pb.NOTHING))
         parts.append(self._closing(rng))
         return self._say(parts)
+
+    def _refused(self, messages: Sequence[Message], rng: random.Random, *,
+                 final: bool) -> list[tuple[str, str | None]]:
+        """The requests the agent turns down, each told once, with the policy's reason: in
+        the first plan text after a read that shows the record concerned, or (``final``)
+        in the report when no read ever showed it. Stateless: which reads came before the
+        agent's last plan text tells what was already said."""
+        if not self._refusals:
+            return []
+        start = self._since_last_text(messages)
+        shown_before = " ".join(r.text for r in self._records(messages[:start]) if not r.error)
+        shown_now = " ".join(r.text for r in self._records(messages[start:]) if not r.error)
+        out: list[tuple[str, str | None]] = []
+        for refusal in self._refusals:
+            if any(k in shown_before for k in refusal.keys):
+                continue
+            if final or any(k in shown_now for k in refusal.keys):
+                out.append((pb.compose(rng, pb.REFUSED_FORMS, what=refusal.what,
+                                       why=refusal.why), None))
+        return out
 
     def _label(self, value: str, records: Sequence[pb.Record],
                rng: random.Random) -> tuple[str, bool] | None:
@@ -762,6 +786,39 @@ def _needed_values(task: Task) -> list[list[tuple[str, str]]]:
 def _heard(said: str, value: str) -> bool:
     """Whether the user said ``value`` (an order number may come without its ``#``)."""
     return mentions(said, value) or (value.startswith("#") and mentions(said, value[1:]))
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A request the gold plan turns down: what (a verb phrase) and why (a clause), and the
+    identifiers whose record, once read, shows the agent the reason."""
+
+    what: str
+    why: str
+    keys: tuple[str, ...]
+
+
+# The judge checks of synthesized refusals read "Agent should not <what>: <why>."
+_REFUSAL_CHECK = re.compile(r"Agent should not (?P<what>[^:]+): (?P<why>.+?)\.?$", re.S)
+_THIRD_PERSON = (("the user is", "you are"), ("the user's", "your"), ("the user", "you"))
+
+
+def _refusals(task: Task) -> tuple[_Refusal, ...]:
+    criteria = task.evaluation_criteria
+    found = []
+    for check in (criteria.nl_assertions or []) if criteria else []:
+        m = _REFUSAL_CHECK.match(check)
+        if m is None:
+            continue
+        why = m["why"]
+        for third, second in _THIRD_PERSON:
+            why = why.replace(third, second)
+        # Reservation codes may hold no digit (OVWUEG): capitals count as an identifier.
+        keys = tuple(t for t in _TOKEN.findall(m["what"])
+                     if looks_like_id(t) or (len(t) >= 5 and t.isupper()))
+        if keys:
+            found.append(_Refusal(m["what"], why, keys))
+    return tuple(found)
 
 
 def _is_detour(message: AssistantMessage) -> bool:
