@@ -657,6 +657,31 @@ def test_a_refused_request_is_told_once_with_its_reason(synthesized: World) -> N
         assert read < at, (task.id, "told before the record was read")
 
 
+def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> None:
+    """A user who names a later request's booking while the agent still needs another one
+    hears that the later one is noted (the main job's impatient users do this)."""
+    domain = get_domain("airline")
+    base = domain.generate_db(seed=0)
+    tasks = generate_tasks("airline", base, 40, seed=0)
+    noted = 0
+    for task in tasks:
+        for behaviours in (("impatient",), ("one_fact_when_asked",)):
+            seed = derive_seed(0, task.id, 0)
+            episode, _, _ = run_scripted_episode(domain, base, task, seed,
+                                                 behaviours=behaviours)
+            messages = episode.messages
+            for i, m in enumerate(messages):
+                if not (isinstance(m, AssistantMessage) and m.content
+                        and m.content.startswith(pb.REASK_LEADS)):
+                    continue
+                told = re.findall(r"\b[A-Z0-9]{6}\b", messages[i - 1].content or "")
+                later = [v for v in told if v in (m.content or "")]
+                noted += bool(later)
+                for value in later:  # acknowledged, and then acted on
+                    assert any(value in str(c.arguments) for j, c in calls(messages) if j > i)
+    assert noted, "no conversation had a later booking named during a re-ask"
+
+
 def test_every_forbidden_request_has_a_reason() -> None:
     from writ_async.behaviours import FORBIDDEN_REASONS, FORBIDDEN_REQUESTS, forbidden_reason
 

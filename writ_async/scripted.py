@@ -392,9 +392,16 @@ class ScriptedAgent:
         if _reasks_since_step(messages) >= REASK_LIMIT:
             return None
         what = pb.listing(list(dict.fromkeys(_ask_for(key) for key, _ in missing)))
-        return self._text(self._say([pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_MIDDLES,
-                                                pb.REASK_TAILS)]),
-                          turn)
+        parts = [pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_MIDDLES, pb.REASK_TAILS)]
+        # What the user just told for a later step is acknowledged, not asked for again.
+        latest = last.content if isinstance(last, UserMessage) else ""
+        current = {value for _, value in self._needed[index]}
+        later = [value for pairs in self._needed[index + 1:] for key, value in pairs
+                 if key.endswith(_RECORD_KEYS) and value not in current
+                 and _heard(latest, value)]
+        if later:
+            parts.append(pb.compose(rng, pb.REASK_NOTED, value=later[0]))
+        return self._text(self._say(parts), turn)
 
     # -- what the agent knows --------------------------------------------------------------
 
@@ -786,6 +793,9 @@ def _needed_values(task: Task) -> list[list[tuple[str, str]]]:
 def _heard(said: str, value: str) -> bool:
     """Whether the user said ``value`` (an order number may come without its ``#``)."""
     return mentions(said, value) or (value.startswith("#") and mentions(said, value[1:]))
+
+
+_RECORD_KEYS = ("reservation_id", "order_id")
 
 
 @dataclass(frozen=True, slots=True)
