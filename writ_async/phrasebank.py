@@ -419,9 +419,12 @@ REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "first — would you mind telling me?", "so I can finish this — what is it?")
 REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
                  "here")
-REASK_NOTED = ("I've noted {value} and will come back to it.", "{value} is on my list too.",
-               "I'll get to {value} as well.", "I have {value} down for after that.",
-               "We'll come to {value} in a moment.")
+REASK_NOTED = (("I've noted", "I have", "I've written down", "I'm keeping", "Thanks, I've got",
+                "I'll hold on to", "I've made a note of"),
+               "{value}",
+               ("for later.", "and will come back to it.", "for after this one.",
+                "for the next step.", "— we'll get to it shortly.", "and will handle it in turn.",
+                "as well, to do afterwards."))
 NOT_FOUND_LEADS = ("I could not find", "I couldn't find", "I wasn't able to find",
                    "I can't find", "I couldn't locate", "I was unable to find",
                    "Nothing came up for", "There's no record of")
@@ -456,7 +459,7 @@ def fixed_wording() -> list[str]:
                          VALUE_OPENERS, VALUE_MORE, VALUE_FORMS_MONEY, VALUE_FORMS,
                          VALUE_UNLABELLED, *DONE, *NOTHING,
                          CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_MIDDLES, REASK_TAILS,
-                         REASK_NOTED, NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS,
+                         *REASK_NOTED, NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS,
                          REFUSAL_LEADS,
                          REFUSAL_BODIES, REFUSAL_REASONS, REFUSED_FORMS]
     return [s.replace("{label}", "").replace("{value}", "").replace("{reason}", "")

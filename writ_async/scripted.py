@@ -400,7 +400,7 @@ class ScriptedAgent:
                  if key.endswith(_RECORD_KEYS) and value not in current
                  and _heard(latest, value)]
         if later:
-            parts.append(pb.compose(rng, pb.REASK_NOTED, value=later[0]))
+            parts.append(pb.compose(rng, *pb.REASK_NOTED, value=later[0]))
         return self._text(self._say(parts), turn)
 
     # -- what the agent knows --------------------------------------------------------------
