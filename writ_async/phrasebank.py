@@ -460,8 +460,7 @@ def fixed_wording() -> list[str]:
                          VALUE_UNLABELLED, *DONE, *NOTHING,
                          CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_MIDDLES, REASK_TAILS,
                          *REASK_NOTED, NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS,
-                         REFUSAL_LEADS,
-                         REFUSAL_BODIES, REFUSAL_REASONS, REFUSED_FORMS]
+                         REFUSAL_LEADS, REFUSAL_BODIES, REFUSAL_REASONS, REFUSED_FORMS]
     return [s.replace("{label}", "").replace("{value}", "").replace("{reason}", "")
             .replace("{what}", "").replace("{why}", "")
             for s in alternatives(*parts)]
