@@ -195,3 +195,25 @@ def test_a_dead_port_fails_in_one_line_and_has_no_latency(tmp_path: Path) -> Non
     ttft_p50, ttft_p99, e2e_p50, e2e_p99 = (c.replace("<td>", "") for c in cells[6:10])
     assert [ttft_p50, ttft_p99, e2e_p50, e2e_p99] == ["n/a"] * 4
     assert "None" not in page.split("<h2>Configuration</h2>", 1)[0]
+
+
+def test_a_dead_port_with_no_bound_stops_once_nothing_connects(tmp_path: Path) -> None:
+    """Without --duration/--requests the bound is 30 s per step; against a port where
+    nothing listens the run stops after its first refused connects instead, and a sweep
+    runs no higher step (it could not connect either)."""
+    report = tmp_path / "report"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+        proc = _start(url, report, "--sweep", "2,4,8")
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1, err
+    assert errors[0].startswith("writ: error: no request was answered: the first ")
+    assert "failed to connect, so the run stopped early" in errors[0]
+    steps = _report(report)["steps"]
+    assert [step["stop_reason"] for step in steps] == ["unreachable"]
+    gone = steps[0]["unreachable"]
+    assert gone["failed_connects"] >= 64 and gone["detail"]

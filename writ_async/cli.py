@@ -302,6 +302,9 @@ faults: per-request probabilities from 0 to 1, set in [mock.faults] of --config
   malformed_json     200 with cut-off JSON or an HTML page
   truncated_stream   a stream that ends early: no finish_reason, no [DONE]
   invalid_tool_args  tool-call arguments that are not valid JSON
+  unholdable_tool_args
+                     tool-call arguments holding NaN, 1e400, a 400-digit integer or
+                     100,000-deep nesting
   no_usage           usage left out of the answer
 
 refusals, set in [mock]: 401 without api_key/api_key_env's key, 404 for a model not in
@@ -573,6 +576,7 @@ def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
 
 def cmd_mock_server(args: argparse.Namespace) -> int:
     from writ_async.models.mock_server import MockServer, serve_forever
+    from writ_async.models.setup import mock_model_names
 
     config = load_config(args.config) if args.config else default_config()
     configure_logging(config.logging.level, config.logging.format)
@@ -593,8 +597,7 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
         print(f"mock server listening on {server.url}", flush=True)
 
     # Clients configured from this file ask for their endpoint's model name: list it.
-    listed = list(dict.fromkeys(endpoint.model for endpoint in config.models.endpoints.values()
-                                if endpoint.base_url == "mock"))
+    listed = mock_model_names(config.models)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it is meant to stop
         _run_async(serve_forever(mock, on_ready=ready, listed_models=listed))
     return 0

@@ -86,7 +86,8 @@ class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
 
     ``dropped`` counts the filter's reasons by kind (the reason up to its first colon,
     e.g. ``"reward 0.0 < 1.0"``, ``"termination max_steps"``, ``"evidence check
-    failed"``, ``"write error"``, ``"invalid task"``, ``"not graded"``, ``"ungraded"``);
+    failed"``, ``"write error"``, ``"unreadable tool call"``, ``"invalid task"``,
+    ``"not graded"``, ``"ungraded"``);
     ``drop_reasons`` gives each dropped episode's full reason
     and ``duplicate_of`` each removed duplicate's exported twin, both in canonical order.
     """
@@ -114,7 +115,9 @@ def keep(record: EpisodeRecord, filter: ExportFilter) -> tuple[bool, str]:
     Checked in order: termination, grade present, verdict (a task that could not be
     graded, or does not fit the database, verifies nothing whatever ``min_reward`` says),
     reward, evidence, write errors (a refused write the gold does not expect teaches a
-    wrong call, even when the episode recovered).
+    wrong call, even when the episode recovered), unreadable tool calls (arguments that
+    were not a JSON object the run could hold: no row may teach them, nor the answers
+    given after a read that never ran).
     """
     if record.termination not in filter.terminations:
         return False, f"termination {record.termination}"
@@ -135,6 +138,10 @@ def keep(record: EpisodeRecord, filter: ExportFilter) -> tuple[bool, str]:
         return False, "evidence check failed" + (f": {'; '.join(failed)}" if failed else "")
     if info.write_errors:
         return False, f"write error: {'; '.join(info.write_errors)}"
+    unreadable = [c.name for m in record.messages if isinstance(m, AssistantMessage)
+                  for c in m.tool_calls or () if c.raw_arguments is not None]
+    if unreadable:
+        return False, f"unreadable tool call: arguments of {', '.join(unreadable)}"
     return True, ""
 
 

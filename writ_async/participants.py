@@ -23,6 +23,7 @@ from writ_async.errors import (
     ContextLengthExceeded,
     MalformedResponse,
     ModelCallError,
+    ToolError,
 )
 from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
 from writ_async.models.client import CallResult
@@ -31,8 +32,7 @@ from writ_async.models.protocol import ChatCompletion, ChatRequest
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.retry import RETRYABLE_MALFORMED
 from writ_async.prompts import agent_view, user_view
-
-_arguments = msgspec.json.Decoder(dict[str, Any])
+from writ_async.validation import parse_arguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +148,9 @@ def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> Assistant
 
 def _tool_call(call_id: str, name: str, text: str) -> ToolCall:
     try:
-        return ToolCall(id=call_id, name=name, arguments=_arguments.decode(text))
-    except msgspec.DecodeError:  # ValidationError too: JSON, but not an object
+        # Not only an object: one the journal can hold (validation.parse_arguments).
+        return ToolCall(id=call_id, name=name, arguments=parse_arguments(text))
+    except ToolError:  # the runner answers it with an error result saying why
         return ToolCall(id=call_id, name=name, arguments={}, raw_arguments=text)
 
 

@@ -53,6 +53,7 @@ from writ_async.participants import Participant, ParticipantError, Turn
 from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.tasks import Task
 from writ_async.tools import Toolbox, ToolKind, ToolResult
+from writ_async.validation import arguments_problem
 
 # What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
 JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]
@@ -207,10 +208,12 @@ def _run_tools(setup: EpisodeSetup, env: Environment, calls: Sequence[ToolCall],
     results: list[ToolMessage] = []
     for call in calls:
         if call.raw_arguments is not None:
-            # The model's arguments were not a JSON object: nothing runs, and the model
-            # is told so, as a tool error (which counts toward the error limit).
-            result = ToolResult(f"Error: the arguments of {call.name} are not a JSON "
-                                f"object: {call.raw_arguments[:200]!r}", True)
+            # The model's arguments were not a JSON object the run can hold (NaN, 1e400,
+            # an integer beyond 64 bits, nesting too deep): nothing runs, and the model
+            # is told why, as a tool error (which counts toward the error limit).
+            result = ToolResult(f"Error: the arguments of {call.name} "
+                                f"{arguments_problem(call.raw_arguments)}: "
+                                f"{call.raw_arguments[:200]!r}", True)
         else:
             result = env.call(call.name, call.arguments)
         counters.tool_calls += 1

@@ -14,11 +14,14 @@ models. Validation is pure: it returns the coerced values or raises ``ToolError`
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from writ_async.errors import ToolError
 
@@ -217,4 +220,119 @@ def _check_float(value: Any, loc: str, issues: list[_Issue]) -> Any:
             )
             return None
     issues.append(_Issue(loc, "Input should be a valid number", "float_type", value))
+    return None
+
+
+# -- a model's tool-call arguments ---------------------------------------------------------
+#
+# A model writes a tool call's arguments as JSON text, and anything may be in it. Before
+# the runner journals and runs the call, the text must be an object the rest of the run
+# can hold: the journal (msgpack) stores integers of at most 64 bits, JSON has no NaN or
+# Infinity (and a float like 1e400 would be read as one), and every reader of the run
+# (replay, results.json, export) recurses once per nesting level. Arguments that break
+# any of these are not run: the model gets an error result saying why, as
+# `writ tools call` says it for the same input.
+
+MAX_ARGUMENT_DEPTH = 64  # nesting levels; tau2's deepest argument (a list of objects) has 3
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # the integers msgpack, hence the journal, holds
+_EXCERPT = 40
+
+_object_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def parse_arguments(text: str) -> dict[str, Any]:
+    """The arguments object a model wrote as ``text``, or a ``ToolError`` whose message
+    completes "the arguments of TOOL ..." (see ``arguments_problem``)."""
+    try:
+        value = _object_decoder.decode(text)
+    except msgspec.DecodeError:  # ValidationError too: JSON, but not an object
+        raise ToolError(_unreadable_why(text)) from None
+    except RecursionError:  # the decoder recurses once per level
+        raise ToolError(_too_deep()) from None
+    problem = _value_problem(value)
+    if problem is not None:
+        raise ToolError(problem)
+    return value
+
+
+def arguments_problem(text: str) -> str:
+    """Why ``text`` is not usable tool-call arguments, completing "the arguments of TOOL
+    ...": "are not a JSON object" for text that is not one (the wording runs journaled
+    before this check recorded), else what in it cannot be held."""
+    try:
+        parse_arguments(text)
+    except ToolError as problem:
+        return str(problem)
+    raise ValueError("these arguments are usable")  # a caller's bug: nothing to explain
+
+
+def _too_deep() -> str:
+    return f"cannot be read: arrays or objects nested more than {MAX_ARGUMENT_DEPTH} levels deep"
+
+
+class _Refused(ValueError):
+    """A number JSON cannot carry, met while ``_unreadable_why`` reparses the text."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # e.g. 1e400: valid JSON, beyond any 64-bit float
+        clipped = text if len(text) <= _EXCERPT else f"{text[:_EXCERPT - 3]}..."
+        raise _Refused(f"number {clipped} is too large: it is beyond the range of a 64-bit "
+                       "float and would be read as infinity")
+    return value
+
+
+def _int_in_range(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > 20:  # beyond 64 bits whatever the digits; int() refuses over 4,300 anyway
+        raise _Refused(_int_out_of_range(digits))
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise _Refused(_int_out_of_range(digits))
+    return value
+
+
+def _int_out_of_range(digits: int | str) -> str:
+    return f"an integer of {digits} digits is beyond the 64-bit range a run can record"
+
+
+def _unreadable_why(text: str) -> str:
+    """Why the object decoder refused ``text``. The stdlib parser is asked again only to
+    name the cause: it reports NaN, Infinity and out-of-range floats by their hooks,
+    where the decoder says only "malformed" or "out of range"."""
+    try:
+        json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                   parse_int=_int_in_range)
+    except _Refused as exc:
+        return f"cannot be read: {exc}"
+    except RecursionError:
+        return _too_deep()
+    except ValueError:  # JSONDecodeError, or an integer too long for int()
+        pass
+    return "are not a JSON object"
+
+
+def _value_problem(value: Any) -> str | None:
+    """What in a decoded arguments object the run cannot hold, or None. Iterative: the
+    depth is what is being checked."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_ARGUMENT_DEPTH:
+                return _too_deep()
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, int) and not isinstance(item, bool) and \
+                not INT_MIN <= item <= INT_MAX:
+            # (str() of an int over 4,300 digits raises: those are counted from the bits)
+            digits = len(str(abs(item))) if item.bit_length() < 14_000 else "over 4,000"
+            return f"cannot be read: {_int_out_of_range(digits)}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "cannot be read: NaN and Infinity are not JSON numbers"
     return None

@@ -58,7 +58,7 @@ from writ_async.config import Config, EndpointConfig
 from writ_async.errors import ClusterError
 from writ_async.logs import configure_logging, get_logger
 from writ_async.models.limits import RateLimiter
-from writ_async.models.setup import MOCK
+from writ_async.models.setup import MOCK, mock_model_names
 from writ_async.results import summary
 from writ_async.rundir import Manifest
 from writ_async.scheduler import Progress, StopRequest, install_stop_signals
@@ -275,7 +275,8 @@ async def _one_endpoint_for_all(config: Config, prepared: Prepared) -> AsyncIter
 
         policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
                                 {prepared.domain_name: prepared.toolbox}, prepared.mistakes)
-    async with open_mock_server(config.mock, policy) as server:  # type: ignore[arg-type]
+    async with open_mock_server(config.mock, policy,  # type: ignore[arg-type]
+                                listed_models=mock_model_names(config.models)) as server:
         replace = msgspec.structs.replace
         endpoints = {n: (replace(e, base_url=server.url) if n in mocked else e)
                      for n, e in config.models.endpoints.items()}

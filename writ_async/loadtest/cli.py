@@ -8,7 +8,9 @@ stops it early: no new request is sent, those in flight finish (a second signal 
 them), the report of what completed is written and marked partial, and the command
 exits as a process that signal stopped (130 / 143), as ``writ simulate`` does. A run in
 which not one request was answered (a dead port, every call refused) exits 1 with the
-cause in one line; its latencies are n/a, not 0 ms.
+cause in one line; its latencies are n/a, not 0 ms. When the first requests all fail to
+connect (``run.UNREACHABLE_AFTER``, or one per conversation slot if more) the run stops
+there instead of waiting out its bound, and no later step starts.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import msgspec
 from writ_async.errors import ConfigError
 from writ_async.loadtest.metrics import Objectives
 from writ_async.loadtest.report import CONVERSATIONS_JSONL, REQUESTS_JSONL, write_report
-from writ_async.loadtest.run import INTERRUPTED, LoadConfig, LoadRun, run_load
+from writ_async.loadtest.run import INTERRUPTED, UNREACHABLE, LoadConfig, LoadRun, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.traffic import AgentTraffic, SyntheticTraffic, Traffic, parse_range
 from writ_async.scheduler import StopRequest, install_stop_signals
@@ -252,6 +254,8 @@ async def load_test(configs: list[LoadConfig], traffic: Traffic, out: Path,
                                      step=i, conversations=conversations,
                                      on_start=None if stop is None else stop.attach)
                 steps.append(run.summary())
+                if run.stop_reason == UNREACHABLE:
+                    break  # a higher load will not connect either
         partial = stop is not None and not stop.admitting
         # The knee is read from whole steps only: a step cut short measured less.
         whole = [step for step in steps if step["stop_reason"] != INTERRUPTED]
@@ -309,6 +313,14 @@ def _errors(step: dict[str, Any]) -> str:
 
 def failure_cause(report: dict[str, Any]) -> str | None:
     """The one-line cause when not one measured request was answered, else None."""
+    for step in report["steps"]:
+        gone = step.get("unreachable")
+        if gone is not None:
+            # Counted over every request, warm-up included: the stop came from them all.
+            n = gone["failed_connects"]
+            detail = " ".join(gone["detail"].split())
+            return (f"no request was answered: the first {n} requests all failed to "
+                    f"connect, so the run stopped early" + (f"; {detail}" if detail else ""))
     measured = sum(s["requests"]["measured"] for s in report["steps"])
     if not measured or any(s["requests"]["ok"] for s in report["steps"]):
         return None
@@ -370,6 +382,8 @@ def run(args: argparse.Namespace) -> int:
               f"conversations completed {conv['completed_measured']} (duration p50 "
               f"{_ms(conv['duration_ms'], 'p50', digits=0)})"
               + (" [stopped early]" if step["stop_reason"] == INTERRUPTED else "")
+              + (" [stopped early: unreachable]" if step["stop_reason"] == UNREACHABLE
+                 else "")
               + (f" [client-bound: {'; '.join(step['client']['reasons'])}]"
                  if step["client"]["bottleneck"] else ""))
     if report["knee"]:

@@ -20,7 +20,10 @@ A run has a warm-up (requests intended before it ends are recorded but not measu
 a bound: a duration or a number of measured requests. Then no new request is sent;
 requests in flight finish (up to ``drain_s``, then they are cancelled and counted). A
 stop from outside (``LoadRun.interrupt``: Ctrl-C, SIGTERM) ends it the same way, early;
-``LoadRun.cancel_in_flight`` then cuts the drain short.
+``LoadRun.cancel_in_flight`` then cuts the drain short. A run whose first
+``unreachable_after`` requests all failed to connect, none answered, stops too
+(``UNREACHABLE``): nothing listens there, so waiting out the bound would only measure
+refusals (and spin the client at full CPU).
 
 The client watches itself: an event-loop probe every ``PROBE_S`` measures how late a
 timer fires and how long one trip round the ready queue takes, and process CPU time is
@@ -65,6 +68,10 @@ from writ_async.models.retry import Retry, RetryPolicy, decide
 PROBE_S = 0.01  # event-loop probe period
 CLIENT_CPU_LIMIT = 0.9  # fraction of one core above which the client is the bottleneck
 CLIENT_LAG_LIMIT_MS = 5.0  # loop or send lag p99 above which the client is the bottleneck
+UNREACHABLE_AFTER = 64  # this many requests failing to connect, none answered: stop
+# Failures that say the endpoint cannot be reached at all (refused, reset before a
+# response, no answer to the connect), unlike a 5xx or a 429 from a server that is there.
+UNREACHABLE_ERRORS = frozenset({"connection", "timeout_connect"})
 
 
 class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -116,6 +123,7 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 STOPPED = "stopped"  # the run's bound came before the conversation's end
 CANCELLED = "cancelled"  # still running when the drain time ran out
 INTERRUPTED = "interrupted"  # the stop reason of a run stopped from outside (a signal)
+UNREACHABLE = "unreachable"  # the stop reason of a run whose endpoint cannot be reached
 
 
 class _Stopped(Exception):
@@ -303,6 +311,9 @@ class LoadRun:
         self.conversations_ended = 0  # ended on their own during the measured part
         self.last_end = 0.0
         self.finished = 0  # every request finished, warm-up included
+        self.unreachable = 0  # finished requests that failed to connect, while none was ok
+        self.unreachable_detail = ""  # the first of them's error
+        self.answered = False  # some request finished other than by failing to connect
         self.loop_lag = LogHistogram()
         self.timer_lag = LogHistogram()
         self.cpu_samples: list[float] = []
@@ -375,6 +386,7 @@ class LoadRun:
                 prompt_tokens=result.usage.prompt_tokens, completion_tokens=out,
                 slo_ok=self.config.objectives.met(ttft_intended, e2e_intended, tpot),
                 warmup=not measured, step=self.step)
+        self._watch_reachable(record)
         if measured:
             if record.error is not None and record.error not in self.error_examples:
                 self.error_examples[record.error] = record.detail or ""
@@ -384,6 +396,28 @@ class LoadRun:
         if self.records is not None:
             self.records.write(_encode_line(record))
         return record
+
+    @property
+    def unreachable_after(self) -> int:
+        """Failed connects, with nothing else finished, that stop the run: at least one
+        request of every conversation slot, so a single bad connection does not."""
+        config = self.config
+        return max(UNREACHABLE_AFTER,
+                   config.concurrency if config.mode == "concurrency" else 0)
+
+    def _watch_reachable(self, record: RequestRecord) -> None:
+        """Stop the run once its first ``unreachable_after`` requests (warm-up included:
+        a refused connect is no warmer later) all failed to connect."""
+        if self.answered or self.stop_reason == UNREACHABLE:
+            return  # (those in flight at the stop are not "the first N")
+        if record.ok or record.error not in UNREACHABLE_ERRORS:
+            self.answered = True  # the endpoint is there (an HTTP error is an answer)
+            return
+        self.unreachable += 1
+        if not self.unreachable_detail:
+            self.unreachable_detail = record.detail or ""
+        if self.unreachable >= self.unreachable_after:
+            self.stop(UNREACHABLE)
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -634,6 +668,10 @@ class LoadRun:
             "mode": config.mode, "load": config.load,
             "started_epoch": self.started_epoch,
             "stop_reason": self.stop_reason,
+            # Set when the run stopped because not one request could connect.
+            "unreachable": {"failed_connects": self.unreachable,
+                            "detail": self.unreachable_detail}
+            if self.stop_reason == UNREACHABLE else None,
             "measured_s": round(measured_s, 6),
             "requests": {
                 "measured": c.requests, "ok": c.ok, "failed": c.requests - c.ok,

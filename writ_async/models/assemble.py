@@ -297,6 +297,13 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
                     f"arguments are not a JSON object ({exc}): "
                     f"{_excerpt(call.function.arguments)!r}",
                     endpoint=endpoint) from exc
+            except RecursionError:  # the decoder recurses once per nesting level
+                raise MalformedResponse(
+                    "invalid_tool_arguments",
+                    f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
+                    "arguments nested too deeply to read: "
+                    f"{_excerpt(call.function.arguments)!r}",
+                    endpoint=endpoint) from None
     if require_usage and c.usage is None:
         raise MalformedResponse("missing_usage", "the completion reports no token usage",
                                 endpoint=endpoint)

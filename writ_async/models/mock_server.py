@@ -23,7 +23,8 @@ Per request, the checks run in this order: authorization (401), body (400/422), 
 (404), context length (400), rate limits (429), then the drawn faults in the order of
 ``FaultRates``'s fields: a stall delays and then answers normally; of reset, error_5xx,
 error_object_200 and malformed_json the first drawn wins; truncated_stream (streams
-only), invalid_tool_args (when the answer calls a tool) and no_usage alter the answer.
+only), invalid_tool_args and unholdable_tool_args (when the answer calls a tool) and
+no_usage alter the answer.
 A fault is counted when it is applied. Token counters include every completion the
 server generated, whether or not a fault kept it from the client in full.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import math
 import os
 import random
@@ -95,6 +97,8 @@ class FaultRates(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
     malformed_json: Rate = 0.0  # 200 with cut-off JSON or an HTML page
     truncated_stream: Rate = 0.0  # a stream that ends early: no finish_reason, no [DONE]
     invalid_tool_args: Rate = 0.0  # tool-call arguments that are not valid JSON
+    # arguments no run can hold: NaN, 1e400, a 400-digit integer, 100,000-deep nesting
+    unholdable_tool_args: Rate = 0.0
     no_usage: Rate = 0.0  # usage left out
 
 
@@ -385,6 +389,26 @@ def _corrupt(arguments: str, rng: random.Random) -> str:
     return f"```json\n{arguments}\n```"
 
 
+# Values that JSON text can spell and no run can hold: JSON has no NaN; 1e400 is read as
+# infinity; msgpack (the journal) stops at 64-bit integers; readers recurse per level.
+UNHOLDABLE_VALUES = ("NaN", "1e400", "9" * 400, "[" * 100_000 + "]" * 100_000)
+
+
+def _unholdable(arguments: str, rng: random.Random) -> str:
+    """``arguments`` with its first value (or a new one) replaced by an unholdable one."""
+    value = rng.choice(UNHOLDABLE_VALUES)
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:  # not JSON already: nothing more to spoil
+        return arguments
+    if not isinstance(parsed, dict):
+        return arguments
+    key = next(iter(parsed), "value")
+    marker = "\x00unholdable"
+    text = json.dumps({**parsed, key: marker})
+    return text.replace(json.dumps(marker), value, 1)
+
+
 class _MockService:
     """The request handlers and the state they share (one per application)."""
 
@@ -617,6 +641,12 @@ class _MockService:
             self._count("invalid_tool_args")
             calls = [msgspec.structs.replace(c, function=FunctionCall(
                 c.function.name, _corrupt(c.function.arguments, self.rng)))
+                for c in message.tool_calls]
+            message = msgspec.structs.replace(message, tool_calls=calls)
+        if "unholdable_tool_args" in faults and message.tool_calls:
+            self._count("unholdable_tool_args")
+            calls = [msgspec.structs.replace(c, function=FunctionCall(
+                c.function.name, _unholdable(c.function.arguments, self.rng)))
                 for c in message.tool_calls]
             message = msgspec.structs.replace(message, tool_calls=calls)
         completion = completion_tokens(message)

@@ -32,9 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from writ_async.behaviours import parse_scenario_id
+from writ_async.errors import ToolError
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
@@ -48,12 +47,12 @@ from writ_async.scripted import (
 )
 from writ_async.tasks import Instructions, Task
 from writ_async.tools import Toolbox
+from writ_async.validation import parse_arguments
 
 AGENT = "agent"
 USER = "user"
 ROLES = (AGENT, USER)
 
-_arguments = msgspec.json.Decoder(dict[str, Any])
 
 
 class ScriptedRequestError(ValueError):
@@ -134,8 +133,8 @@ def user_messages(wire: Sequence[WireMessage]) -> list[Message]:
 
 def _decode_arguments(text: str) -> dict[str, Any]:
     try:
-        return _arguments.decode(text or "{}")
-    except msgspec.DecodeError:  # ValidationError included: not an object
+        return parse_arguments(text or "{}")
+    except ToolError:  # not an object, or one no run can hold (validation.py)
         return {}
 
 

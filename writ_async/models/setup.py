@@ -36,6 +36,13 @@ def api_key_for(name: str, settings: EndpointConfig, environ: Mapping[str, str],
     return key
 
 
+def mock_model_names(config: ModelsConfig) -> list[str]:
+    """The model names of the endpoints served by the mock, in order, once each: what its
+    ``GET /v1/models`` lists (a client that discovers its model asks there)."""
+    return list(dict.fromkeys(endpoint.model for endpoint in config.endpoints.values()
+                              if endpoint.base_url == MOCK))
+
+
 @asynccontextmanager
 async def open_pool(
     config: ModelsConfig,
@@ -64,7 +71,8 @@ async def open_pool(
                     from writ_async.models.mock_server import MockConfig, open_mock_server
 
                     server = await stack.enter_async_context(open_mock_server(
-                        mock_config or MockConfig(seed=seed), mock_policy))  # type: ignore[arg-type]
+                        mock_config or MockConfig(seed=seed), mock_policy,  # type: ignore[arg-type]
+                        listed_models=mock_model_names(config)))
                     mock_url = server.url
                 base_url = mock_url
             session = await stack.enter_async_context(open_session(settings.max_concurrency * 2))
