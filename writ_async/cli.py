@@ -302,9 +302,8 @@ faults: per-request probabilities from 0 to 1, set in [mock.faults] of --config
   malformed_json     200 with cut-off JSON or an HTML page
   truncated_stream   a stream that ends early: no finish_reason, no [DONE]
   invalid_tool_args  tool-call arguments that are not valid JSON
-  unholdable_tool_args
-                     tool-call arguments holding NaN, 1e400, a 400-digit integer or
-                     100,000-deep nesting
+  unholdable_tool_args tool-call arguments holding NaN, 1e400, a 400-digit integer
+                     or arrays nested 100,000 deep
   no_usage           usage left out of the answer
 
 refusals, set in [mock]: 401 without api_key/api_key_env's key, 404 for a model not in
