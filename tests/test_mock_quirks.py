@@ -185,18 +185,38 @@ async def test_a_stream_cut_with_done_is_interrupted_not_a_short_answer() -> Non
 @pytest.mark.asyncio
 async def test_a_stream_is_interrupted_only_while_another_request_waits() -> None:
     quirks = Quirks(interrupt_streams="when_waiting")
-    async with serving(quirks, ttft_ms=300.0) as (server, session):
+    async with serving(quirks) as (server, session):
         client = EndpointClient("e", server.url, session, require_usage=False)
         alone = await client.complete(request(stream=True))
         assert alone.completion.choices[0].finish_reason == "stop"
-        first = asyncio.create_task(client.complete(request(stream=True)))
-        while server.stats().in_flight < 1:  # the stream has started on the server
+        # The other request waits for as long as the test holds back the rest of its body
+        # (the server counts it in flight from its headers on), so the stream meets it
+        # whatever the machine's speed: no latency window to hit.
+        body = encoded(request())
+        release = asyncio.Event()
+
+        async def held_body() -> AsyncIterator[bytes]:
+            yield body[:8]
+            await release.wait()
+            yield body[8:]
+
+        async def waiting_request() -> tuple[int, bytes]:
+            async with session.post(server.url + "/chat/completions", data=held_body(),
+                                    headers={"Content-Type": "application/json"}) as resp:
+                return resp.status, await resp.read()
+
+        second = asyncio.create_task(waiting_request())
+        deadline = asyncio.get_running_loop().time() + 10
+        while server.stats().in_flight < 1:  # its headers have reached the server
+            assert asyncio.get_running_loop().time() < deadline, "the request never arrived"
             await asyncio.sleep(0.005)
-        second = await client.complete(request())  # arrives while the stream runs
         with pytest.raises(MalformedResponse) as info:
-            await first
+            await client.complete(request(stream=True))
+        release.set()
+        status, raw = await second
     assert info.value.reason == "interrupted_stream"
-    assert second.completion.choices[0].finish_reason == "stop"
+    assert status == 200  # the waiting request itself is answered in full
+    assert json.loads(raw)["choices"][0]["finish_reason"] == "stop"
 
 
 @pytest.mark.asyncio

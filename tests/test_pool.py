@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -62,6 +62,15 @@ async def pool_over(config: MockConfig, **kw) -> AsyncIterator[tuple[ModelPool, 
     async with open_mock_server(config) as server, open_session(64) as session:
         ep = endpoint("mock", server.url, session, **kw)
         yield ModelPool({"agent": [ep]}, retry=FAST_RETRY, rng=random.Random(0)), server
+
+
+async def until(condition: Callable[[], bool], within_s: float = 10.0) -> None:
+    """Waits for ``condition`` (something the server or the pool does meanwhile), failing
+    only when it is still false after ``within_s``: a slow machine waits longer, no more."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)
 
 
 def assert_nothing_leaked(pool: ModelPool) -> None:
@@ -226,17 +235,15 @@ async def test_cancelling_in_flight_and_waiting_calls_leaks_nothing() -> None:
     async with pool_over(config, rpm=1_000_000) as (pool, server):
         pool.endpoints()[0].concurrency = ConcurrencyLimiter(2, maximum=2)
         tasks = [asyncio.create_task(pool.complete("agent", request())) for _ in range(6)]
-        await asyncio.sleep(0.2)  # two in flight (stalled), four waiting for a permit
-        assert pool.endpoints()[0].concurrency.statistics().waiting == 4
+        concurrency = pool.endpoints()[0].concurrency
+        # two in flight (stalled at the server), four waiting for a permit
+        await until(lambda: server.stats().in_flight == 2)
+        assert concurrency.statistics().waiting == 4
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert_nothing_leaked(pool)
-        for _ in range(50):  # the server notices the disconnects
-            if server.stats().in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert server.stats().in_flight == 0
+        await until(lambda: server.stats().in_flight == 0)  # it notices the disconnects
 
 
 @pytest.mark.asyncio

@@ -17,6 +17,7 @@ import pytest
 from conftest import require, tau2_dir
 
 from domains import get_domain
+from writ_async import grading
 from writ_async import phrasebank as pb
 from writ_async.datastats import mask_sentence, split_sentences
 from writ_async.domain import Domain
@@ -56,13 +57,11 @@ from writ_async.synthesis.tasks import generate_tasks
 from writ_async.tasks import Instructions, Task, load_tasks
 from writ_async.tools import ToolKind
 
-try:  # grading.py is written alongside; when present its reward is asserted too
-    from writ_async import grading
-except ImportError:  # pragma: no cover - depends on the checkout
-    grading = None  # type: ignore[assignment]
-
 DOMAINS = ("airline", "retail")
 RUN_SEED = 300
+# tau2-bench's task files (../shared/tau2): tasks in all, and those with gold actions. The
+# loops below check these counts, so a short or empty task file cannot pass them unseen.
+TAU2_TASKS = {"airline": (50, 43), "retail": (114, 112)}
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,6 @@ def position(messages: Sequence[Message], name: str, arguments: dict[str, Any]) 
 
 
 def grade(world: World, task: Task, episode: Episode, final: str) -> Any:
-    assert grading is not None
     gold = grading.replay_gold(world.domain, world.base, task)
     assert episode.termination is not None
     return grading.grade(task, episode.messages, episode.termination.value, final, gold,
@@ -136,7 +134,7 @@ def encode(messages: Sequence[Message]) -> bytes:
 
 def test_every_task_with_gold_actions_reaches_the_gold_state(world: World) -> None:
     tasks = world.with_actions()
-    assert tasks, f"no {world.name} task has gold actions"
+    assert len(tasks) == TAU2_TASKS[world.name][1]
     for task in tasks:
         episode, final, agent = run_scripted_episode(world.domain, world.base, task,
                                                      world.seed(task))
@@ -148,14 +146,19 @@ def test_every_task_with_gold_actions_reaches_the_gold_state(world: World) -> No
         # Every gold action was called, in order, once per gold entry.
         made = [(c.name, c.arguments) for _, c in calls(episode.messages)]
         assert made == [(a.name, a.arguments) for a in task.gold_actions], where
-        if grading is not None:
-            info = grade(world, task, episode, final)
-            assert info.reward == 1.0, (where, info.note)
-            assert info.evidence_ok, (where, info.evidence_checks)
+        info = grade(world, task, episode, final)
+        assert info.reward == 1.0, (where, info.note)
+        assert info.evidence_ok, (where, info.evidence_checks)
+
+
+def test_the_task_files_are_whole(world: World) -> None:
+    assert (len(world.tasks), len(world.with_actions())) == TAU2_TASKS[world.name]
 
 
 def test_tasks_without_gold_actions_ask_report_and_end(world: World) -> None:
-    for task in [t for t in world.tasks if not t.gold_actions]:
+    tasks = [t for t in world.tasks if not t.gold_actions]
+    assert len(tasks) == TAU2_TASKS[world.name][0] - TAU2_TASKS[world.name][1]
+    for task in tasks:
         episode, final, _ = run_scripted_episode(world.domain, world.base, task,
                                                  world.seed(task))
         assert episode.termination == "user_stop", task.id
@@ -165,7 +168,10 @@ def test_tasks_without_gold_actions_ask_report_and_end(world: World) -> None:
 
 
 def test_the_conversation_follows_the_protocol(world: World) -> None:
-    for task in world.with_actions():
+    tasks = world.with_actions()
+    assert len(tasks) == TAU2_TASKS[world.name][1]
+    writes = 0
+    for task in tasks:
         episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
         messages = episode.messages
         kinds = [world.domain.toolbox.kind(c.name) for _, c in calls(messages)]
@@ -176,6 +182,7 @@ def test_the_conversation_follows_the_protocol(world: World) -> None:
         # Before each write: the agent asked for confirmation and the user said yes.
         for (i, _), kind in zip(calls(messages), kinds, strict=True):
             if kind is ToolKind.WRITE:
+                writes += 1
                 assert isinstance(messages[i - 1], UserMessage)
                 assert "yes" in messages[i - 1].content.lower()
                 assert is_confirmation(messages[i - 2].content or "")
@@ -189,10 +196,13 @@ def test_the_conversation_follows_the_protocol(world: World) -> None:
             assert TRANSFER_LINE in last_agent and messages[-1].content == TRANSFER
         else:
             assert is_closing(last_agent) and messages[-1].content == STOP
+    assert writes > 0, "no write was checked for its confirmation"
 
 
 def test_the_agent_can_open_the_conversation(world: World) -> None:
-    for task in world.with_actions()[:10]:
+    tasks = world.with_actions()[:10]
+    assert len(tasks) == 10
+    for task in tasks:
         episode, final, _ = run_scripted_episode(world.domain, world.base, task,
                                                  world.seed(task), greeting=None)
         assert episode.termination == "user_stop"
@@ -201,12 +211,17 @@ def test_the_agent_can_open_the_conversation(world: World) -> None:
 
 def test_same_seed_same_conversation(world: World) -> None:
     mistakes = MistakeConfig(rate=0.7)
-    for task in world.tasks[:25]:
+    tasks = world.tasks[:25]
+    assert len(tasks) == 25
+    with_mistake = 0
+    for task in tasks:
         first = run_scripted_episode(world.domain, world.base, task, world.seed(task), mistakes)
         again = run_scripted_episode(world.domain, world.base, task, world.seed(task), mistakes)
         assert encode(first[0].messages) == encode(again[0].messages)
         assert first[1] == again[1]
         assert first[2].mistake == again[2].mistake
+        with_mistake += first[2].mistake is not None
+    assert with_mistake > 0, "no episode drew a mistake: the seeded draw went unchecked"
 
 
 # -- mistakes ------------------------------------------------------------------------------
@@ -233,6 +248,7 @@ def failed_gold(world: World, task: Task) -> frozenset[int]:
 
 
 def test_skipped_read(world: World) -> None:
+    graded = 0
     for task, episode, final, agent in forced(world, MistakeKind.SKIPPED_READ):
         assert agent.mistake is not None and agent.mistake.action is not None
         skipped = task.gold_actions[agent.mistake.action]
@@ -244,12 +260,15 @@ def test_skipped_read(world: World) -> None:
 
         made = [(c.name, c.arguments) for _, c in calls(episode.messages)]
         assert count(made) == count([(a.name, a.arguments) for a in task.gold_actions]) - 1
-        if grading is not None and agent.mistake.action not in failed_gold(world, task):
+        if agent.mistake.action not in failed_gold(world, task):
             info = grade(world, task, episode, final)
             assert info.db_match and not info.evidence_ok, task.id
+            graded += 1
+    assert graded > 0
 
 
 def test_premature_write(world: World) -> None:
+    graded = 0
     for task, episode, final, agent in forced(world, MistakeKind.PREMATURE_WRITE):
         assert agent.mistake is not None and agent.mistake.action is not None
         write = task.gold_actions[agent.mistake.action]
@@ -262,13 +281,16 @@ def test_premature_write(world: World) -> None:
                 if (position(episode.messages, a.name, a.arguments) or 0) > written]
         assert late, task.id  # some read the gold plan makes first comes after the write
         failed = failed_gold(world, task)
-        if grading is not None and agent.mistake.action not in failed and any(
+        if agent.mistake.action not in failed and any(
                 k not in failed for k, a in enumerate(task.gold_actions) if a in late):
             info = grade(world, task, episode, final)
             assert info.db_match and not info.evidence_ok, task.id
+            graded += 1
+    assert graded > 0
 
 
 def test_missing_confirmation(world: World) -> None:
+    graded = 0
     for task, episode, final, agent in forced(world, MistakeKind.MISSING_CONFIRMATION):
         assert agent.mistake is not None and agent.mistake.action is not None
         write = task.gold_actions[agent.mistake.action]
@@ -291,9 +313,11 @@ def test_missing_confirmation(world: World) -> None:
         first = not any(world.domain.toolbox.kind(a.name) is ToolKind.WRITE
                         for a in task.gold_actions[:agent.mistake.action])
         result = episode.messages[written + 1]
-        if grading is not None and first and not result.error:  # type: ignore[union-attr]
+        if first and not result.error:  # type: ignore[union-attr]
             info = grade(world, task, episode, final)
             assert info.db_match and not info.evidence_ok, task.id
+            graded += 1
+    assert graded > 0
 
 
 def _argument_effect(world: World, task: Task, episode: Episode, final: str,
@@ -315,11 +339,10 @@ def _argument_effect(world: World, task: Task, episode: Episode, final: str,
     counterfactual = [*task.gold_actions[:index], wrong, *task.gold_actions[index + 1:]]
     assert final == replay(world.domain, world.base, counterfactual), task.id
     went_wrong = final != world.gold[task.id]
-    if grading is not None:
-        info = grade(world, task, episode, final)
-        assert info.db_match == (not went_wrong), task.id
-        if went_wrong:
-            assert info.reward == 0.0, task.id
+    info = grade(world, task, episode, final)
+    assert info.db_match == (not went_wrong), task.id
+    if went_wrong:
+        assert info.reward == 0.0, task.id
     return went_wrong
 
 
@@ -352,22 +375,22 @@ def test_hallucinated_value(world: World) -> None:
             index = int(agent.mistake.path.removeprefix("communicate_info[").rstrip("]"))
             info = task.evaluation_criteria.communicate_info[index]  # type: ignore[union-attr,index]
             assert missing_info(task, episode.messages) == [info], task.id
-            if grading is not None:
-                graded = grade(world, task, episode, final)
-                assert not all(c.passed for c in graded.communicate_checks)
-                if "COMMUNICATE" in graded.reward_basis:
-                    assert graded.reward == 0.0
+            graded = grade(world, task, episode, final)
+            assert not all(c.passed for c in graded.communicate_checks)
+            if "COMMUNICATE" in graded.reward_basis:
+                assert graded.reward == 0.0
         else:  # no communicate string: a made-up argument value instead
             assert not task.evaluation_criteria.communicate_info  # type: ignore[union-attr]
             _argument_effect(world, task, episode, final, agent)
     with_info = [t for t, *_ in applied if t.evaluation_criteria.communicate_info]  # type: ignore[union-attr]
-    assert reported == len(with_info)
+    assert reported == len(with_info) > 0
 
 
 def test_a_mistake_that_cannot_apply_falls_back(world: World) -> None:
     toolbox = world.domain.toolbox
     no_writes = [t for t in world.tasks
                  if not any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions)]
+    assert no_writes, f"no {world.name} task without writes"
     for task in no_writes:
         # Forced: no mistake at all, the same conversation as with mistakes off.
         plain = run_scripted_episode(world.domain, world.base, task, world.seed(task))
@@ -383,6 +406,7 @@ def test_a_mistake_that_cannot_apply_falls_back(world: World) -> None:
         t for t in world.with_actions()
         if ScriptedAgent(t, toolbox, 0, MistakeConfig(forced=MistakeKind.SKIPPED_READ)).mistake
         is None and any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions)]
+    assert writes_without_reads, f"no {world.name} task writes without reading first"
     for task in writes_without_reads:
         agent = ScriptedAgent(task, toolbox, world.seed(task), MistakeConfig(
             rate=1.0, kinds=("skipped_read", "missing_confirmation")))  # type: ignore[arg-type]
@@ -422,13 +446,16 @@ def test_the_user_sees_only_text(world: World) -> None:
     task = world.with_actions()[0]
     episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
     user = ScriptedUser(task, world.seed(task))
+    replies = 0
     for i, message in enumerate(episode.messages):
         if isinstance(message, UserMessage):
+            replies += 1
             history = episode.messages[:i]
             text_only = [m for m in history if not isinstance(m, ToolMessage)
                          and not (isinstance(m, AssistantMessage) and m.tool_calls)]
             assert user.reply(history).content == message.content
             assert user.reply(text_only).content == message.content
+    assert replies >= 2  # the reason for calling, and at least the closing reply
 
 
 def test_the_user_gives_up_after_too_many_turns(world: World) -> None:
@@ -604,6 +631,8 @@ def agent_texts(messages: Sequence[Message]) -> list[tuple[int, str]]:
 def test_confirmations_outcomes_and_answers_read_like_an_agent(synthesized: World) -> None:
     world = synthesized
     toolbox = world.domain.toolbox
+    assert len(world.tasks) == SYNTH_COUNT
+    named = outcomes = stated = 0
     for task in world.tasks:
         episode, final, _ = run_scripted_episode(world.domain, world.base, task,
                                                  world.seed(task))
@@ -619,6 +648,7 @@ def test_confirmations_outcomes_and_answers_read_like_an_agent(synthesized: Worl
             # The confirmation names what the write is about (its reservation or order).
             key = call.arguments.get("reservation_id") or call.arguments.get("order_id")
             if key is not None:
+                named += 1
                 assert key in (messages[i - 2].content or ""), (task.id, messages[i - 2])
             # The next text tells the outcome, read from the result.
             result = messages[i + 1]
@@ -627,11 +657,14 @@ def test_confirmations_outcomes_and_answers_read_like_an_agent(synthesized: Worl
                 continue
             after = next(t for j, t in texts if j > i)
             assert key in after, (task.id, after)
+            outcomes += 1
         # Every value asked about is stated with what it is, in a sentence of its own.
         report = texts[-1][1].lower().replace(",", "")
         for info in task.evaluation_criteria.communicate_info or []:  # type: ignore[union-attr]
             sentence = next(s for s in re.split(r"(?<=[.!?])\s+", report) if info in s)
             assert len(sentence.split()) >= 5, (task.id, sentence)
+            stated += 1
+    assert named > 0 and outcomes > 0 and stated > 0, (named, outcomes, stated)
 
 
 def test_a_refused_request_is_told_once_with_its_reason(synthesized: World) -> None:
@@ -686,6 +719,7 @@ def test_every_forbidden_request_has_a_reason() -> None:
     from writ_async.behaviours import FORBIDDEN_REASONS, FORBIDDEN_REQUESTS, forbidden_reason
 
     lines = [line for group in FORBIDDEN_REQUESTS.values() for line in group]
+    assert lines
     assert sorted(FORBIDDEN_REASONS) == sorted(lines)
     for line in lines:
         assert forbidden_reason(f"Also, {line.lower()} Thanks.") == FORBIDDEN_REASONS[line]
@@ -742,20 +776,24 @@ def test_the_agent_asks_only_for_what_it_lacks(world: World) -> None:
 
 
 def test_the_phrase_bank_keeps_intents_recognisable() -> None:
-    for closer in pb.variants(pb.CLOSING_PREFIXES, pb.CLOSERS):
-        assert _intent(closer) == "closing", closer
+    closers = list(pb.variants(pb.CLOSING_PREFIXES, pb.CLOSERS))
     what = "cancel reservation ABC123"
-    for stem in pb.CONFIRM_STEMS:
-        assert _intent(f"{stem} {what}?") == "confirm", stem
-    for lead in pb.CONFIRM_LEADS:
-        for tail in pb.CONFIRM_TAILS:
-            assert _intent(f"{lead} {what} {tail}") == "confirm", (lead, tail)
+    confirms = [*(f"{stem} {what}?" for stem in pb.CONFIRM_STEMS),
+                *(f"{lead} {what} {tail}" for lead in pb.CONFIRM_LEADS
+                  for tail in pb.CONFIRM_TAILS)]
     asks = [*pb.variants(pb.ASK_OPENERS, pb.ASK_VERBS, "your user id", pb.ASK_THEN),
             *pb.variants(pb.REASK_LEADS, "the order number", pb.REASK_MIDDLES, pb.REASK_TAILS),
             *pb.variants(pb.NOT_FOUND_LEADS, "X1", pb.NOT_FOUND_WHERE, pb.NOT_FOUND_TAILS)]
+    refusals = list(pb.variants(pb.REFUSAL_LEADS, pb.REFUSAL_BODIES, pb.REFUSAL_REASONS))
+    # An empty family would pass the loops below with nothing checked.
+    assert closers and confirms and asks and refusals
+    for closer in closers:
+        assert _intent(closer) == "closing", closer
+    for text in confirms:
+        assert _intent(text) == "confirm", text
     for ask in asks:
         assert _intent(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
-    for text in pb.variants(pb.REFUSAL_LEADS, pb.REFUSAL_BODIES, pb.REFUSAL_REASONS):
+    for text in refusals:
         assert _intent(text) == "other", text
     # Plan messages never open like a detour (the agent counts its place by that).
     openings = pb.alternatives(pb.ASK_OPENERS, pb.ASK_MORE_OPENERS, pb.CONFIRM_STEMS,
@@ -763,9 +801,12 @@ def test_the_phrase_bank_keeps_intents_recognisable() -> None:
                                pb.OUTCOME_FAILED[0], pb.VALUE_OPENERS, pb.DONE[0],
                                pb.NOTHING[0], pb.CLOSING_PREFIXES, pb.CLOSERS, pb.DECLINED[0],
                                pb.REFUSED_FORMS)
+    assert openings
     assert not [o for o in openings if pb.capital(o).startswith(pb.DETOUR_LEADS)]
     # The fixed wording states no number: every number said comes from the data.
-    assert not [t for t in pb.fixed_wording() if any(ch.isdigit() for ch in t)]
+    fixed = pb.fixed_wording()
+    assert fixed
+    assert not [t for t in fixed if any(ch.isdigit() for ch in t)]
 
 
 def test_the_wording_varies_across_conversations(world: World) -> None:

@@ -193,6 +193,10 @@ ttft_ms = 5.0
         if journal.exists() and len(read_journal(journal).finished) >= 4:
             break
         time.sleep(0.05)
+    else:
+        child.kill()
+        child.wait()
+        pytest.fail("the run made no progress")
     child.send_signal(signal.SIGINT)  # stop admitting; running episodes finish
     out, _ = child.communicate(timeout=120)
     assert child.returncode == 130  # a run Ctrl-C stopped exits as SIGINT stopped it
