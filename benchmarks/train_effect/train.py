@@ -67,6 +67,12 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     # float32 master weights (the GGUF is dequantized to them); bf16 only under autocast
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                  attn_implementation="sdpa", **extra)
+    if args.gguf:
+        # The GGUF was dequantized into plain float tensors on load; the quantizer mark
+        # left on the model only stops save_pretrained ("GGUF is not serializable").
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     return model, tokenizer
 
 
@@ -195,6 +201,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if args.steps > 0:
         rows = read_rows(args.data)
+        if args.rows and args.rows < len(rows):
+            # a seeded sample, so every arm draws the same share of each domain and type
+            rows = random.Random(args.seed).sample(rows, args.rows)
         log["format_check"] = check_format(tokenizer, rows[0])
         encode = encoder(tokenizer)
         examples = [render.encode_row(r, encode, max_tokens=args.max_len,
@@ -269,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="padded tokens per forward pass")
     parser.add_argument("--max-len", type=int, default=16384,
                         help="tokens per sequence; longer rows lose their end")
+    parser.add_argument("--rows", type=int, default=0,
+                        help="train on a seeded sample of this many rows (default: all)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--warmup", type=float, default=0.1, help="share of steps")
     parser.add_argument("--weight-decay", type=float, default=0.0)

