@@ -28,6 +28,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from domains import get_domain  # noqa: E402
+from domains import names as domain_names  # noqa: E402
 from writ_async import datastats  # noqa: E402
 
 DISTINCT_2_GOAL = 3.0  # after / before
@@ -110,8 +112,9 @@ def main() -> int:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
                        check=True)
-    before = datastats.stats_of(work / "before")
-    after = datastats.stats_of(work / "after")
+    kinds = datastats.toolbox_kinds({name: get_domain(name) for name in domain_names()})
+    before = datastats.stats_of(work / "before", kind_of=kinds)
+    after = datastats.stats_of(work / "after", kind_of=kinds)
     if args.json:
         print(json.dumps({"baseline": args.baseline, "before": before, "after": after},
                          indent=2))

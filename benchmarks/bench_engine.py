@@ -66,9 +66,9 @@ def writ_config(url: str, trials: int, concurrency: int, out_dir: Path) -> objec
                                            max_concurrency=max(1024, min(concurrency, 4096)))},
         roles={"agent": ["bench"], "user": ["bench"], "judge": ["bench"]},
     )
-    airline = replace(config.domains.airline, db_path=str(SHARED_TAU2 / "airline" / "db.json"))
+    config = config.with_domain("airline", db_path=str(SHARED_TAU2 / "airline" / "db.json"))
     return replace(
-        config, models=models, domains=replace(config.domains, airline=airline),
+        config, models=models,
         run=replace(config.run, domain="airline", out_dir=str(out_dir)),
         simulate=replace(config.simulate, tasks=str(SHARED_TAU2 / "airline" / "tasks.json"),
                          trials=trials, concurrency=concurrency, agent="agent", user="user"),

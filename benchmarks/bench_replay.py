@@ -37,12 +37,11 @@ GOAL = 2_000  # airline episodes verified per second
 
 
 def record_run(out: Path, trials: int, mistake_rate: float) -> None:
-    config = default_config()
+    config = default_config().with_domain(
+        "airline", db_path=str(SHARED_TAU2 / "airline" / "db.json"))
     replace = msgspec.structs.replace
     config = replace(
         config,
-        domains=replace(config.domains, airline=replace(
-            config.domains.airline, db_path=str(SHARED_TAU2 / "airline" / "db.json"))),
         simulate=replace(config.simulate, tasks=str(SHARED_TAU2 / "airline" / "tasks.json"),
                          trials=trials, mistake_rate=mistake_rate),
     )

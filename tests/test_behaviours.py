@@ -24,11 +24,9 @@ from writ_async.behaviours import (
     BEHAVIOURS,
     CATALOGUE,
     FILLERS,
-    FORBIDDEN_REQUESTS,
     HURRIES,
     NAMES,
     PHRASINGS,
-    VAGUE_OPENERS,
     BehaviourMix,
     Scenario,
     canonical,
@@ -171,7 +169,7 @@ def test_canonical_orders_and_rejects_what_cannot_be() -> None:
         canonical(["verbose", "impatient"])
     with pytest.raises(ValueError, match="cannot be combined"):
         ScriptedUser(Task(id="t", user_scenario=UserScenario(instructions="Help me.")), 0,
-                     behaviours=("cooperative", "one_fact_when_asked"))
+                     behaviours=("cooperative", "one_fact_when_asked"), domain=None)
 
 
 def test_scenario_ids_round_trip() -> None:
@@ -293,7 +291,7 @@ def test_synthesized_tasks_keep_the_gold_outcome() -> None:
     for name in DOMAINS:
         domain = get_domain(name)
         base = domain.base(None, 3, 1.0)
-        world = World(name, domain, base, generate_tasks(name, base, 24, 3))
+        world = World(name, domain, base, generate_tasks(domain, base, 24, 3))
         for i, task in enumerate(world.tasks):
             for names in ((NAMES[i % len(NAMES)],), *WIDEST, sample_behaviours(i, ALL_WEIGHTS)):
                 episode, final = run(world, task, names)
@@ -344,7 +342,7 @@ def test_vague_then_narrows_opens_without_specifics(world: World) -> None:
     for task in world.tasks:
         episode, _ = run(world, task, ("vague_then_narrows",))
         messages = said_by_user(episode.messages)
-        assert messages[0] in VAGUE_OPENERS[world.name]
+        assert messages[0] in world.domain.vague_openers
         assert messages[1].startswith(tuple(PHRASINGS["plain"].narrow.texts()))
         for action in task.gold_actions:
             for value in string_leaves(action.arguments):
@@ -429,13 +427,13 @@ def test_a_forbidden_request_comes_first_and_is_refused(world: World) -> None:
         episode, _ = run(world, task, ("forbidden_first",))
         messages = episode.messages
         users = [i for i, m in enumerate(messages) if isinstance(m, UserMessage)]
-        assert messages[users[0]].content == forbidden_request(world.name, seed)
-        assert messages[users[0]].content in FORBIDDEN_REQUESTS[world.name]
+        assert messages[users[0]].content == forbidden_request(world.domain, seed)
+        assert messages[users[0]].content in world.domain.forbidden_requests
         refusal = messages[users[0] + 1]
         assert isinstance(refusal, AssistantMessage) and not refusal.tool_calls
         assert (refusal.content or "").startswith(REFUSAL_LEADS)
         assert messages[users[1]].content.startswith(tuple(PHRASINGS["plain"].accept.texts()))
-        assert not is_forbidden_request(" ".join(said_by_user(messages)[1:]))
+        assert not is_forbidden_request(" ".join(said_by_user(messages)[1:]), world.domain)
 
 
 def test_a_preference_is_stated_and_then_changed(world: World) -> None:
@@ -469,7 +467,6 @@ def test_same_seed_same_conversation(world: World) -> None:
 def test_participants_answer_the_same_from_their_wire_view(world: World) -> None:
     """What the mock server does: rebuild each side's history from a chat request and
     ask a fresh participant; the reply must be the one given in-process."""
-    toolbox = world.domain.toolbox
     for i, task in enumerate(world.tasks[::5]):
         names = WIDEST[i % 2]
         seed = world.seed(task, names)
@@ -478,11 +475,11 @@ def test_participants_answer_the_same_from_their_wire_view(world: World) -> None
         for k, message in enumerate(messages):
             if isinstance(message, UserMessage):
                 wire = user_view("system", messages[:k])
-                user = ScriptedUser(task, seed, behaviours=names)
+                user = ScriptedUser(task, seed, behaviours=names, domain=world.domain)
                 assert user.reply(user_messages(wire)).content == message.content
             elif isinstance(message, AssistantMessage) and k > 0:
                 wire = agent_view("system", messages[:k])
-                agent = ScriptedAgent(task, toolbox, seed)
+                agent = ScriptedAgent(task, world.domain, seed)
                 again = agent.reply(agent_messages(wire))
                 assert again.content == message.content, (task.id, k)
                 assert again.tool_calls == message.tool_calls, (task.id, k)
@@ -500,20 +497,21 @@ def test_heard_lookups_are_reads(world: World) -> None:
 
 def test_the_catalogue_instructs_an_llm_user(world: World) -> None:
     task = world.tasks[0]
-    assert user_prompt_block((), task, 1) == ""
-    assert with_behaviours(USER_GUIDELINES, (), task, 1) == USER_GUIDELINES
+    assert user_prompt_block((), task, 1, domain=world.domain) == ""
+    assert with_behaviours(USER_GUIDELINES, (), task, 1, domain=world.domain) == USER_GUIDELINES
     for names in [(n,) for n in NAMES] + list(WIDEST):
         seed = world.seed(task, names)
-        block = user_prompt_block(names, task, seed)
+        block = user_prompt_block(names, task, seed, domain=world.domain)
         assert block.startswith("<behaviour>") and block.endswith("</behaviour>")
         assert "{" not in block and "}" not in block
         assert block.count("\n- ") == len(names)
-        prompt = user_system_prompt(task, with_behaviours(USER_GUIDELINES, names, task, seed))
+        guidelines = with_behaviours(USER_GUIDELINES, names, task, seed, domain=world.domain)
+        prompt = user_system_prompt(task, guidelines)
         assert prompt.index(USER_GUIDELINES) < prompt.index("<behaviour>") \
             < prompt.index("<scenario>")
         # The same per-episode choices as the scripted user.
         if "forbidden_first" in names:
-            assert forbidden_request(world.name, seed) in block
+            assert forbidden_request(world.domain, seed) in block
         if "changes_preference" in names:
             assert all(p in block for p in preference(seed))
         if "correctable_id_mistake" in names:
@@ -525,7 +523,7 @@ def test_instructions_that_are_plain_text_are_told_too() -> None:
     task = Task(id="x", user_scenario=UserScenario(
         instructions="You want to know your order status. Your order is #W1234567."))
     greeting = AssistantMessage(content="Hi! How can I help you today?")
-    user = ScriptedUser(task, 3, behaviours=("impatient",))
+    user = ScriptedUser(task, 3, behaviours=("impatient",), domain=None)
     first = user.reply([greeting])
     assert first.content.startswith("Need to know my order status.")
     question = AssistantMessage(content="Could you please give me the order number?")

@@ -5,9 +5,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from domains import names as domain_names
 from writ_async.config import (
     Config,
     DomainConfig,
+    check_domains,
     default_config,
     explain,
     load_config,
@@ -28,9 +30,12 @@ def test_defaults() -> None:
     assert config.run.seed == 0
     assert config.run.domain == "airline"
     assert config.run.out_dir == "runs"
-    assert config.domains.airline == DomainConfig()
-    assert config.domains.retail.db_path is None
-    assert config.domains.retail.scale == 1.0
+    assert config.domain_settings("airline") == DomainConfig()
+    assert config.domain_settings("retail").db_path is None
+    assert config.domain_settings("retail").scale == 1.0
+    # As the commands see it: a section for every registered domain, in registry order.
+    shown = check_domains(config, "<defaults>", domain_names()).domains
+    assert shown == {"airline": DomainConfig(), "retail": DomainConfig()}
     assert config.walk.episodes == 200
     assert config.walk.calls_per_episode == 20
     assert (config.logging.level, config.logging.format) == ("info", "auto")
@@ -106,8 +111,10 @@ def test_config_is_frozen() -> None:
         ("[domains.airline]\nscale = 0.0", "domains.airline.scale", "> 0.0"),
         ("[domains.airline]\nscale = true", "domains.airline.scale", "got `bool`"),
         ("[domains.airline]\ndb_path = 3", "domains.airline.db_path", "expected `str | null`"),
-        ("[domains.mail]\nscale = 1.0", "domains.mail", "known keys: airline, retail"),
-        ("[run]\ndomain = 'mail'", "run.domain", "expected one of: airline, retail"),
+        ("[domains.mail]\nscale = 1.0", "domains.mail",
+         "unknown domain `mail`; known domains: airline, retail"),
+        ("[run]\ndomain = 'mail'", "run.domain",
+         "unknown domain `mail`; known domains: airline, retail"),
         ("[run]\nseed = 'x'", "run.seed", "expected `int`"),
         ("[logging]\nlevel = 'loud'", "logging.level", "debug, info, warning, error, critical"),
         ("[logging]\nformat = 'xml'", "logging.format", "auto, console, json"),
@@ -117,7 +124,7 @@ def test_config_is_frozen() -> None:
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key_path: str, fragment: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        load_config(path, domains=domain_names())
     err = info.value
     assert err.key_path == key_path
     assert err.path == str(path)
@@ -229,7 +236,8 @@ def test_repo_config_shows_the_defaults_except_behaviours() -> None:
     """config.toml's first lines promise that every key it sets is the default, except
     [simulate.behaviours]: the file without that table is the default run."""
     shown = msgspec.to_builtins(load_config(REPO / "config.toml"))
-    default = msgspec.to_builtins(default_config())
+    # The defaults as the commands see them (every registered domain's section).
+    default = msgspec.to_builtins(check_domains(default_config(), "<defaults>", domain_names()))
     assert shown["simulate"].pop("behaviours") is not None
     assert default["simulate"].pop("behaviours") is None
     shown["run"]["out_dir"] = default["run"]["out_dir"]  # resolved against the file's folder

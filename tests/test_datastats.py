@@ -182,12 +182,10 @@ async def test_a_run_over_tau2_tasks_is_reported_as_contaminated(tmp_path: Path)
     with writes reproduces its task's gold writes, and the summary's config key works."""
     db = require(tau2_dir() / "airline" / "db.json", "tau2-bench airline db.json")
     tasks = require(tau2_dir() / "airline" / "tasks.json", "tau2-bench airline tasks.json")
-    config = default_config()
+    config = default_config().with_domain("airline", db_path=str(db))
     replace = msgspec.structs.replace
     config = replace(
         config,
-        domains=replace(config.domains, airline=replace(config.domain_settings("airline"),
-                                                        db_path=str(db))),
         simulate=replace(config.simulate, tasks=str(tasks), split="test"),
         export=replace(config.export, contamination_tasks=str(tasks),
                        contamination_split="test"))

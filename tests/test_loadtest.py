@@ -295,8 +295,8 @@ async def test_conversation_records_add_up_their_requests() -> None:
 async def test_agent_conversations_run_tools_and_finish() -> None:
     domain = get_domain("airline")
     base = domain.base(None, 0, 1.0)
-    tasks = generate_tasks("airline", base, 6, 0)
-    policy = ScriptedPolicy({t.id: t for t in tasks}, {"airline": domain.toolbox})
+    tasks = generate_tasks(domain, base, 6, 0)
+    policy = ScriptedPolicy({t.id: t for t in tasks}, {"airline": domain})
     traffic = AgentTraffic(domain, base, tasks, seed=0)
     async with open_mock_server(MockConfig(), policy) as server:
         config = LoadConfig(base_url=server.url, model="m", concurrency=6, requests=40,

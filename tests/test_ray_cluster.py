@@ -129,7 +129,7 @@ async def test_killed_worker_loses_nothing_and_the_run_equals_a_single_process_r
     probe = synthesis_config("http://unused", 24)
     prepared = prepare(probe)
     policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
-                            {prepared.domain_name: prepared.toolbox}, prepared.mistakes)
+                            {prepared.domain_name: prepared.setup.domain}, prepared.mistakes)
     async with open_mock_server(MockConfig(), policy, record_arrivals=True) as server:
         config = synthesis_config(server.url, 24)
         killed: dict[str, int] = {}

@@ -47,7 +47,7 @@ def bases():
 
 @pytest.fixture(scope="module")
 def batches(bases):
-    return {name: generate_tasks(name, bases[name], BATCH, seed=17, mix=MIX)
+    return {name: generate_tasks(get_domain(name), bases[name], BATCH, seed=17, mix=MIX)
             for name in DOMAINS}
 
 
@@ -149,23 +149,24 @@ def test_assign_types_keeps_every_prefix_close_to_the_shares():
 
 def test_bad_mixes_are_refused(bases):
     with pytest.raises(ValueError, match="unknown trajectory types"):
-        generate_tasks("retail", bases["retail"], 1, seed=0, mix={"read_hevy": 1.0})
+        generate_tasks(get_domain("retail"), bases["retail"], 1, seed=0, mix={"read_hevy": 1.0})
     with pytest.raises(ValueError, match="positive total"):
-        generate_tasks("retail", bases["retail"], 1, seed=0, mix={READ_HEAVY: 0.0})
+        generate_tasks(get_domain("retail"), bases["retail"], 1, seed=0, mix={READ_HEAVY: 0.0})
     with pytest.raises(ValueError, match="evidence"):
-        generate_tasks("retail", bases["retail"], 1, seed=0, mix=DEFAULT_MIX, evidence=(5, 4))
+        generate_tasks(get_domain("retail"), bases["retail"], 1, seed=0, mix=DEFAULT_MIX,
+                       evidence=(5, 4))
 
 
 def test_an_evidence_range_the_database_cannot_reach_is_a_synthesis_error(bases):
     from writ_async.synthesis.tasks import SynthesisError
 
     with pytest.raises(SynthesisError, match="read-heavy"):
-        generate_tasks("retail", bases["retail"], 1, seed=0, mix={READ_HEAVY: 1},
+        generate_tasks(get_domain("retail"), bases["retail"], 1, seed=0, mix={READ_HEAVY: 1},
                        evidence=(40, 50))
 
 
 def test_narrow_evidence_ranges_are_honoured(bases):
-    tasks = generate_tasks("airline", bases["airline"], 30, seed=2,
+    tasks = generate_tasks(get_domain("airline"), bases["airline"], 30, seed=2,
                            mix={READ_HEAVY: 2, MIXED: 1}, evidence=(6, 8))
     assert {t.axes.evidence for t in tasks} <= {6, 7, 8}
     assert {t.axes.evidence for t in tasks if t.trajectory_type == READ_HEAVY} == {6, 7, 8}
@@ -461,20 +462,20 @@ def test_the_user_names_no_internal_ids_nor_the_codes_they_must_find(name, batch
 
 @pytest.mark.parametrize("name", DOMAINS)
 def test_same_seed_same_bytes_and_prefix_stable(name, bases):
-    base = bases[name]
-    first = msgspec.json.encode(generate_tasks(name, base, 40, seed=5, mix=DEFAULT_MIX))
-    assert msgspec.json.encode(generate_tasks(name, base, 40, seed=5, mix=DEFAULT_MIX)) == first
-    assert msgspec.json.encode(generate_tasks(name, base, 40, seed=6, mix=DEFAULT_MIX)) != first
-    fresh = get_domain(name).generate_db(seed=0, scale=1.0)
-    assert msgspec.json.encode(generate_tasks(name, fresh, 40, seed=5, mix=DEFAULT_MIX)) == first
-    assert (generate_tasks(name, base, 15, seed=5, mix=DEFAULT_MIX)
-            == generate_tasks(name, base, 40, seed=5, mix=DEFAULT_MIX)[:15])
+    base, domain = bases[name], get_domain(name)
+    first = msgspec.json.encode(generate_tasks(domain, base, 40, seed=5, mix=DEFAULT_MIX))
+    assert msgspec.json.encode(generate_tasks(domain, base, 40, seed=5, mix=DEFAULT_MIX)) == first
+    assert msgspec.json.encode(generate_tasks(domain, base, 40, seed=6, mix=DEFAULT_MIX)) != first
+    fresh = domain.generate_db(seed=0, scale=1.0)
+    assert msgspec.json.encode(generate_tasks(domain, fresh, 40, seed=5, mix=DEFAULT_MIX)) == first
+    assert (generate_tasks(domain, base, 15, seed=5, mix=DEFAULT_MIX)
+            == generate_tasks(domain, base, 40, seed=5, mix=DEFAULT_MIX)[:15])
 
 
 def test_write_intensive_tasks_are_the_same_with_or_without_a_mix(bases):
     base = bases["retail"]
-    alone = generate_tasks("retail", base, 10, seed=9)
-    mixed = generate_tasks("retail", base, 10, seed=9, mix={WRITE_INTENSIVE: 1.0})
+    alone = generate_tasks(get_domain("retail"), base, 10, seed=9)
+    mixed = generate_tasks(get_domain("retail"), base, 10, seed=9, mix={WRITE_INTENSIVE: 1.0})
     assert msgspec.json.encode(alone) == msgspec.json.encode(mixed)
 
 
@@ -483,8 +484,8 @@ def test_exclusion_is_honoured_and_gold_is_never_duplicated(name, bases, batches
     box = get_domain(name).toolbox
     keys = [gold_key(t, box) for t in batches[name]]
     assert len(set(keys)) == len(keys)
-    earlier = generate_tasks(name, bases[name], 40, seed=23, mix={READ_HEAVY: 1})
-    later = generate_tasks(name, bases[name], 40, seed=23, mix={READ_HEAVY: 1},
+    earlier = generate_tasks(get_domain(name), bases[name], 40, seed=23, mix={READ_HEAVY: 1})
+    later = generate_tasks(get_domain(name), bases[name], 40, seed=23, mix={READ_HEAVY: 1},
                            exclude=earlier[:30])
     assert not {gold_key(t, box) for t in earlier[:30]} & {gold_key(t, box) for t in later}
 

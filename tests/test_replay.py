@@ -57,10 +57,8 @@ replace = msgspec.structs.replace
 def tau2_config(domain: str, **simulate_settings: object) -> Config:
     db = require(tau2_dir() / domain / "db.json", f"tau2-bench {domain} db.json")
     tasks = require(tau2_dir() / domain / "tasks.json", f"tau2-bench {domain} tasks.json")
-    config = default_config()
-    domains = replace(config.domains, **{domain: replace(
-        config.domain_settings(domain), db_path=str(db))})
-    return replace(config, run=replace(config.run, domain=domain), domains=domains,
+    config = default_config().with_domain(domain, db_path=str(db))
+    return replace(config, run=replace(config.run, domain=domain),
                    simulate=replace(config.simulate, tasks=str(tasks), **simulate_settings))
 
 

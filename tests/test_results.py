@@ -18,7 +18,8 @@ from writ_async.records import Check, EpisodeRecord, RewardInfo, Timing, derive_
 from writ_async.results import TIMING_FIELDS, message_to_tau2, summary, to_tau2_results
 from writ_async.tasks import Action, EvaluationCriteria, Task, UserScenario
 
-AIRLINE = get_domain("airline").toolbox
+DOMAIN = get_domain("airline")
+AIRLINE = DOMAIN.toolbox
 STAMP = "2025-01-01T00:00:00+00:00"
 
 
@@ -78,7 +79,8 @@ INFO = {"num_trials": 2, "max_steps": 200, "max_errors": 10, "seed": 300,
 
 
 def results(records: list[EpisodeRecord] = RECORDS, **kw) -> dict:
-    return json.loads(to_tau2_results(records, TASKS, INFO, timestamp=STAMP, **kw))
+    return json.loads(to_tau2_results(records, TASKS, INFO, domain=DOMAIN, timestamp=STAMP,
+                                      **kw))
 
 
 def test_top_level_and_info() -> None:
@@ -101,7 +103,8 @@ def test_top_level_and_info() -> None:
 def test_given_info_dicts_are_laid_over_tau2s_required_keys() -> None:
     given = {"agent_info": {"implementation": "llm_agent"},
              "environment_info": {"domain_name": "retail"}}
-    info = json.loads(to_tau2_results(RECORDS, TASKS, given, timestamp=STAMP))["info"]
+    info = json.loads(to_tau2_results(RECORDS, TASKS, given, domain=DOMAIN,
+                                      timestamp=STAMP))["info"]
     assert info["agent_info"] == {"implementation": "llm_agent", "llm": None,
                                   "llm_args": None}
     assert info["environment_info"] == {"domain_name": "retail", "policy": "",
@@ -121,8 +124,8 @@ def test_simulations_in_task_then_trial_order() -> None:
     doc = results(shuffled)
     assert [(s["task_id"], s["trial"]) for s in doc["simulations"]] == [
         ("first", 0), ("first", 1), ("second", 0), ("second", 1)]
-    assert to_tau2_results(shuffled, TASKS, INFO, timestamp=STAMP) == to_tau2_results(
-        RECORDS, TASKS, INFO, timestamp=STAMP)
+    assert to_tau2_results(shuffled, TASKS, INFO, domain=DOMAIN, timestamp=STAMP) == \
+        to_tau2_results(RECORDS, TASKS, INFO, domain=DOMAIN, timestamp=STAMP)
 
 
 def test_a_simulation() -> None:
@@ -207,21 +210,22 @@ def test_runs_differ_only_in_timing() -> None:
 
 
 def test_output_is_stable_bytes() -> None:
-    raw = to_tau2_results(RECORDS, TASKS, INFO, timestamp=STAMP)
-    assert raw == to_tau2_results(list(RECORDS), list(TASKS), dict(INFO), timestamp=STAMP)
+    raw = to_tau2_results(RECORDS, TASKS, INFO, domain=DOMAIN, timestamp=STAMP)
+    assert raw == to_tau2_results(list(RECORDS), list(TASKS), dict(INFO), domain=DOMAIN,
+                                 timestamp=STAMP)
     assert raw.endswith(b"}\n") and raw.startswith(b'{\n  "timestamp"')
 
 
 def test_records_of_unknown_tasks_are_refused() -> None:
     stray = record(make_task("elsewhere", []), 0)
     with pytest.raises(ValueError, match="elsewhere"):
-        to_tau2_results([stray], TASKS, INFO, timestamp=STAMP)
+        to_tau2_results([stray], TASKS, INFO, domain=DOMAIN, timestamp=STAMP)
 
 
 def test_timestamp_falls_back_to_info_then_now() -> None:
-    doc = json.loads(to_tau2_results(RECORDS, TASKS, {"timestamp": "then"}))
+    doc = json.loads(to_tau2_results(RECORDS, TASKS, {"timestamp": "then"}, domain=DOMAIN))
     assert doc["timestamp"] == "then"
-    assert json.loads(to_tau2_results(RECORDS, TASKS, {}))["timestamp"]
+    assert json.loads(to_tau2_results(RECORDS, TASKS, {}, domain=DOMAIN))["timestamp"]
 
 
 def test_an_ungraded_record() -> None:
@@ -294,7 +298,8 @@ def test_gold_plans_export_and_summarize(domain: str) -> None:
                 seed=derive_seed(300, task.id, trial), domain=domain,
                 termination="user_stop", messages=messages, final_db_hash=final,
                 reward_info=info))
-    doc = json.loads(to_tau2_results(records, tasks, {"seed": 300}, timestamp=STAMP))
+    doc = json.loads(to_tau2_results(records, tasks, {"seed": 300}, domain=get_domain(domain),
+                                     timestamp=STAMP))
     assert len(doc["simulations"]) == 2 * len(tasks)
     assert all(s["reward_info"]["reward"] == 1.0 for s in doc["simulations"])
     assert all(s["reward_info"]["db_check"]["db_match"] for s in doc["simulations"])

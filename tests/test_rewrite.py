@@ -42,7 +42,7 @@ def test_facts_are_ids_numbers_dates_emails_and_names() -> None:
 
 async def _rewrite(policy: object):
     base = get_domain("retail").generate_db(seed=0, scale=0.1)
-    tasks = generate_tasks("retail", base, 8, seed=1)
+    tasks = generate_tasks(get_domain("retail"), base, 8, seed=1)
     async with open_mock_server(MockConfig(), policy) as server, open_session(16) as session:
         endpoint = Endpoint(name="m", client=EndpointClient("m", server.url, session),
                             rate=RateLimiter(None, None), concurrency=ConcurrencyLimiter(8),

@@ -399,16 +399,16 @@ def test_a_mistake_that_cannot_apply_falls_back(world: World) -> None:
         assert got[2].mistake is None
         assert encode(got[0].messages) == encode(plain[0].messages)
         # Drawn: the next allowed kind that applies, else none.
-        agent = ScriptedAgent(task, toolbox, world.seed(task), MistakeConfig(
+        agent = ScriptedAgent(task, world.domain, world.seed(task), MistakeConfig(
             rate=1.0, kinds=(MistakeKind.MISSING_CONFIRMATION, MistakeKind.PREMATURE_WRITE)))
         assert agent.mistake is None
     writes_without_reads = [
         t for t in world.with_actions()
-        if ScriptedAgent(t, toolbox, 0, MistakeConfig(forced=MistakeKind.SKIPPED_READ)).mistake
+        if ScriptedAgent(t, world.domain, 0, MistakeConfig(forced=MistakeKind.SKIPPED_READ)).mistake
         is None and any(toolbox.kind(a.name) is ToolKind.WRITE for a in t.gold_actions)]
     assert writes_without_reads, f"no {world.name} task writes without reading first"
     for task in writes_without_reads:
-        agent = ScriptedAgent(task, toolbox, world.seed(task), MistakeConfig(
+        agent = ScriptedAgent(task, world.domain, world.seed(task), MistakeConfig(
             rate=1.0, kinds=("skipped_read", "missing_confirmation")))  # type: ignore[arg-type]
         assert agent.mistake is not None
         assert agent.mistake.kind is MistakeKind.MISSING_CONFIRMATION
@@ -420,8 +420,8 @@ def test_mistake_rate_is_seeded_per_episode(world: World) -> None:
     hits = 0
     tasks = world.with_actions()
     for task in tasks:
-        agent = ScriptedAgent(task, world.domain.toolbox, world.seed(task), config)
-        again = ScriptedAgent(task, world.domain.toolbox, world.seed(task), config)
+        agent = ScriptedAgent(task, world.domain, world.seed(task), config)
+        again = ScriptedAgent(task, world.domain, world.seed(task), config)
         assert agent.mistake == again.mistake
         if agent.mistake is not None:
             hits += 1
@@ -445,7 +445,7 @@ def test_mistake_config_is_checked() -> None:
 def test_the_user_sees_only_text(world: World) -> None:
     task = world.with_actions()[0]
     episode, _, _ = run_scripted_episode(world.domain, world.base, task, world.seed(task))
-    user = ScriptedUser(task, world.seed(task))
+    user = ScriptedUser(task, world.seed(task), domain=world.domain)
     replies = 0
     for i, message in enumerate(episode.messages):
         if isinstance(message, UserMessage):
@@ -460,7 +460,7 @@ def test_the_user_sees_only_text(world: World) -> None:
 
 def test_the_user_gives_up_after_too_many_turns(world: World) -> None:
     task = world.tasks[0]
-    user = ScriptedUser(task, 1, max_turns=3)
+    user = ScriptedUser(task, 1, max_turns=3, domain=world.domain)
     history: list[Message] = []
     for _ in range(3):
         history += [AssistantMessage(content="Hmm, let me think."), user.reply(history)]
@@ -523,7 +523,7 @@ def expected_wire(message: AssistantMessage | UserMessage) -> protocol.Message:
 def test_the_policy_answers_as_the_in_process_participants(world: World) -> None:
     mistakes = MistakeConfig(rate=0.6)
     policy = ScriptedPolicy({t.id: t for t in world.tasks},
-                            {world.name: world.domain.toolbox}, mistakes)
+                            {world.name: world.domain}, mistakes)
     rng = random.Random(0)
     checked = 0
     for trial, task in enumerate(world.tasks[:30]):
@@ -557,7 +557,7 @@ def test_request_tags() -> None:
 
 
 def test_the_policy_refuses_unknown_tasks(world: World) -> None:
-    policy = ScriptedPolicy({}, {world.name: world.domain.toolbox})
+    policy = ScriptedPolicy({}, {world.name: world.domain})
     with pytest.raises(ScriptedRequestError, match="unknown task"):
         policy.respond(user_request(request_tag("nope:0", "user", 1), []), random.Random(0))
 
@@ -568,7 +568,7 @@ async def test_a_whole_episode_over_http(world: World) -> None:
     task = world.with_actions()[0]
     seed = world.seed(task)
     eid = episode_id(task.id, 0)
-    policy = ScriptedPolicy({task.id: task}, {world.name: world.domain.toolbox})
+    policy = ScriptedPolicy({task.id: task}, {world.name: world.domain})
     expected, final, _ = run_scripted_episode(world.domain, world.base, task, seed)
     env = world.domain.environment(world.base)
     episode = Episode(Limits())
@@ -618,7 +618,7 @@ def synthesized(request: pytest.FixtureRequest) -> World:
     money that writes move, which the agent must state with what they are."""
     domain = get_domain(request.param)
     base = domain.generate_db(seed=3)
-    tasks = generate_tasks(request.param, base, SYNTH_COUNT, seed=5)
+    tasks = generate_tasks(get_domain(request.param), base, SYNTH_COUNT, seed=5)
     gold = {t.id: replay(domain, base, t.gold_actions) for t in tasks}
     return World(request.param, domain, base, tasks, gold)
 
@@ -695,7 +695,7 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
     hears that the later one is noted (the main job's impatient users do this)."""
     domain = get_domain("airline")
     base = domain.generate_db(seed=0)
-    tasks = generate_tasks("airline", base, 40, seed=0)
+    tasks = generate_tasks(get_domain("airline"), base, 40, seed=0)
     noted = 0
     for task in tasks:
         for behaviours in (("impatient",), ("one_fact_when_asked",)):
@@ -716,14 +716,19 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
 
 
 def test_every_forbidden_request_has_a_reason() -> None:
-    from writ_async.behaviours import FORBIDDEN_REASONS, FORBIDDEN_REQUESTS, forbidden_reason
+    from writ_async.behaviours import GENERIC_FORBIDDEN_REQUESTS, forbidden_reason
 
-    lines = [line for group in FORBIDDEN_REQUESTS.values() for line in group]
-    assert lines
-    assert sorted(FORBIDDEN_REASONS) == sorted(lines)
-    for line in lines:
-        assert forbidden_reason(f"Also, {line.lower()} Thanks.") == FORBIDDEN_REASONS[line]
-    assert forbidden_reason("Could you cancel my booking?") is None
+    checked = 0
+    for domain in (*(get_domain(name) for name in DOMAINS), None):
+        known = domain.forbidden_requests if domain is not None else {}
+        assert domain is None or known, f"{domain.name} has no forbidden requests"
+        # The domain's own and the generic one, each refused with its own reason.
+        for line, reason in {**known, **GENERIC_FORBIDDEN_REQUESTS}.items():
+            assert reason
+            assert forbidden_reason(f"Also, {line.lower()} Thanks.", domain) == reason
+            checked += 1
+        assert forbidden_reason("Could you cancel my booking?", domain) is None
+    assert checked == 3 + 2 + 3 * 1
 
 
 def test_a_hallucinated_value_is_the_only_one_stated(synthesized: World) -> None:
@@ -747,7 +752,7 @@ def test_a_hallucinated_value_is_the_only_one_stated(synthesized: World) -> None
 def test_the_agent_asks_only_for_what_it_lacks(world: World) -> None:
     skipped = asked = named = 0
     for task in world.with_actions():
-        agent = ScriptedAgent(task, world.domain.toolbox, world.seed(task))
+        agent = ScriptedAgent(task, world.domain, world.seed(task))
         needed = [pair for pairs in agent._needed for pair in pairs]
         identity = [v for a, pairs in zip(task.gold_actions, agent._needed, strict=True)
                     if a.name in ("get_user_details", "find_user_id_by_email",

@@ -27,9 +27,8 @@ replace = msgspec.structs.replace
 def airline_config(**simulate_settings: object) -> Config:
     db = require(tau2_dir() / "airline" / "db.json", "tau2-bench airline db.json")
     tasks = require(tau2_dir() / "airline" / "tasks.json", "tau2-bench airline tasks.json")
-    config = default_config()
-    domains = replace(config.domains, airline=replace(config.domains.airline, db_path=str(db)))
-    return replace(config, domains=domains,
+    config = default_config().with_domain("airline", db_path=str(db))
+    return replace(config,
                    simulate=replace(config.simulate, tasks=str(tasks), **simulate_settings))
 
 

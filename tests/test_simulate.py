@@ -24,11 +24,9 @@ from writ_async.simulate import simulate
 def tau2_config(domain: str, **simulate_settings: object):
     db = require(tau2_dir() / domain / "db.json", f"tau2-bench {domain} db.json")
     tasks = require(tau2_dir() / domain / "tasks.json", f"tau2-bench {domain} tasks.json")
-    config = default_config()
+    config = default_config().with_domain(domain, db_path=str(db))
     replace = msgspec.structs.replace
-    domains = replace(config.domains, **{domain: replace(
-        config.domain_settings(domain), db_path=str(db))})
-    return replace(config, run=replace(config.run, domain=domain), domains=domains,
+    return replace(config, run=replace(config.run, domain=domain),
                    simulate=replace(config.simulate, tasks=str(tasks), **simulate_settings))
 
 

@@ -35,7 +35,7 @@ def bases():
 
 @pytest.fixture(scope="module")
 def batches(bases):
-    return {name: generate_tasks(name, bases[name], BATCH, seed=11) for name in DOMAINS}
+    return {name: generate_tasks(get_domain(name), bases[name], BATCH, seed=11) for name in DOMAINS}
 
 
 def _writes(task: Task, domain: str) -> list:
@@ -92,11 +92,11 @@ def test_writes_span_two_to_six_and_refusals_are_included(name, batches):
 
 
 def test_writes_range_is_honoured(bases):
-    tasks = generate_tasks("retail", bases["retail"], 40, seed=3, writes=(1, 2),
+    tasks = generate_tasks(get_domain("retail"), bases["retail"], 40, seed=3, writes=(1, 2),
                            refusal_share=0.0)
     assert {t.axes.writes for t in tasks} == {1, 2}
     with pytest.raises(ValueError, match="writes"):
-        generate_tasks("retail", bases["retail"], 1, seed=3, writes=(3, 2))
+        generate_tasks(get_domain("retail"), bases["retail"], 1, seed=3, writes=(3, 2))
 
 
 @pytest.mark.parametrize("name", DOMAINS)
@@ -118,13 +118,13 @@ def test_refusal_tasks_leave_the_state_unchanged(name, bases, batches):
 
 @pytest.mark.parametrize("name", DOMAINS)
 def test_same_seed_same_bytes_and_prefix_stable(name, bases):
-    base = bases[name]
-    first = msgspec.json.encode(generate_tasks(name, base, 30, seed=5))
-    assert msgspec.json.encode(generate_tasks(name, base, 30, seed=5)) == first
-    assert msgspec.json.encode(generate_tasks(name, base, 30, seed=6)) != first
-    fresh = get_domain(name).generate_db(seed=0, scale=1.0)  # same content, new objects
-    assert msgspec.json.encode(generate_tasks(name, fresh, 30, seed=5)) == first
-    assert generate_tasks(name, base, 10, seed=5) == generate_tasks(name, base, 30, seed=5)[:10]
+    base, domain = bases[name], get_domain(name)
+    first = msgspec.json.encode(generate_tasks(domain, base, 30, seed=5))
+    assert msgspec.json.encode(generate_tasks(domain, base, 30, seed=5)) == first
+    assert msgspec.json.encode(generate_tasks(domain, base, 30, seed=6)) != first
+    fresh = domain.generate_db(seed=0, scale=1.0)  # same content, new objects
+    assert msgspec.json.encode(generate_tasks(domain, fresh, 30, seed=5)) == first
+    assert generate_tasks(domain, base, 10, seed=5) == generate_tasks(domain, base, 30, seed=5)[:10]
 
 
 @pytest.mark.parametrize("name", DOMAINS)
@@ -143,9 +143,9 @@ def test_ids_are_stable_and_gold_is_never_duplicated(name, batches):
 def test_exclusion_is_honoured(name, bases):
     base = bases[name]
     box = get_domain(name).toolbox
-    earlier = generate_tasks(name, base, 40, seed=21)
+    earlier = generate_tasks(get_domain(name), base, 40, seed=21)
     excluded = earlier[:25]
-    later = generate_tasks(name, base, 40, seed=21, exclude=excluded)
+    later = generate_tasks(get_domain(name), base, 40, seed=21, exclude=excluded)
     banned = {gold_key(t, box) for t in excluded}
     assert len(later) == 40
     assert not banned & {gold_key(t, box) for t in later}
@@ -157,20 +157,20 @@ def test_tau2_test_tasks_can_be_excluded(name, bases):
     tau2 = load_tasks(tasks_path)
     box = get_domain(name).toolbox
     banned = {gold_key(t, box) for t in tau2}
-    tasks = generate_tasks(name, bases[name], 20, seed=1, exclude=tau2)
+    tasks = generate_tasks(get_domain(name), bases[name], 20, seed=1, exclude=tau2)
     assert not banned & {gold_key(t, box) for t in tasks}
 
 
 def test_a_database_too_small_is_a_synthesis_error():
     base = get_domain("retail").generate_db(seed=0, scale=0.01)
     with pytest.raises(SynthesisError, match="too small"):
-        generate_tasks("retail", base, 1, seed=0, writes=(30, 30), refusal_share=0.0)
+        generate_tasks(get_domain("retail"), base, 1, seed=0, writes=(30, 30), refusal_share=0.0)
 
 
 def test_small_databases_still_yield_tasks():
     for name in DOMAINS:
         base = get_domain(name).generate_db(seed=4, scale=0.1)
-        tasks = generate_tasks(name, base, 20, seed=0, writes=(2, 3))
+        tasks = generate_tasks(get_domain(name), base, 20, seed=0, writes=(2, 3))
         for task in tasks:
             assert replay_gold(get_domain(name), base, task) == task.synthesis.gold_db_hash
 

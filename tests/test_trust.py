@@ -224,7 +224,7 @@ def test_a_basis_with_nothing_gradable_is_not_graded(basis: list[str]) -> None:
     assert (info.reward, info.verdict) == (0.0, "not_graded")
     record = episode(task, [], info)
     assert keep(record, ExportFilter(min_reward=0.0))[1].startswith("not graded")
-    to_tau2_results([record], [task], {})  # still a tau2 results file
+    to_tau2_results([record], [task], {}, domain=get_domain("airline"))  # still a tau2 results file
 
 
 # -- 5. a refused write is never training data, unless the gold expects it ----------------

@@ -9,8 +9,9 @@ everything up front and reveal one fact at a time, nor be both terse and verbose
 The catalogue drives both kinds of user:
 
 * the scripted user (``scripted.ScriptedUser(..., behaviours=...)``) implements each one
-  in its replies, with the content defined here (forbidden requests, preferences,
-  fillers, vague openers, the identifier it mistypes, the phrasing rules);
+  in its replies, with the content defined here (preferences, fillers, the identifier it
+  mistypes, the phrasing rules) and the domain's own (``Domain.forbidden_requests`` and
+  ``Domain.vague_openers``; generic ones for a domain without);
 * an LLM user simulator gets ``user_prompt_block`` appended to its guidelines
   (``with_behaviours``), naming the same forbidden request, preference and mistyped
   identifier as the scripted user would for that episode's seed.
@@ -24,16 +25,19 @@ deterministic functions of their arguments.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from writ_async.seeds import scenario_seed
 from writ_async.tasks import Instructions, Task
+
+if TYPE_CHECKING:
+    from writ_async.domain import Domain
 
 COOPERATIVE = "cooperative"
 ONE_FACT_WHEN_ASKED = "one_fact_when_asked"
@@ -244,14 +248,6 @@ class Scenario:
         return scenario_id(self.task_id, self.behaviours)
 
 
-def scenario_seed(run_seed: int, task_id: str, index: int) -> int:
-    """The seed that draws a task's ``index``-th composition: a function of the run seed,
-    the task and the index only (never of task order or concurrency)."""
-    digest = hashlib.blake2b(f"{run_seed}:{task_id}:behaviours:{index}".encode(),
-                             digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
 def expand_scenarios(task_ids: Iterable[str], mix: BehaviourMix,
                      run_seed: int) -> list[Scenario]:
     """Each task's scenarios, task by task: ``mix.per_task`` distinct compositions (fewer
@@ -271,24 +267,28 @@ def expand_scenarios(task_ids: Iterable[str], mix: BehaviourMix,
 
 # -- content shared by the scripted user and the LLM prompt --------------------------------
 
-# Requests tau2-bench's policies forbid whatever the user's records are (airline: no
-# insurance after booking, bags can be added but not removed, the number of passengers
-# never changes; retail: one user per conversation, exchanges keep the product type).
-FORBIDDEN_REQUESTS: Mapping[str, tuple[str, ...]] = {
-    "airline": (
-        "Could you add travel insurance to one of the reservations I already booked?",
-        "Could you remove one of the checked bags from one of my reservations?",
-        "Could you add one more passenger to a reservation I already have?",
-    ),
-    "retail": (
-        "Could you look up my neighbour's orders for me? She asked me to check on them.",
-        "When I exchange something, can I swap it for a completely different kind of "
-        "product, like a shirt for a pair of shoes?",
-    ),
-    "": (
-        "Could you look up another customer's account for me? It is for a friend.",
-    ),
+# The forbidden request and vague openers of a domain that brings none of its own; a
+# domain's own are its ``Domain.forbidden_requests`` (each with the reason the agent gives)
+# and ``Domain.vague_openers``.
+GENERIC_FORBIDDEN_REQUESTS: Mapping[str, str] = {
+    "Could you look up another customer's account for me? It is for a friend.":
+        "I can only work on the account of the person I'm speaking with",
 }
+GENERIC_VAGUE_OPENERS: tuple[str, ...] = ("Hi, I need some help, please.",)
+
+
+def forbidden_requests(domain: Domain | None) -> Mapping[str, str]:
+    """The forbidden requests a user of ``domain`` may make, each with its reason (the
+    generic one for no domain, or a domain that has none)."""
+    return (domain.forbidden_requests if domain is not None and domain.forbidden_requests
+            else GENERIC_FORBIDDEN_REQUESTS)
+
+
+def vague_openers(domain: Domain | None) -> tuple[str, ...]:
+    """The vague first lines a user of ``domain`` may open with."""
+    return domain.vague_openers if domain is not None and domain.vague_openers \
+        else GENERIC_VAGUE_OPENERS
+
 
 # Preferences that no tool can act on, then the change of mind.
 PREFERENCES: tuple[tuple[str, str], ...] = (
@@ -300,66 +300,34 @@ PREFERENCES: tuple[tuple[str, str], ...] = (
      "Actually, if anyone follows up later, a phone call would suit me better than a text."),
 )
 
-VAGUE_OPENERS: Mapping[str, tuple[str, ...]] = {
-    "airline": ("Hi, I need some help with my travel plans.",
-                "Hello, I have a few things to sort out with my bookings.",
-                "Hi there, it's about my flights."),
-    "retail": ("Hi, I need some help with my orders.",
-               "Hello, I have a question about some things I bought.",
-               "Hi, it's about my account and a purchase."),
-    "": ("Hi, I need some help, please.",),
-}
-
-
-def task_domain(task: Task) -> str:
-    ins = task.user_scenario.instructions
-    return ins.domain if isinstance(ins, Instructions) else ""
-
-
 def _choose(seed: int, what: str, options: Sequence[Any]) -> Any:
     return random.Random(f"{seed}:behaviour:{what}").choice(options)
 
 
-def forbidden_request(domain: str, seed: int) -> str:
-    return _choose(seed, "forbidden", FORBIDDEN_REQUESTS.get(domain, FORBIDDEN_REQUESTS[""]))
+def forbidden_request(domain: Domain | None, seed: int) -> str:
+    return _choose(seed, "forbidden", tuple(forbidden_requests(domain)))
 
 
-# Why the policy rules each forbidden request out, as the agent tells it.
-FORBIDDEN_REASONS: Mapping[str, str] = {
-    FORBIDDEN_REQUESTS["airline"][0]:
-        "travel insurance can only be bought together with the booking, not added later",
-    FORBIDDEN_REQUESTS["airline"][1]:
-        "checked bags can be added to a reservation but never taken off",
-    FORBIDDEN_REQUESTS["airline"][2]:
-        "the number of passengers on a reservation is fixed once it is booked",
-    FORBIDDEN_REQUESTS["retail"][0]:
-        "I can only help the account holder with their own orders",
-    FORBIDDEN_REQUESTS["retail"][1]:
-        "an item can only be exchanged for another variant of the same product",
-    FORBIDDEN_REQUESTS[""][0]:
-        "I can only work on the account of the person I'm speaking with",
-}
-
-
-def forbidden_reason(text: str) -> str | None:
+def forbidden_reason(text: str, domain: Domain | None) -> str | None:
     """Why the forbidden request ``text`` makes is refused, or None when it makes none
-    (the scripted agent's cue to refuse, as the markers are its cue to ask or confirm)."""
+    (the scripted agent's cue to refuse, as the markers are its cue to ask or confirm).
+    A domain's agent also knows the generic request (a user of no known domain's)."""
     lowered = text.lower()
-    return next((reason for line, reason in FORBIDDEN_REASONS.items()
-                 if line.lower() in lowered), None)
+    known = {**forbidden_requests(domain), **GENERIC_FORBIDDEN_REQUESTS}
+    return next((reason for line, reason in known.items() if line.lower() in lowered), None)
 
 
-def is_forbidden_request(text: str) -> bool:
-    """Whether ``text`` makes one of the catalogue's forbidden requests."""
-    return forbidden_reason(text) is not None
+def is_forbidden_request(text: str, domain: Domain | None) -> bool:
+    """Whether ``text`` makes one of ``domain``'s (or the generic) forbidden requests."""
+    return forbidden_reason(text, domain) is not None
 
 
 def preference(seed: int) -> tuple[str, str]:
     return _choose(seed, "preference", PREFERENCES)
 
 
-def vague_opener(domain: str, seed: int) -> str:
-    return _choose(seed, "vague", VAGUE_OPENERS.get(domain, VAGUE_OPENERS[""]))
+def vague_opener(domain: Domain | None, seed: int) -> str:
+    return _choose(seed, "vague", vague_openers(domain))
 
 
 # -- the scripted user's stock phrases ------------------------------------------------------
@@ -779,15 +747,17 @@ def _stated_id(token: str) -> bool:
 # -- the LLM user simulator's prompt -------------------------------------------------------
 
 
-def user_prompt_block(behaviours: Iterable[str], task: Task, seed: int) -> str:
+def user_prompt_block(behaviours: Iterable[str], task: Task, seed: int, *,
+                      domain: Domain | None) -> str:
     """The instructions that make an LLM user simulator play ``behaviours`` for ``task``
-    (empty when there are none), with the same per-episode choices as the scripted user."""
+    of ``domain`` (empty when there are none), with the same per-episode choices as the
+    scripted user."""
     names = canonical(behaviours)
     if not names:
         return ""
     pref, change = preference(seed)
     mistake = id_mistake(task, seed)
-    fields = {"forbidden": forbidden_request(task_domain(task), seed),
+    fields = {"forbidden": forbidden_request(domain, seed),
               "preference": pref, "change": change,
               "identifier": mistake.value if mistake else "an identifier",
               "typo": mistake.typo if mistake else "it with one digit left out"}
@@ -796,10 +766,11 @@ def user_prompt_block(behaviours: Iterable[str], task: Task, seed: int) -> str:
             "guidelines above, follow these):\n" + "\n".join(lines) + "\n</behaviour>")
 
 
-def with_behaviours(guidelines: str, behaviours: Iterable[str], task: Task, seed: int) -> str:
+def with_behaviours(guidelines: str, behaviours: Iterable[str], task: Task, seed: int, *,
+                    domain: Domain | None) -> str:
     """``guidelines`` followed by the behaviours' block: pass it as the ``guidelines`` of
     ``prompts.user_system_prompt``."""
-    block = user_prompt_block(behaviours, task, seed)
+    block = user_prompt_block(behaviours, task, seed, domain=domain)
     return f"{guidelines}\n\n{block}" if block else guidelines
 
 

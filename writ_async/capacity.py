@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from writ_async.errors import ConfigError
 
-# Peak memory (bytes) per unit of scale while a database is generated, indexed for
-# hashing and (for `writ db generate`) encoded as db.json, measured with the process's
-# peak RSS at scales 1, 4 and 16 (the growth is linear): airline ~17 MB, retail ~6.5 MB.
-# Rounded up, so the estimate errs on the side of refusing a scale that barely fits.
-BYTES_PER_SCALE: dict[str, int] = {"airline": 18_000_000, "retail": 7_000_000}
-_FALLBACK_PER_SCALE = max(BYTES_PER_SCALE.values())  # a domain not measured yet
+if TYPE_CHECKING:
+    from writ_async.domain import Domain
+
+# The peak memory (bytes) per unit of scale while a database is generated, indexed for
+# hashing and (for `writ db generate`) encoded as db.json is each domain's own figure,
+# ``Domain.bytes_per_scale``, measured with the process's peak RSS.
 
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")
 
 
-def estimated_bytes(domain: str, scale: float) -> int:
+def estimated_bytes(domain: Domain, scale: float) -> int:
     """Peak memory a generated ``domain`` database of ``scale`` needs, estimated."""
-    return int(BYTES_PER_SCALE.get(domain, _FALLBACK_PER_SCALE) * scale)
+    return int(domain.bytes_per_scale * scale)
 
 
 def available_bytes() -> tuple[int, str] | None:
@@ -82,7 +83,7 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_scale(domain: str, scale: float, where: str, key: str) -> None:
+def check_scale(domain: Domain, scale: float, where: str, key: str) -> None:
     """Refuse, before any work, a scale whose database would not fit in memory.
 
     ``where`` and ``key`` name what set the scale (``<command line>`` and ``--scale``,
@@ -95,11 +96,11 @@ def check_scale(domain: str, scale: float, where: str, key: str) -> None:
     have, source = available
     if need <= have:
         return
-    per_unit = BYTES_PER_SCALE.get(domain, _FALLBACK_PER_SCALE)
+    per_unit = domain.bytes_per_scale
     largest = have / per_unit
     raise ConfigError(
         where,
         f"scale {scale:g} needs about {human_bytes(need)} of memory for the generated "
-        f"{domain} database ({human_bytes(per_unit)} per unit of scale), but only "
+        f"{domain.name} database ({human_bytes(per_unit)} per unit of scale), but only "
         f"{human_bytes(have)} is available ({source}); the largest scale that fits is "
         f"about {largest:.3g}", key)

@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections import Counter
@@ -34,9 +33,9 @@ from typing import IO, Any
 
 import msgspec
 
-from domains import NAMES as DOMAIN_NAMES
 from domains import get_domain
-from writ_async.config import default_config, load_config
+from domains import names as domain_names
+from writ_async.config import Config, check_domains, default_config, load_config
 from writ_async.domain import Domain
 from writ_async.episode import Termination
 from writ_async.errors import (
@@ -49,6 +48,7 @@ from writ_async.errors import (
 from writ_async.loadtest.cli import add_parser as add_loadtest
 from writ_async.logs import configure_logging, get_logger
 from writ_async.overlay import BaseDB
+from writ_async.seeds import run_seed, walk_rng
 from writ_async.tools import Toolbox
 
 Clock = Callable[[], float]
@@ -114,7 +114,7 @@ def _add_domain_arg(parser: argparse.ArgumentParser, required: bool = True,
     # known domains (UnknownDomainError), or, where a config file also names a domain,
     # an error naming --domain (simulate_config).
     parser.add_argument("--domain", required=required, metavar="NAME",
-                        help=" or ".join(DOMAIN_NAMES) + note)
+                        help=" or ".join(domain_names()) + note)
 
 
 def _add_database_args(parser: argparse.ArgumentParser, with_db: bool = True,
@@ -329,19 +329,26 @@ def cmd_tools_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database(name: str, db: str | None, seed: int, scale: float) -> BaseDB:
+def _config(path: str | None) -> Config:
+    """The config file (or the defaults), checked against the registered domains."""
+    if path:
+        return load_config(path, domains=domain_names())
+    return check_domains(default_config(), "<defaults>", domain_names())
+
+
+def _database(domain: Domain, db: str | None, seed: int, scale: float) -> BaseDB:
     """The domain's base database: loaded from ``db``, or generated once the scale is
     known to fit in memory."""
     if db is None:
         from writ_async.capacity import check_scale
 
-        check_scale(name, scale, "<command line>", "--scale")
-    return get_domain(name).base(db, seed, scale)
+        check_scale(domain, scale, "<command line>", "--scale")
+    return domain.base(db, seed, scale)
 
 
 def cmd_tools_call(args: argparse.Namespace) -> int:
     domain = get_domain(args.domain)
-    env = domain.environment(_database(args.domain, args.db, args.seed, args.scale))
+    env = domain.environment(_database(domain, args.db, args.seed, args.scale))
     source = args.file or "<stdin>"
     out = sys.stdout
     with _open_input(args.file) as stream:
@@ -440,7 +447,7 @@ def describe_db(base: BaseDB) -> str:
 
 
 def cmd_db_hash(args: argparse.Namespace) -> int:
-    print(describe_db(_database(args.domain, args.db, args.seed, args.scale)))
+    print(describe_db(_database(get_domain(args.domain), args.db, args.seed, args.scale)))
     return 0
 
 
@@ -448,7 +455,7 @@ def cmd_db_generate(args: argparse.Namespace) -> int:
     from writ_async.capacity import check_scale
 
     domain = get_domain(args.domain)
-    check_scale(args.domain, args.scale, "<command line>", "--scale")
+    check_scale(domain, args.scale, "<command line>", "--scale")
     db = domain.generate(args.seed, args.scale)
     # tau2-bench's db.json layout: one JSON object of tables, fields in model order.
     text = msgspec.json.format(msgspec.json.encode(db), indent=4) + b"\n"
@@ -501,9 +508,7 @@ def walk(
     stats = WalkStats(per_tool={name: ToolCounts() for name in toolbox.names()})
     start = clock()
     for episode in range(episodes):
-        # String seeds are hashed with SHA-512 by `random`, so this is stable across
-        # processes and Python versions, and one episode replays without the others.
-        rng = random.Random(f"{seed}:{episode}")
+        rng = walk_rng(seed, episode)
         env = domain.environment(base, toolbox)
         for _ in range(calls):
             name, arguments = domain.sample_call(env.overlay, rng)
@@ -538,10 +543,10 @@ def render_walk(stats: WalkStats, load_seconds: float, base_unchanged: bool) -> 
 
 
 def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
-    config = load_config(args.config) if args.config else default_config()
+    config = _config(args.config)
     configure_logging(config.logging.level, config.logging.format)
     name = args.domain or config.run.domain
-    seed = config.run.seed if args.seed is None else args.seed
+    seed = run_seed(config, args.seed)
     episodes = args.episodes or config.walk.episodes
     calls = args.calls or config.walk.calls_per_episode
     settings = config.domain_settings(name)
@@ -551,7 +556,8 @@ def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
     if settings.db_path is None:
         from writ_async.capacity import check_scale
 
-        check_scale(name, settings.scale, args.config or "<defaults>", f"domains.{name}.scale")
+        check_scale(domain, settings.scale, args.config or "<defaults>",
+                    f"domains.{name}.scale")
     start = clock()
     base = domain.base(settings.db_path, seed, settings.scale)
     base_hash = base.db_hash()  # builds the hash index, so the walk times only the calls
@@ -577,7 +583,7 @@ def cmd_mock_server(args: argparse.Namespace) -> int:
     from writ_async.models.mock_server import MockServer, serve_forever
     from writ_async.models.setup import mock_model_names
 
-    config = load_config(args.config) if args.config else default_config()
+    config = _config(args.config)
     configure_logging(config.logging.level, config.logging.format)
     overrides = {
         name: value
@@ -633,21 +639,22 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
     from writ_async.synthesis.tasks import format_distribution, tasks_from_config
     from writ_async.tasks import load_tasks
 
-    config = load_config(args.config) if args.config else default_config()
+    config = _config(args.config)
     if args.domain is None and not args.config:
         raise ConfigError("<command line>", "give --domain, or a --config whose [run] domain "
                           "to use", "--domain")
     name = args.domain or config.run.domain
-    if name not in DOMAIN_NAMES:
+    if name not in domain_names():
         raise ConfigError(args.config, f"unknown domain `{name}`; known domains: "
-                          f"{', '.join(DOMAIN_NAMES)}", "run.domain")
+                          f"{', '.join(domain_names())}", "run.domain")
+    domain = get_domain(name)
     synthesis = config.synthesis
     if args.task_seed is not None:
         synthesis = msgspec.structs.replace(synthesis, seed=args.task_seed)
-    base = _database(name, args.db, args.seed, args.scale)
+    base = _database(domain, args.db, args.seed, args.scale)
     exclude = [t for path in args.exclude for t in load_tasks(path)]
     start = time.perf_counter()
-    tasks = tasks_from_config(name, base, args.count, args.seed, synthesis, exclude)
+    tasks = tasks_from_config(domain, base, args.count, args.seed, synthesis, exclude)
     if args.rewrite is not None:
         tasks = _rewrite(config, tasks, args.rewrite, args.config or "<defaults>", args.seed)
     elapsed = time.perf_counter() - start
@@ -691,7 +698,7 @@ def _rewrite(config: Any, tasks: list[Any], role: str, source: str, seed: int) -
 def simulate_config(args: argparse.Namespace) -> Any:
     """The config file with the command line's overrides applied (and checked)."""
     if args.config:
-        config = load_config(args.config)
+        config = load_config(args.config, domains=domain_names())
     elif getattr(args, "resume", None):
         # A resumed run goes on with the configuration it started with; flags may still
         # change what cannot change results (the manifest check refuses the rest).
@@ -702,16 +709,17 @@ def simulate_config(args: argparse.Namespace) -> Any:
         config = default_config()
     replace = msgspec.structs.replace
     run = config.run
-    if args.domain is not None and args.domain not in DOMAIN_NAMES:
+    known = domain_names()
+    if args.domain is not None and args.domain not in known:
         # The flag is wrong, whatever the config file says: blame the flag.
         raise ConfigError("<command line>", f"unknown domain `{args.domain}`; known domains: "
-                          f"{', '.join(DOMAIN_NAMES)}", "--domain")
+                          f"{', '.join(known)}", "--domain")
     if args.domain is not None or args.seed is not None:
         run = replace(run, domain=args.domain or run.domain,
-                      seed=run.seed if args.seed is None else args.seed)
-    if run.domain not in DOMAIN_NAMES:  # --domain was checked above: the file named it
+                      seed=run_seed(config, args.seed))
+    if run.domain not in known:  # --domain was checked above: the file named it
         raise ConfigError(args.config or "<command line>", f"unknown domain `{run.domain}`; "
-                          f"known domains: {', '.join(DOMAIN_NAMES)}", "run.domain")
+                          f"known domains: {', '.join(known)}", "run.domain")
     sim_overrides = {
         key: value for key, value in (
             ("tasks", args.tasks and str(Path(args.tasks).resolve())), ("split", args.split),
@@ -731,19 +739,17 @@ def simulate_config(args: argparse.Namespace) -> Any:
         raise ConfigError(args.config or "<command line>", "split is set but tasks is not: "
                           "a split names a split of the split_tasks.json beside the tasks "
                           "file", "simulate.split")
-    domains = config.domains
+    config = replace(config, run=run, simulate=sim)
     if args.db is not None:
-        current = config.domain_settings(run.domain)
-        domains = replace(domains, **{run.domain: replace(
-            current, db_path=str(Path(args.db).resolve()))})
+        config = config.with_domain(run.domain, db_path=str(Path(args.db).resolve()))
     if getattr(args, "scale", None) is not None:
-        current = getattr(domains, run.domain)
-        domains = replace(domains, **{run.domain: replace(current, scale=args.scale)})
-    config = replace(config, run=run, simulate=sim, domains=domains)
+        config = config.with_domain(run.domain, scale=args.scale)
     # Re-check what the overrides may have broken, the same way the file is checked.
     from writ_async.config import check_config
 
     check_config(config, args.config or "<command line>")
+    # A section for every registered domain, as a config file's would be.
+    config = check_domains(config, args.config or "<command line>", known)
     settings = config.domain_settings(run.domain)
     if settings.db_path is None:
         from writ_async.capacity import check_scale
@@ -752,7 +758,7 @@ def simulate_config(args: argparse.Namespace) -> Any:
         source = args.config or (f"{resumed}/manifest.json" if resumed else "<defaults>")
         scale_from = ("<command line>", "--scale") if getattr(args, "scale", None) is not None \
             else (source, f"domains.{run.domain}.scale")
-        check_scale(run.domain, settings.scale, *scale_from)
+        check_scale(get_domain(run.domain), settings.scale, *scale_from)
     return config
 
 
@@ -1001,7 +1007,10 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
     if args.split and not args.against:
         raise ConfigError("<command line>", "--split goes with --against")
-    stats = datastats.stats_of(args.run_dir, against=args.against, split=args.split)
+    # An export may hold rows of any registered domain: each is classified by its own.
+    kinds = datastats.toolbox_kinds({name: get_domain(name) for name in domain_names()})
+    stats = datastats.stats_of(args.run_dir, kind_of=kinds, against=args.against,
+                               split=args.split)
     if args.json:
         sys.stdout.write(datastats.encode(stats).decode())
     else:

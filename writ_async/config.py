@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,6 @@ from writ_async.behaviours import BehaviourMix
 from writ_async.errors import ConfigError
 from writ_async.models.mock_server import MockConfig
 
-DomainName = Literal["airline", "retail"]
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -39,7 +39,7 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=T
 
 class RunConfig(Section):
     seed: int = 0
-    domain: DomainName = "airline"
+    domain: str = "airline"  # a registered domain (``check_domains``)
     out_dir: str = "runs"
 
 
@@ -52,9 +52,9 @@ class DomainConfig(Section):
     tools_path: str | None = None  # tau2-bench tools.json: the schemas shown to models
 
 
-class DomainsConfig(Section):
-    airline: DomainConfig = msgspec.field(default_factory=DomainConfig)
-    retail: DomainConfig = msgspec.field(default_factory=DomainConfig)
+# ``[domains.<name>]`` tables by domain name. Which names exist is the registry's to say,
+# not this module's: ``check_domains`` refuses a name that is not registered.
+DomainsConfig = dict[str, DomainConfig]
 
 
 class WalkConfig(Section):
@@ -178,7 +178,7 @@ class SynthesisConfig(Section):
 
 class Config(Section):
     run: RunConfig = msgspec.field(default_factory=RunConfig)
-    domains: DomainsConfig = msgspec.field(default_factory=DomainsConfig)
+    domains: DomainsConfig = msgspec.field(default_factory=dict)
     walk: WalkConfig = msgspec.field(default_factory=WalkConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     models: ModelsConfig = msgspec.field(default_factory=ModelsConfig)
@@ -189,8 +189,12 @@ class Config(Section):
 
     def domain_settings(self, name: str) -> DomainConfig:
         """The ``[domains.<name>]`` section, or the defaults for a domain without one."""
-        settings = getattr(self.domains, name, None)
-        return settings if isinstance(settings, DomainConfig) else DomainConfig()
+        return self.domains.get(name) or DomainConfig()
+
+    def with_domain(self, name: str, **changes: Any) -> Config:
+        """This config with ``changes`` to the ``[domains.<name>]`` section."""
+        settings = msgspec.structs.replace(self.domain_settings(name), **changes)
+        return msgspec.structs.replace(self, domains={**self.domains, name: settings})
 
 
 def default_config() -> Config:
@@ -198,8 +202,29 @@ def default_config() -> Config:
     return Config()
 
 
-def load_config(path: Path | str) -> Config:
-    """Read, decode and check a config file; any problem is a ``ConfigError``."""
+def check_domains(config: Config, path: Path | str, known: Sequence[str]) -> Config:
+    """``config`` checked against the registered domains ``known``: ``[run] domain`` and
+    every ``[domains.<name>]`` must be one of them (else a ConfigError naming the key).
+    Returns it with a section for each of them, the defaults where the file has none, in
+    registry order (so that a manifest records every domain's settings)."""
+    listed = ", ".join(known)
+    for name in config.domains:
+        if name not in known:
+            raise ConfigError(path, f"unknown domain `{name}`; known domains: {listed}",
+                              f"domains.{name}")
+    if config.run.domain not in known:
+        raise ConfigError(path, f"unknown domain `{config.run.domain}`; known domains: "
+                          f"{listed}", "run.domain")
+    return msgspec.structs.replace(
+        config, domains={name: config.domain_settings(name) for name in known})
+
+
+def load_config(path: Path | str, *, domains: Sequence[str] | None = None) -> Config:
+    """Read, decode and check a config file; any problem is a ``ConfigError``.
+
+    ``domains``: the registered domain names the file is checked against
+    (``check_domains``); the commands always pass them. None leaves the names unchecked,
+    for a caller that takes only other sections from the file (a replay's ``--config``)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -219,6 +244,8 @@ def load_config(path: Path | str) -> Config:
             key_path = _name_dict_keys(data, key_path)
         raise ConfigError(path, message, key_path) from None
     check_config(config, path)
+    if domains is not None:
+        config = check_domains(config, path, domains)
     return _resolve_paths(config, path.parent)
 
 
@@ -384,10 +411,7 @@ def _resolve_domain(d: DomainConfig, base_dir: Path) -> DomainConfig:
 
 def _resolve_paths(config: Config, base_dir: Path) -> Config:
     replace = msgspec.structs.replace
-    domains = {
-        name: _resolve_domain(getattr(config.domains, name), base_dir)
-        for name in DomainsConfig.__struct_fields__
-    }
+    domains = {name: _resolve_domain(d, base_dir) for name, d in config.domains.items()}
     run = replace(config.run, out_dir=_resolve(config.run.out_dir, base_dir) or "")
     sim = config.simulate
     sim = replace(
@@ -399,5 +423,5 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         _resolve(p, base_dir) or p for p in config.synthesis.exclude])
     export = replace(config.export,
                      contamination_tasks=_resolve(config.export.contamination_tasks, base_dir))
-    return replace(config, run=run, domains=replace(config.domains, **domains), simulate=sim,
+    return replace(config, run=run, domains=domains, simulate=sim,
                    synthesis=synthesis, export=export)

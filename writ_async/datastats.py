@@ -46,11 +46,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from writ_async.errors import DataError
 from writ_async.export import OPENAI_FILE
 from writ_async.rundir import atomic_write
+
+if TYPE_CHECKING:
+    from writ_async.domain import Domain
 
 STATS_FILE = "stats.json"
 ROLES = ("system", "user", "assistant", "tool")
@@ -73,12 +76,16 @@ _SPACES = re.compile(r"\s+")
 KindOf = Callable[[str, str], str | None]
 
 
-def domain_kind(domain: str, tool: str) -> str | None:
-    """A tool's kind in a shipped domain's toolbox (None for a tool it does not have)."""
-    from domains import get_domain
+def toolbox_kinds(domains: Mapping[str, Domain]) -> KindOf:
+    """Classifies a tool call by its row's domain's toolbox, among ``domains`` (by name):
+    None for a tool the domain does not have, or a domain not among them. The commands
+    pass every registered domain; a run passes its own."""
+    def kind_of(domain: str, tool: str) -> str | None:
+        found = domains.get(domain)
+        kind = found.toolbox.kind(tool) if found is not None else None
+        return None if kind is None else str(kind)
 
-    kind = get_domain(domain).toolbox.kind(tool)
-    return None if kind is None else str(kind)
+    return kind_of
 
 
 # -- text rules --------------------------------------------------------------------------
@@ -183,7 +190,7 @@ def distribution(values: Sequence[int]) -> dict[str, float]:
 
 
 def compute_stats(rows: Sequence[Mapping[str, Any]], *,
-                  kind_of: KindOf = domain_kind) -> dict[str, Any]:
+                  kind_of: KindOf) -> dict[str, Any]:
     """The statistics of ``rows`` (OpenAI-format SFT rows) as a JSON-ready dict."""
     tokens: dict[str, list[int]] = {role: [] for role in (*ROLES, "total")}
     turns: list[int] = []
@@ -294,7 +301,7 @@ def _normal(value: Any) -> Any:
 
 
 def write_key(calls: Iterable[tuple[str, Any]], domain: str,
-              kind_of: KindOf = domain_kind) -> tuple[str, ...]:
+              kind_of: KindOf) -> tuple[str, ...]:
     """The sorted canonical (name, arguments) texts of the write calls among ``calls``."""
     return tuple(sorted(
         json.dumps([name, _normal(arguments)], sort_keys=True, separators=(",", ":"))
@@ -302,14 +309,14 @@ def write_key(calls: Iterable[tuple[str, Any]], domain: str,
     ))
 
 
-def row_write_key(row: Mapping[str, Any], kind_of: KindOf = domain_kind) -> tuple[str, ...]:
+def row_write_key(row: Mapping[str, Any], kind_of: KindOf) -> tuple[str, ...]:
     calls = [call for message in _messages(row) if message.get("role") == "assistant"
              for call in _calls(message)]
     return write_key(calls, _domain(row), kind_of)
 
 
 def contamination(rows: Sequence[Mapping[str, Any]], tasks: Sequence[Any], *,
-                  source: str, kind_of: KindOf = domain_kind) -> dict[str, Any]:
+                  source: str, kind_of: KindOf) -> dict[str, Any]:
     """How many ``rows`` reproduce the gold writes of one of ``tasks``
     (``writ_async.tasks.Task`` objects; ``source`` names where they came from). A task's
     writes are read with the toolbox of the row it is compared with."""
@@ -378,28 +385,31 @@ def export_path(run_or_file: Path | str) -> Path:
     return path if path.is_file() or path.suffix == ".jsonl" else path / "export" / OPENAI_FILE
 
 
-def stats_of(path: Path | str, *, against: str | None = None,
+def stats_of(path: Path | str, *, kind_of: KindOf, against: str | None = None,
              split: str | None = None) -> dict[str, Any]:
-    """The statistics of a run's (or a file's) OpenAI export, with the contamination
-    report against the task file ``against`` (its ``split`` only, if given)."""
+    """The statistics of a run's (or a file's) OpenAI export, tool calls classified by
+    ``kind_of``, with the contamination report against the task file ``against`` (its
+    ``split`` only, if given)."""
     from writ_async.tasks import load_tasks
 
     rows = load_rows(export_path(path))
-    stats = compute_stats(rows)
+    stats = compute_stats(rows, kind_of=kind_of)
     if against is not None:
         tasks = load_tasks(against, split=split)
         source = against + (f" (split {split})" if split else "")
-        stats["contamination"] = contamination(rows, tasks, source=source)
+        stats["contamination"] = contamination(rows, tasks, source=source, kind_of=kind_of)
     return stats
 
 
-def write_export_stats(export_dir: Path | str, *, against: str | None = None,
+def write_export_stats(export_dir: Path | str, *, kind_of: KindOf,
+                       against: str | None = None,
                        split: str | None = None,
                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Compute the statistics of ``export_dir``'s OpenAI file and write them beside it
     (``stats.json``), with ``extra`` sections (e.g. the preference export's report); what
     ``writ simulate`` does after its export."""
-    stats = stats_of(Path(export_dir) / OPENAI_FILE, against=against, split=split)
+    stats = stats_of(Path(export_dir) / OPENAI_FILE, kind_of=kind_of, against=against,
+                     split=split)
     stats.update(extra or {})
     write_stats(stats, Path(export_dir))
     return stats

@@ -1,9 +1,12 @@
 """What a domain is to the engine, and the environment an episode runs tools in.
 
 A domain (``domains/airline``, ``domains/retail``) is data plus pure functions: a record
-schema, a toolbox, a default policy text, a loader for tau2-bench's ``db.json`` and a
-seeded generator. ``Domain`` bundles them; ``Environment`` is one episode's use of them
-(its overlay and the toolbox).
+schema, a toolbox (whose tool kinds classify every call), a default policy text, a loader
+for tau2-bench's ``db.json``, a seeded generator, its task synthesizers and what the
+scripted participants say about it. ``Domain`` bundles them, so that the engine takes a
+``Domain`` and never imports a domain or looks one up by name (only the commands use the
+registry, ``domains.get_domain``); ``Environment`` is one episode's use of a domain (its
+overlay and the toolbox).
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -21,6 +24,14 @@ from writ_async.errors import DataError
 from writ_async.overlay import BaseDB, Copier, Overlay
 from writ_async.phrasebank import DomainPhrases
 from writ_async.tools import Toolbox, ToolResult
+
+if TYPE_CHECKING:  # the synthesis modules import this one (Environment)
+    from writ_async.synthesis.drafts import Synthesizer
+    from writ_async.synthesis.readheavy import ReadHeavySynthesizer
+
+# Peak memory per unit of scale of a domain whose generator was never measured: the
+# largest shipped figure, so that the estimate errs on the side of refusing.
+UNMEASURED_BYTES_PER_SCALE = 18_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,16 @@ class Domain:
     ``sample_call`` proposes a plausible tool call from an episode's live state (seeded
     walks, benchmarks, load generation); ``phrases`` is how the scripted agent describes
     the domain's writes, their outcomes and its reads.
+
+    ``write_intensive`` and ``read_heavy`` prepare the domain's task synthesizers (WRIT
+    stage 1, ``synthesis.tasks``) for one base; a domain without a read-heavy synthesizer
+    can only be asked for write-intensive tasks. ``forbidden_requests`` maps each request
+    the policy refuses whatever the user's records are to the reason the agent gives;
+    ``vague_openers`` are a user's first lines that say nothing yet (both for the user
+    behaviours, ``behaviours``; empty: the generic ones). ``identity_lookups`` names the
+    read tools whose arguments identify the user, each with what the scripted agent asks
+    for to make it (None: the user id). ``bytes_per_scale`` is the generator's measured
+    peak memory per unit of scale (``capacity``).
     """
 
     name: str
@@ -43,6 +64,12 @@ class Domain:
     sample_call: Callable[[Overlay, random.Random], tuple[str, dict[str, Any]]]
     # How the scripted agent talks about this domain's tools (None: generic wording).
     phrases: DomainPhrases | None = None
+    write_intensive: Callable[[BaseDB], Synthesizer] | None = None
+    read_heavy: Callable[[BaseDB], ReadHeavySynthesizer] | None = None
+    forbidden_requests: Mapping[str, str] = field(default_factory=dict)
+    vague_openers: tuple[str, ...] = ()
+    identity_lookups: Mapping[str, str | None] = field(default_factory=dict)
+    bytes_per_scale: int = UNMEASURED_BYTES_PER_SCALE
 
     def tables_of(self, db: msgspec.Struct) -> BaseDB:
         tables = {f: getattr(db, f) for f in self.db_file_type.__struct_fields__}

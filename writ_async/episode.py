@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from writ_async.errors import ProtocolError
 from writ_async.messages import (
     STOP,
     AssistantMessage,
@@ -95,10 +96,6 @@ class Finished:
 
 
 Action = AskAgent | AskUser | RunTools | Finished
-
-
-class ProtocolError(RuntimeError):
-    """The shell fed an event the episode was not waiting for: a bug in the caller."""
 
 
 class Episode:

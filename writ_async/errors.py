@@ -1,28 +1,42 @@
-"""Every error type the engine raises, in one place.
+"""Every error type the engine raises, in one place, under one root: ``WritException``.
 
-Two kinds of failure exist (DESIGN principle 4):
+Three kinds of failure exist (DESIGN principle 4):
 
 * ``ToolError`` is *data*: a tool call the model made was refused (unknown reservation,
   bad arguments, ...). The environment turns it into an error tool result that the model
   sees; it never escapes a tool call.
 * Everything under ``WritError`` is an operator-facing fault: bad configuration, a bad
   data file, a broken journal. Each carries enough context (file, key path, line) to be
-  fixed without a traceback.
+  fixed without a traceback; the CLI prints it and exits non-zero.
+* Everything under ``InternalError`` is raised and handled inside the engine (a
+  participant's reply that ends an episode, a load-test request withdrawn), or, escaping,
+  is a bug (the Episode fed out of turn, a gold action that fails). It is kept off
+  ``WritError`` so that the CLI never turns a bug into a one-line message.
 
-Anything else that escapes is a bug and is allowed to crash loudly.
+Anything else that escapes is a bug and is allowed to crash loudly. The only exception
+classes defined elsewhere are private control flow of one module (``_Stopped`` and the
+like, never raised past it); tests/test_errors_tree.py holds the list.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # episode.py imports this module: the type is for annotations only
+    from writ_async.episode import Termination
 
 
-class ToolError(Exception):
+class WritException(Exception):
+    """The root of every error type writ_async defines."""
+
+
+class ToolError(WritException):
     """A tool refused a call; ``str(self)`` is the text after ``"Error: "``."""
 
 
-class WritError(Exception):
+class WritError(WritException):
     """Base of every operator-facing error the engine raises on purpose."""
 
 
@@ -61,6 +75,11 @@ class ToolCallFormatError(WritError):
         self.source = source
         self.line = line
         super().__init__(f"{source}:{line}: {message}")
+
+
+class SynthesisError(WritError):
+    """The database cannot yield the tasks asked for (too small, or too few users that
+    fit the requested number of writes or reads)."""
 
 
 # -- model calls ---------------------------------------------------------------------------
@@ -219,6 +238,43 @@ class ReplayDivergence(WritError):
     def reason(self) -> str:
         """``event: field`` without list indices: what ``--all`` counts by."""
         return f"{self.event}: {_INDEX.sub('', self.field)}"
+
+
+# -- internal ------------------------------------------------------------------------------
+# Raised and caught inside the engine; one that escapes is a bug (see the module docstring).
+# Those that were a builtin kind before keep it as a second base, so that existing
+# ``except RuntimeError`` / ``AssertionError`` / ``ValueError`` handlers (and tests)
+# still see them.
+
+
+class InternalError(WritException):
+    """Base of the errors the engine raises for itself, never for an operator."""
+
+
+class ProtocolError(InternalError, RuntimeError):
+    """The shell fed an event the episode was not waiting for: a bug in the caller."""
+
+
+class ParticipantError(InternalError):
+    """A participant's reply could not be used; ``reason`` is the episode's ending."""
+
+    def __init__(self, reason: Termination, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class GoldActionError(InternalError, AssertionError):
+    """A gold action failed, or the gold does not replay to the simulated end state: a
+    bug in a domain's synthesizer, never a property of the data."""
+
+
+class ScriptedRequestError(InternalError, ValueError):
+    """A request the scripted policy cannot answer: no or a malformed tag, an unknown
+    task or domain. A client bug, not a model's output."""
+
+
+class NotSent(InternalError):
+    """A gated load-test request was withdrawn before its time (the run stopped)."""
 
 
 _INDEX = re.compile(r"\[[^\]]*\]")

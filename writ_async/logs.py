@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -155,3 +156,18 @@ def reset_logging() -> None:
 def get_logger(**bind: Any) -> Any:
     """A logger with ``bind`` as context on every event it emits."""
     return structlog.get_logger().bind(**bind)
+
+
+@contextmanager
+def episode_context(episode_id: str, task_id: str, trial: int) -> Iterator[None]:
+    """Inside, every event logged carries the episode's ``episode_id``, ``task_id`` and
+    ``trial``, from whichever module logs it (a retry deep in the model pool included).
+
+    The ids live in structlog's contextvars (merged by ``configure_logging``'s first
+    processor): asyncio gives each task a copy of the context, so episodes running
+    concurrently, one task each, never see each other's ids, and leaving restores what
+    was bound before.
+    """
+    with structlog.contextvars.bound_contextvars(episode_id=episode_id, task_id=task_id,
+                                                 trial=trial):
+        yield

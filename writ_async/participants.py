@@ -23,6 +23,7 @@ from writ_async.errors import (
     ContextLengthExceeded,
     MalformedResponse,
     ModelCallError,
+    ParticipantError,
     ToolError,
 )
 from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
@@ -43,14 +44,6 @@ class Turn:
 
 class Participant(Protocol):
     async def reply(self, messages: Sequence[Message]) -> Turn: ...
-
-
-class ParticipantError(Exception):
-    """A participant's reply could not be used; ``reason`` is the episode's ending."""
-
-    def __init__(self, reason: Termination, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def termination_for(error: ModelCallError, *, is_agent: bool) -> Termination:

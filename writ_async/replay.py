@@ -80,7 +80,7 @@ from writ_async.journal import (
 )
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.participants import ParticipantError, Turn
-from writ_async.records import Check, EpisodeRecord, Lineage, Timing, derive_seed, episode_id
+from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.results import summary
 from writ_async.rundir import (
     JOURNAL,
@@ -93,6 +93,7 @@ from writ_async.rundir import (
 )
 from writ_async.runner import EpisodeSpec, first_difference, restore, run_episode
 from writ_async.scheduler import StopRequest, run_many
+from writ_async.seeds import episode_seed
 from writ_async.simulate import (
     TASKS,
     Prepared,
@@ -654,7 +655,7 @@ def _show(value: object, limit: int = 300) -> str:
 class Overrides:
     """What a continuation may change from the parent run's config."""
 
-    seed: int | None = None  # episode seeds derive from this instead (records.derive_seed)
+    seed: int | None = None  # episode seeds derive from this instead (seeds.episode_seed)
     agent: str | None = None
     user: str | None = None
     config_path: str | None = None  # its [models] and [mock] replace the parent's
@@ -777,7 +778,7 @@ def _spec(run: ReplayRun, ep: RecordedEpisode, step: int, mode: str,
     if overrides.behaviours is not None:
         behaviours = overrides.behaviours
     if overrides.seed is not None:
-        seed = derive_seed(overrides.seed, scenario_id(task_id, behaviours), trial)
+        seed = episode_seed(overrides.seed, scenario_id(task_id, behaviours), trial)
     lineage = Lineage(parent_run=run.manifest.run_id, parent_dir=str(run.path),
                       parent_episode=ep.episode_id, parent_attempt=ep.attempt,
                       fork_step=step, mode=mode)

@@ -20,8 +20,7 @@ from typing import Any
 
 import msgspec
 
-from domains import NAMES as DOMAIN_NAMES
-from domains import get_domain
+from writ_async.domain import Domain
 from writ_async.export import ExportFilter, keep
 from writ_async.grading import (
     NL_ASSERTION,
@@ -41,8 +40,12 @@ DEFAULT_MAX_ERRORS = 10
 
 
 def to_tau2_results(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
-                    info: Mapping[str, Any], *, timestamp: str | None = None) -> bytes:
+                    info: Mapping[str, Any], *, domain: Domain | None,
+                    timestamp: str | None = None) -> bytes:
     """results.json bytes for ``records`` (each must name one of ``tasks``).
+
+    ``domain`` is the run's: its toolbox gives each gold action's ``tool_type`` (None for
+    an episode of another domain, or with no domain given).
 
     ``info`` may hold tau2's Info fields (``git_commit``, ``num_trials``, ``max_steps``,
     ``max_errors``, ``seed``, ``agent_info``, ``user_info``, ``environment_info``) and,
@@ -65,7 +68,7 @@ def to_tau2_results(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
         "timestamp": timestamp,
         "info": _info(info, ordered),
         "tasks": [_task(task) for task in tasks],
-        "simulations": [_simulation(r, by_id[r.task_id]) for r in ordered],
+        "simulations": [_simulation(r, by_id[r.task_id], domain) for r in ordered],
     }
     return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
 
@@ -120,7 +123,7 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
 
 
-def _simulation(record: EpisodeRecord, task: Task) -> dict[str, Any]:
+def _simulation(record: EpisodeRecord, task: Task, domain: Domain | None) -> dict[str, Any]:
     timing = record.timing
     return {
         "id": record.episode_id,
@@ -132,7 +135,9 @@ def _simulation(record: EpisodeRecord, task: Task) -> dict[str, Any]:
         "termination_reason": record.termination,
         "agent_cost": None,
         "user_cost": None,
-        "reward_info": (_reward_info(record.reward_info, task, record.domain)
+        "reward_info": (_reward_info(record.reward_info, task,
+                                     domain if domain is not None
+                                     and domain.name == record.domain else None)
                         if record.reward_info is not None else None),
         "messages": [message_to_tau2(m) for m in record.messages],
         "trial": record.trial,
@@ -186,14 +191,12 @@ def _action(action: Action) -> dict[str, Any]:
     }
 
 
-def _tool_type(domain: str, name: str) -> str | None:
-    if domain not in DOMAIN_NAMES:
-        return None
-    kind = get_domain(domain).toolbox.kind(name)
+def _tool_type(domain: Domain | None, name: str) -> str | None:
+    kind = domain.toolbox.kind(name) if domain is not None else None
     return str(kind) if kind is not None else None
 
 
-def _reward_info(info: RewardInfo, task: Task, domain: str) -> dict[str, Any]:
+def _reward_info(info: RewardInfo, task: Task, domain: Domain | None) -> dict[str, Any]:
     gold = task.gold_actions
     if len(gold) != len(info.action_checks):
         raise ValueError(f"task {task.id} has {len(gold)} gold actions but its grade has "

@@ -38,10 +38,11 @@ from typing import Any
 import msgspec
 
 from writ_async import __version__
-from writ_async.config import Config
+from writ_async.config import Config, DomainConfig
 from writ_async.errors import JournalBusy, JournalCorrupt, RunDirError
 from writ_async.journal import FsyncPolicy, JournalContents, JournalWriter, read_journal
 from writ_async.journal import truncate_torn_tail as _truncate_torn_tail
+from writ_async.seeds import run_seed
 
 MANIFEST = "manifest.json"
 JOURNAL = "journal.bin"
@@ -103,6 +104,9 @@ _SECRETS = ("mock.api_key",)  # never written to disk; the manifest says only th
 _REDACTED = "<redacted>"
 
 _canonical = msgspec.json.Encoder(order="sorted")  # the fingerprint must not depend on order
+_DEFAULT_DOMAIN_SECTION = {key: value
+                           for key, value in msgspec.to_builtins(DomainConfig()).items()
+                           if f"domains.*.{key}" not in VOLATILE_CONFIG}
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,7 +117,7 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     writ_version: str
     python_version: str
     config: dict[str, Any]  # msgspec.to_builtins(Config), secrets redacted
-    seed: int  # the run seed; each episode's seed derives from it (records.derive_seed)
+    seed: int  # the run seed; each episode's seed derives from it (seeds.episode_seed)
     domain: str
     base_db_hash: str
     tasks_file_sha256: str  # of the task file's bytes, or of the encoded synthesized tasks
@@ -127,6 +131,13 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         config = msgspec.json.decode(msgspec.json.encode(self.config))  # a private deep copy
         for key in VOLATILE_CONFIG:
             _drop(config, key.split("."))
+        # A domain's section left at its defaults is the same run as no section: the
+        # commands write one for every registered domain, a library caller may not.
+        default = _DEFAULT_DOMAIN_SECTION
+        sections = {name: {**default, **section}
+                    for name, section in config.get("domains", {}).items()}
+        config["domains"] = {name: section for name, section in sections.items()
+                             if section != default}
         return {
             "config": config, "seed": self.seed, "domain": self.domain,
             "base_db_hash": self.base_db_hash, "tasks_file_sha256": self.tasks_file_sha256,
@@ -158,7 +169,7 @@ def new_manifest(
     manifest = Manifest(
         run_id=run_id or "", created=stamp.isoformat(timespec="seconds"),
         writ_version=__version__, python_version=platform.python_version(),
-        config=plain, seed=config.run.seed, domain=config.run.domain,
+        config=plain, seed=run_seed(config), domain=config.run.domain,
         base_db_hash=base_db_hash, tasks_file_sha256=tasks_file_sha256,
         task_ids=list(task_ids), trials=trials, agent=agent, user=user,
     )

@@ -47,6 +47,7 @@ from writ_async.journal import (
     ToolExecuted,
 )
 from writ_async.judge import nl_assertions_of
+from writ_async.logs import episode_context
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.overlay import BaseDB
 from writ_async.participants import Participant, ParticipantError, Turn
@@ -288,7 +289,15 @@ async def run_episode(
     counters: Counters | None = None,
 ) -> EpisodeRecord:
     """Run one episode to its end (from ``spec.prefix`` restored, if any), journal it,
-    grade it, and commit its record."""
+    grade it, and commit its record. Whatever is logged meanwhile (model retries, a
+    judge's failures) carries the episode's ids (``logs.episode_context``)."""
+    with episode_context(spec.episode_id, spec.task.id, spec.trial):
+        return await _run_episode(setup, spec, agent, user, sink, counters)
+
+
+async def _run_episode(setup: EpisodeSetup, spec: EpisodeSpec, agent: Participant,
+                       user: Participant, sink: Sink, counters: Counters | None,
+                       ) -> EpisodeRecord:
     counters = counters or Counters()
     ep_id = spec.episode_id
     started = setup.wall_clock()

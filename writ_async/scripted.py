@@ -8,12 +8,13 @@ reason for calling, reveals its facts when asked, says yes when asked to confirm
 ends the episode when the agent closes.
 
 Both are pure functions of what their side of the conversation shows (plus the task,
-the toolbox's tool kinds and the seed). That is what lets the mock server answer for
-them (``models/scripted_policy.py``): rebuilt from an HTTP request's history they give
-the same reply as in-process. So they keep no state between calls: the agent finds its
-place in the plan by counting its own messages since the user first spoke, and every
-random choice is drawn from ``random.Random(f"{seed}:...")`` keyed on the seed and on
-the history length, or made once from the seed when the plan is built.
+its ``Domain``: tool kinds, phrases, forbidden requests, identity lookups; and the
+seed). That is what lets the mock server answer for them (``models/scripted_policy.py``):
+rebuilt from an HTTP request's history they give the same reply as in-process. So they
+keep no state between calls: the agent finds its place in the plan by counting its own
+messages since the user first spoke, and every random choice is drawn from
+``random.Random(f"{seed}:...")`` keyed on the seed and on the history length, or made
+once from the seed when the plan is built.
 
 The marker sentences (``ASK_MARKER``, ``CONFIRM_LINE``, ``CLOSING_LINE``,
 ``TRANSFER_LINE``) are shared so the user recognises the agent's intent from its text
@@ -41,7 +42,6 @@ mistake, so that a test asking for one kind never silently gets another.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import random
 import re
@@ -78,7 +78,6 @@ from writ_async.behaviours import (
     preference,
     replace_value,
     string_leaves,
-    task_domain,
     terse,
     vague_opener,
 )
@@ -120,13 +119,9 @@ DEFAULT_MAX_USER_TURNS = 30
 
 _YES = re.compile(r"\byes\b", re.IGNORECASE)  # tau2's policies ask for an explicit "yes"
 
-_IDENTITY_BY_LOOKUP = {
-    "find_user_id_by_email": "the email address on your account",
-    "find_user_id_by_name_zip": "your first and last name and your zip code",
-}
+# What the agent asks for when the user's identity lookup (``Domain.identity_lookups``:
+# the lookups whose arguments identify the user, asked for first) names nothing else.
 _IDENTITY_DEFAULT = "your user id"
-# The lookups whose arguments identify the user (what the ASK step asks for first).
-_IDENTITY_LOOKUPS = frozenset((*_IDENTITY_BY_LOOKUP, "get_user_details"))
 HEARD_SUFFIX = "_heard"  # a lookup made with a value as the user said it (maybe mistyped)
 REASK_LIMIT = 6  # re-asks for a missing value before the agent goes on without it
 # What the agent calls an argument when it asks for it.
@@ -142,9 +137,9 @@ _ASK_FOR = {
 }
 # Every fixed string the agent may say, so that a hallucinated value is only ever chosen
 # among communicate strings that no fixed phrase happens to contain (``_reportable``).
-_FIXED_TEXT = (*pb.fixed_wording(), *_IDENTITY_BY_LOOKUP.values(), _IDENTITY_DEFAULT,
-               *_ASK_FOR.values(), ASK_MARKER, CONFIRM_LINE, CLOSING_LINE, TRANSFER_LINE,
-               DEFAULT_GREETING)
+# The domain's identity asks are added per agent (``_reportable``).
+_FIXED_TEXT = (*pb.fixed_wording(), _IDENTITY_DEFAULT, *_ASK_FOR.values(), ASK_MARKER,
+               CONFIRM_LINE, CLOSING_LINE, TRANSFER_LINE, DEFAULT_GREETING)
 # What the report calls a value found under a key of a tool result.
 _KEY_LABELS = {
     "price": "the price", "amount": "the amount", "balance": "the balance",
@@ -258,23 +253,28 @@ class ScriptedAgent:
 
     Its wording comes from the phrase bank, composed afresh for each message from an rng
     keyed on the seed and the history length; what it says about the domain's tools
-    (``phrases``: by default the ``Domain.phrases`` of the domain the toolbox belongs to)
-    is read from the arguments and the tool results in the history.
+    (``phrases``: by default ``domain.phrases``) is read from the arguments and the tool
+    results in the history. The tool kinds, the forbidden requests it refuses and the
+    lookups that identify the user are the domain's too.
     """
 
-    __slots__ = ("_change", "_kind_of", "_kinds", "_needed", "_phrases", "_refusals",
-                 "_reported", "actions", "mistake", "plan", "seed", "task", "transfers")
+    __slots__ = ("_change", "_domain", "_kind_of", "_kinds", "_needed", "_phrases",
+                 "_refusals", "_reported", "actions", "mistake", "plan", "seed", "task",
+                 "transfers")
 
-    def __init__(self, task: Task, toolbox: Toolbox, seed: int,
+    def __init__(self, task: Task, domain: Domain, seed: int,
                  mistakes: MistakeConfig | None = None, *,
                  phrases: pb.DomainPhrases | None = None) -> None:
         self.task = task
         self.seed = seed
+        self._domain = domain
+        toolbox = domain.toolbox
         self.actions: list[Action] = task.gold_actions
         kinds = [_kind(toolbox, a.name) for a in self.actions]
         self._kinds = kinds
         self._kind_of = {name: _kind(toolbox, name) for name in toolbox.names()}
-        self._phrases = phrases if phrases is not None else _domain_phrases(toolbox.owner)
+        self._phrases = (phrases if phrases is not None
+                         else domain.phrases or _GENERIC_PHRASES)
         self._needed = _needed_values(task)
         criteria = task.evaluation_criteria
         self._reported: list[str] = list((criteria.communicate_info or []) if criteria else [])
@@ -282,7 +282,9 @@ class ScriptedAgent:
         self.transfers = any(a.name == TRANSFER_TOOL for a in self.actions)
         order = list(range(len(self.actions)))
         unconfirmed: int | None = None
-        decided = _decide(self.actions, kinds, self._reported, seed, mistakes or NO_MISTAKES)
+        asks = tuple(ask for ask in domain.identity_lookups.values() if ask is not None)
+        decided = _decide(self.actions, kinds, self._reported, seed, mistakes or NO_MISTAKES,
+                          asks)
         self.mistake, self._change = decided or (None, None)
         if self.mistake is not None:
             m = self.mistake
@@ -311,7 +313,8 @@ class ScriptedAgent:
         if first_user is None:  # the agent opens (no configured greeting)
             return AssistantMessage(content=DEFAULT_GREETING, turn_idx=turn)
         last = messages[-1]
-        reason = forbidden_reason(last.content) if isinstance(last, UserMessage) else None
+        reason = (forbidden_reason(last.content, self._domain)
+                  if isinstance(last, UserMessage) else None)
         if reason is not None:
             return self._text(self._say([pb.compose(rng, pb.REFUSAL_LEADS, pb.REFUSAL_BODIES,
                                                     pb.REFUSAL_REASONS, reason=reason)]), turn)
@@ -416,7 +419,7 @@ class ScriptedAgent:
         said = " ".join(m.content for m in messages[:start] if isinstance(m, UserMessage))
         needed = [pair for pairs in self._needed for pair in pairs]
         # Without an identity lookup the plan never shows who the user is: ask.
-        identified = any(a.name in _IDENTITY_LOOKUPS and pairs
+        identified = any(a.name in self._domain.identity_lookups and pairs
                          for a, pairs in zip(self.actions, self._needed, strict=True))
         return not identified or any(not _heard(said, value) for _, value in needed)
 
@@ -425,7 +428,7 @@ class ScriptedAgent:
         yet), or, when that is known, the pieces still missing, named."""
         said = " ".join(m.content for m in messages if isinstance(m, UserMessage))
         identity = [v for a, pairs in zip(self.actions, self._needed, strict=True)
-                    if a.name in _IDENTITY_LOOKUPS for _, v in pairs]
+                    if a.name in self._domain.identity_lookups for _, v in pairs]
         needed = list(dict.fromkeys(pair for pairs in self._needed for pair in pairs))
         missing = [(k, v) for k, v in needed if not _heard(said, v)]
         heard_any = len(missing) < len(needed)
@@ -439,9 +442,10 @@ class ScriptedAgent:
 
     def _identity(self) -> str:
         # Ask for what the gold plan looks the user up by (retail: email or name and zip).
+        lookups = self._domain.identity_lookups
         for action in self.actions:
-            if action.name in _IDENTITY_BY_LOOKUP:
-                return _IDENTITY_BY_LOOKUP[action.name]
+            if lookups.get(action.name) is not None:
+                return lookups[action.name]  # type: ignore[return-value]
         return _IDENTITY_DEFAULT
 
     def _records(self, messages: Sequence[Message]) -> list[pb.Record]:
@@ -678,19 +682,7 @@ class ScriptedAgent:
         return args
 
 
-_GENERIC_PHRASES = pb.DomainPhrases()
-
-
-@functools.cache
-def _domain_phrases(owner: str) -> pb.DomainPhrases:
-    """The phrases of the shipped domain whose toolbox is ``owner`` (generic otherwise)."""
-    from domains import NAMES, get_domain  # the shipped domains depend on writ_async
-
-    for name in NAMES:
-        domain = get_domain(name)
-        if domain.toolbox.owner == owner:
-            return domain.phrases or _GENERIC_PHRASES
-    return _GENERIC_PHRASES
+_GENERIC_PHRASES = pb.DomainPhrases()  # for a domain without phrases of its own
 
 
 def _said(messages: Sequence[Message]) -> str:
@@ -907,16 +899,18 @@ Decision = tuple[AppliedMistake, _ArgumentChange | None]
 
 
 def _decide(actions: list[Action], kinds: list[ToolKind], reported: list[str], seed: int,
-            config: MistakeConfig) -> Decision | None:
+            config: MistakeConfig, fixed: tuple[str, ...] = ()) -> Decision | None:
+    """The mistake the agent makes, if any; ``fixed``: the domain's own fixed phrases,
+    which a hallucinated value must not be found in either (``_reportable``)."""
     rng = random.Random(f"{seed}:mistake")
     if config.forced is not None:
-        return _apply(actions, kinds, reported, MistakeKind(config.forced), rng)
+        return _apply(actions, kinds, reported, MistakeKind(config.forced), rng, fixed)
     if config.rate <= 0.0 or rng.random() >= config.rate:
         return None
     allowed = config.allowed()
     start = rng.randrange(len(allowed))
     for kind in allowed[start:] + allowed[:start]:
-        decided = _apply(actions, kinds, reported, kind, rng)
+        decided = _apply(actions, kinds, reported, kind, rng, fixed)
         if decided is not None:
             return decided
     return None
@@ -927,7 +921,8 @@ def _writes(kinds: list[ToolKind]) -> list[int]:
 
 
 def _apply(actions: list[Action], kinds: list[ToolKind], reported: list[str],
-           kind: MistakeKind, rng: random.Random) -> Decision | None:
+           kind: MistakeKind, rng: random.Random,
+           fixed: tuple[str, ...] = ()) -> Decision | None:
     """The mistake of ``kind`` placed by ``rng``, or None when it cannot apply."""
     writes = _writes(kinds)
     if kind is MistakeKind.SKIPPED_READ:
@@ -950,7 +945,7 @@ def _apply(actions: list[Action], kinds: list[ToolKind], reported: list[str],
         w = rng.choice(writes)
         return AppliedMistake(kind=kind, action=w, detail=f"{actions[w].name} unconfirmed"), None
     if kind is MistakeKind.HALLUCINATED_VALUE:
-        reportable = _reportable(reported, [actions[w].arguments for w in writes])
+        reportable = _reportable(reported, [actions[w].arguments for w in writes], fixed)
         if reportable:
             c = rng.choice(reportable)
             return AppliedMistake(kind=kind, path=f"communicate_info[{c}]",
@@ -997,14 +992,15 @@ def _write_first(actions: list[Action], kinds: list[ToolKind], write: int) -> li
     return [*range(window[0]), write, *window, *range(write + 1, count)]
 
 
-def _reportable(values: list[str], write_args: list[dict[str, Any]]) -> list[int]:
+def _reportable(values: list[str], write_args: list[dict[str, Any]],
+                fixed_extra: tuple[str, ...] = ()) -> list[int]:
     """Communicate strings whose absence the COMMUNICATE check would notice: not inside
     another required string, a write's arguments (shown in confirmations) or the agent's
     fixed phrases. Strings with digits are preferred: they are the facts that matter."""
     def norm(text: str) -> str:
         return text.lower().replace(",", "")
 
-    fixed = norm(" ".join((*_FIXED_TEXT, json.dumps(write_args))))
+    fixed = norm(" ".join((*_FIXED_TEXT, *fixed_extra, json.dumps(write_args))))
     ok = []
     for i, value in enumerate(values):
         v = norm(value)
@@ -1162,7 +1158,7 @@ class ScriptedUser:
 
     def __init__(self, task: Task, seed: int,
                  max_turns: int = DEFAULT_MAX_USER_TURNS, *,
-                 behaviours: Sequence[str] = ()) -> None:
+                 behaviours: Sequence[str] = (), domain: Domain | None) -> None:
         self.task = task
         self.seed = seed
         self.max_turns = max_turns
@@ -1175,7 +1171,8 @@ class ScriptedUser:
             self.reason, facts = instructions.strip(), []
         # Facts to reveal, in order; task_instructions of "." (tau2 placeholders) is none.
         self.facts = [f.strip() for f in facts if len(f.strip()) > 1]
-        self._telling = _Telling(task, seed, self.behaviours) if self.behaviours else None
+        self._telling = (_Telling(task, seed, self.behaviours, domain) if self.behaviours
+                         else None)
 
     def __repr__(self) -> str:
         told = f" behaviours={'+'.join(self.behaviours)}" if self.behaviours else ""
@@ -1260,9 +1257,9 @@ class _Telling:
     __slots__ = ("chunks", "cooperative", "forbidden", "lines", "mistake", "preference",
                  "single", "style", "told", "units", "vague")
 
-    def __init__(self, task: Task, seed: int, behaviours: tuple[str, ...]) -> None:
+    def __init__(self, task: Task, seed: int, behaviours: tuple[str, ...],
+                 domain: Domain | None) -> None:
         chosen = set(behaviours)
-        domain = task_domain(task)
         self.cooperative = COOPERATIVE in chosen
         self.style = (_TERSE if IMPATIENT in chosen else _CHATTY if VERBOSE in chosen
                       else _PLAIN)
@@ -1438,7 +1435,7 @@ def _intent(text: str) -> str:
 
 
 def run_scripted_episode(
-    domain: Domain | str,
+    domain: Domain,
     base: BaseDB,
     task: Task,
     seed: int,
@@ -1453,13 +1450,9 @@ def run_scripted_episode(
     episode, its final DB hash and the agent (whose ``mistake`` tells what went wrong on
     purpose). ``turn_idx`` is stamped here,
     as the runner does: the participants' views do not know the full conversation."""
-    if isinstance(domain, str):
-        from domains import get_domain  # the shipped domains depend on writ_async
-
-        domain = get_domain(domain)
     env = domain.environment(base)
-    agent = ScriptedAgent(task, domain.toolbox, seed, mistakes)
-    user = ScriptedUser(task, seed, behaviours=behaviours)
+    agent = ScriptedAgent(task, domain, seed, mistakes)
+    user = ScriptedUser(task, seed, behaviours=behaviours, domain=domain)
     episode = Episode(limits, greeting)
     action = episode.start()
     while not isinstance(action, Finished):

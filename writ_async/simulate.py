@@ -29,7 +29,8 @@ import writ_async
 from domains import get_domain
 from writ_async.behaviours import Scenario, expand_scenarios, with_behaviours
 from writ_async.config import Config
-from writ_async.datastats import write_export_stats
+from writ_async.datastats import toolbox_kinds, write_export_stats
+from writ_async.domain import Domain
 from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export import ExportContext, ExportFilter, ExportReport, is_kept, write_exports
@@ -49,12 +50,13 @@ from writ_async.prompts import (
     agent_system_prompt,
     user_system_prompt,
 )
-from writ_async.records import EpisodeRecord, derive_seed, episode_id
+from writ_async.records import EpisodeRecord, episode_id
 from writ_async.results import summary, to_tau2_results
 from writ_async.rundir import RunDir, atomic_write, create_run, new_manifest, open_for_resume
 from writ_async.runner import EpisodeSetup, EpisodeSpec, restore
 from writ_async.scheduler import MakeParticipants, Progress, StopRequest, run_many
 from writ_async.scripted import MistakeConfig, ScriptedAgent, ScriptedUser
+from writ_async.seeds import episode_seed, run_seed
 from writ_async.tasks import Task, check_base, check_gold_actions, load_tasks
 from writ_async.tools import Toolbox
 from writ_async.trl_format import write_trl_export
@@ -84,7 +86,7 @@ def _read_text(path: str | None, default: str) -> str:
         raise ConfigError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def load_run_tasks(config: Config, domain_name: str, base: Any) -> tuple[list[Task], str]:
+def load_run_tasks(config: Config, domain: Domain, base: Any) -> tuple[list[Task], str]:
     """The run's tasks and the sha256 that identifies them."""
     sim = config.simulate
     if sim.tasks is not None:
@@ -92,13 +94,13 @@ def load_run_tasks(config: Config, domain_name: str, base: Any) -> tuple[list[Ta
         return tasks, hashlib.sha256(Path(sim.tasks).read_bytes()).hexdigest()
     from writ_async.synthesis.tasks import tasks_from_config
 
-    tasks = tasks_from_config(domain_name, base, sim.task_count, config.run.seed,
+    tasks = tasks_from_config(domain, base, sim.task_count, run_seed(config),
                               config.synthesis)
     return tasks, hashlib.sha256(msgspec.json.encode(tasks)).hexdigest()
 
 
 @asynccontextmanager
-async def _maybe_pool(config: Config, tasks: Sequence[Task], domain_name: str,
+async def _maybe_pool(config: Config, tasks: Sequence[Task], domain: Domain,
                       needs_pool: bool, mistakes: MistakeConfig,
                       rate_limiter: RateLimiterFactory | None = None,
                       ) -> AsyncIterator[ModelPool | None]:
@@ -109,9 +111,8 @@ async def _maybe_pool(config: Config, tasks: Sequence[Task], domain_name: str,
     if SCRIPTED_HTTP in (config.simulate.agent, config.simulate.user):
         from writ_async.models.scripted_policy import ScriptedPolicy
 
-        toolbox = get_domain(domain_name).toolbox
-        policy = ScriptedPolicy({t.id: t for t in tasks}, {domain_name: toolbox}, mistakes)
-    async with open_pool(config.models, mock_config=config.mock, seed=config.run.seed,
+        policy = ScriptedPolicy({t.id: t for t in tasks}, {domain.name: domain}, mistakes)
+    async with open_pool(config.models, mock_config=config.mock, seed=run_seed(config),
                          mock_policy=policy, rate_limiter=rate_limiter) as pool:
         yield pool
 
@@ -157,11 +158,11 @@ def prepare(config: Config, *, tasks: tuple[list[Task], str] | None = None,
     domain = get_domain(domain_name)
     settings = config.domain_settings(domain_name)
     if base is None:
-        base = domain.base(settings.db_path, config.run.seed, settings.scale)
+        base = domain.base(settings.db_path, run_seed(config), settings.scale)
     toolbox = domain.toolbox_with_schemas(settings.tools_path)
     policy = domain.policy(settings.policy_path)
     task_list, tasks_hash = tasks if tasks is not None else load_run_tasks(
-        config, domain_name, base)
+        config, domain, base)
     source = sim.tasks or "synthesized tasks"
     check_gold_actions(task_list, toolbox, source)
     check_base(task_list, base.db_hash(), source)
@@ -210,7 +211,7 @@ async def open_participants(prepared: Prepared, *,
     ``open_pool``)."""
     config, sim = prepared.config, prepared.config.simulate
     needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
-    async with _maybe_pool(config, prepared.tasks, prepared.domain_name, needs_pool,
+    async with _maybe_pool(config, prepared.tasks, prepared.setup.domain, needs_pool,
                            prepared.mistakes, rate_limiter) as pool:
         if sim.judge is not None:
             assert pool is not None
@@ -228,9 +229,10 @@ def participants_factory(prepared: Prepared, pool: ModelPool | None) -> MakePart
     tools = prepared.toolbox.schemas()
 
     def participants(spec: EpisodeSpec) -> tuple[Participant, Participant]:
-        return (_agent(spec, sim.agent, pool, prepared.agent_system, tools, prepared.toolbox,
+        return (_agent(spec, sim.agent, pool, prepared.agent_system, tools, prepared.setup.domain,
                        prepared.mistakes, sim.temperature, sim.max_tokens),
-                _user(spec, sim.user, pool, prepared.guidelines, sim.temperature,
+                _user(spec, sim.user, pool, prepared.guidelines, prepared.setup.domain,
+                      sim.temperature,
                       sim.max_tokens))
 
     return participants
@@ -249,7 +251,8 @@ def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeReco
     """results.json (tau2-bench's format) and the SFT export of ``records`` (each of
     one of ``tasks``)."""
     config = prepared.config
-    run.write_results(to_tau2_results(records, tasks, _info(config, prepared.domain_name)))
+    run.write_results(to_tau2_results(records, tasks, _info(config, prepared.domain_name),
+                                      domain=prepared.setup.domain))
     context = ExportContext(system_prompt_by_domain={prepared.domain_name: prepared.agent_system},
                             tools_by_domain={prepared.domain_name: prepared.toolbox.schemas()})
     exp = config.export
@@ -264,7 +267,9 @@ def write_outputs(run: RunDir, prepared: Prepared, records: Sequence[EpisodeReco
         extra["preference"] = msgspec.to_builtins(write_preferences(
             records, run.path / "export", context, export_filter(config), [t.id for t in tasks],
             _mistake_free(prepared, tasks)))
-    write_export_stats(run.path / "export", against=exp.contamination_tasks,
+    domain = prepared.setup.domain
+    write_export_stats(run.path / "export", kind_of=toolbox_kinds({domain.name: domain}),
+                       against=exp.contamination_tasks,
                        split=exp.contamination_split, extra=extra)
     return report
 
@@ -275,7 +280,7 @@ def _mistake_free(prepared: Prepared, tasks: Sequence[Task]) -> Reference | None
     if prepared.config.simulate.agent not in ("scripted", SCRIPTED_HTTP):
         return None
     by_id = {t.id: t for t in tasks}
-    return lambda record: ScriptedAgent(by_id[record.task_id], prepared.toolbox,
+    return lambda record: ScriptedAgent(by_id[record.task_id], prepared.setup.domain,
                                         record.seed).reply
 
 
@@ -376,7 +381,7 @@ def episode_specs(prepared: Prepared, scenarios: Sequence[Scenario],
                 prefix = resumable_prefix(
                     prepared.setup, previous.events(eid, previous.attempts[eid]))
             specs.append(EpisodeSpec(task=by_id[scenario.task_id], trial=trial,
-                                     seed=derive_seed(config.run.seed, scenario.id, trial),
+                                     seed=episode_seed(run_seed(config), scenario.id, trial),
                                      attempt=previous.next_attempt(eid), prefix=prefix,
                                      behaviours=scenario.behaviours))
     return specs
@@ -388,7 +393,7 @@ def run_scenarios(config: Config, tasks: Sequence[Task]) -> list[Scenario]:
     mix = config.simulate.behaviours
     if mix is None:
         return [Scenario(t.id, ()) for t in tasks]
-    return expand_scenarios([t.id for t in tasks], mix, config.run.seed)
+    return expand_scenarios([t.id for t in tasks], mix, run_seed(config))
 
 
 def records_in_run_order(finished: Mapping[str, EpisodeRecord], scenarios: Sequence[Scenario],
@@ -406,7 +411,7 @@ def _info(config: Config, domain_name: str) -> dict[str, Any]:
     sim = config.simulate
     return {
         "num_trials": sim.trials, "max_steps": sim.max_steps, "max_errors": sim.max_errors,
-        "seed": config.run.seed, "domain": domain_name,
+        "seed": run_seed(config), "domain": domain_name,
         "agent_info": {"implementation": sim.agent}, "user_info": {"implementation": sim.user},
         "environment_info": {"domain_name": domain_name},
         "writ_version": writ_async.__version__, "python": sys.version.split()[0],
@@ -420,10 +425,10 @@ def _tag(spec: EpisodeSpec, role: str) -> str:
 
 
 def _agent(spec: EpisodeSpec, who: str, pool: ModelPool | None, system: str,
-           tools: list[dict[str, Any]], toolbox: Any, mistakes: MistakeConfig,
+           tools: list[dict[str, Any]], domain: Domain, mistakes: MistakeConfig,
            temperature: float, max_tokens: int | None) -> Participant:
     if who == "scripted":
-        return InProcess(ScriptedAgent(spec.task, toolbox, spec.seed, mistakes).reply)
+        return InProcess(ScriptedAgent(spec.task, domain, spec.seed, mistakes).reply)
     assert pool is not None
     role = "agent" if who == SCRIPTED_HTTP else who
     return LLMAgent(pool, role, system, tools, seed=spec.seed, tag=_tag(spec, "agent"),
@@ -431,11 +436,13 @@ def _agent(spec: EpisodeSpec, who: str, pool: ModelPool | None, system: str,
 
 
 def _user(spec: EpisodeSpec, who: str, pool: ModelPool | None, guidelines: str,
-          temperature: float, max_tokens: int | None) -> Participant:
+          domain: Domain, temperature: float, max_tokens: int | None) -> Participant:
     if who == "scripted":
-        return InProcess(ScriptedUser(spec.task, spec.seed, behaviours=spec.behaviours).reply)
+        return InProcess(ScriptedUser(spec.task, spec.seed, behaviours=spec.behaviours,
+                                      domain=domain).reply)
     assert pool is not None
     role = "user" if who == SCRIPTED_HTTP else who
-    guidelines = with_behaviours(guidelines, spec.behaviours, spec.task, spec.seed)
+    guidelines = with_behaviours(guidelines, spec.behaviours, spec.task, spec.seed,
+                                 domain=domain)
     return LLMUser(pool, role, user_system_prompt(spec.task, guidelines), seed=spec.seed,
                    tag=_tag(spec, "user"), temperature=temperature, max_tokens=max_tokens)

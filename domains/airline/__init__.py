@@ -9,7 +9,9 @@ from writ_async.tools import Toolbox
 
 from .data_model import AirlineDB
 from .generator import generate
-from .phrases import PHRASES
+from .phrases import FORBIDDEN_REQUESTS, IDENTITY_LOOKUPS, PHRASES, VAGUE_OPENERS
+from .readheavy import read_heavy
+from .tasks import write_intensive
 from .tools import TOOLS, copy_flight
 from .walk import sample_call
 
@@ -22,4 +24,13 @@ DOMAIN = Domain(
     copiers={"flights": copy_flight},
     sample_call=sample_call,
     phrases=PHRASES,
+    write_intensive=write_intensive,
+    read_heavy=read_heavy,
+    forbidden_requests=FORBIDDEN_REQUESTS,
+    vague_openers=VAGUE_OPENERS,
+    identity_lookups=IDENTITY_LOOKUPS,
+    # Peak RSS while generating, indexing and encoding, measured at scales 1, 4 and 16
+    # (linear growth, ~17 MB per unit), rounded up so that a scale that barely fits is
+    # refused rather than swapped.
+    bytes_per_scale=18_000_000,
 )

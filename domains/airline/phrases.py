@@ -460,3 +460,25 @@ class AirlinePhrases(DomainPhrases):
 
 
 PHRASES = AirlinePhrases()
+
+
+# -- what the scripted user says (user behaviours) --------------------------------------
+
+# Requests tau2-bench's airline policy forbids whatever the user's records are (no
+# insurance after booking, bags can be added but not removed, the number of passengers
+# never changes), each with the reason the agent gives when it refuses.
+FORBIDDEN_REQUESTS: dict[str, str] = {
+    "Could you add travel insurance to one of the reservations I already booked?":
+        "travel insurance can only be bought together with the booking, not added later",
+    "Could you remove one of the checked bags from one of my reservations?":
+        "checked bags can be added to a reservation but never taken off",
+    "Could you add one more passenger to a reservation I already have?":
+        "the number of passengers on a reservation is fixed once it is booked",
+}
+
+VAGUE_OPENERS = ("Hi, I need some help with my travel plans.",
+                 "Hello, I have a few things to sort out with my bookings.",
+                 "Hi there, it's about my flights.")
+
+# The lookup whose arguments identify the user: the user id itself.
+IDENTITY_LOOKUPS: dict[str, str | None] = {"get_user_details": None}

@@ -307,3 +307,28 @@ class RetailPhrases(DomainPhrases):
 
 
 PHRASES = RetailPhrases()
+
+
+# -- what the scripted user says (user behaviours) --------------------------------------
+
+# Requests tau2-bench's retail policy forbids whatever the user's records are (one user
+# per conversation, exchanges keep the product type), each with the reason the agent gives.
+FORBIDDEN_REQUESTS: dict[str, str] = {
+    "Could you look up my neighbour's orders for me? She asked me to check on them.":
+        "I can only help the account holder with their own orders",
+    "When I exchange something, can I swap it for a completely different kind of "
+    "product, like a shirt for a pair of shoes?":
+        "an item can only be exchanged for another variant of the same product",
+}
+
+VAGUE_OPENERS = ("Hi, I need some help with my orders.",
+                 "Hello, I have a question about some things I bought.",
+                 "Hi, it's about my account and a purchase.")
+
+# The lookups whose arguments identify the user, with what the agent asks for to make
+# them (tau2's retail policy: email, or name and zip; get_user_details takes the id).
+IDENTITY_LOOKUPS: dict[str, str | None] = {
+    "find_user_id_by_email": "the email address on your account",
+    "find_user_id_by_name_zip": "your first and last name and your zip code",
+    "get_user_details": None,
+}

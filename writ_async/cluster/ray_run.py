@@ -274,7 +274,8 @@ async def _one_endpoint_for_all(config: Config, prepared: Prepared) -> AsyncIter
         from writ_async.models.scripted_policy import ScriptedPolicy
 
         policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
-                                {prepared.domain_name: prepared.toolbox}, prepared.mistakes)
+                                {prepared.domain_name: prepared.setup.domain},
+                                prepared.mistakes)
     async with open_mock_server(config.mock, policy,  # type: ignore[arg-type]
                                 listed_models=mock_model_names(config.models)) as server:
         replace = msgspec.structs.replace

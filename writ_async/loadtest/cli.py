@@ -150,7 +150,7 @@ def build_traffic(args: argparse.Namespace) -> Traffic:
     else:
         from writ_async.synthesis.tasks import generate_tasks
 
-        tasks = generate_tasks(args.domain, base, args.task_count, args.seed)
+        tasks = generate_tasks(domain, base, args.task_count, args.seed)
     return AgentTraffic(domain, base, tasks, user=args.user, seed=args.seed,
                         limits=Limits(max_steps=args.max_steps), max_tokens=args.max_tokens)
 

@@ -21,7 +21,7 @@ from time import perf_counter as _now
 
 import msgspec
 
-from writ_async.errors import CallTimeout, ModelCallError, TransientError
+from writ_async.errors import CallTimeout, ModelCallError, NotSent, TransientError
 from writ_async.loadtest.events import FastSSE
 from writ_async.loadtest.http import Connection, Origin, Pool
 from writ_async.models.assemble import StreamAssembler, check_completion, chunk_decoder
@@ -55,10 +55,6 @@ def _feed_many(assembler: StreamAssembler, raw: list[bytes], now: float) -> None
                     feed_chunk(chunk, now)
                     continue
         assembler.feed_event(data.decode("utf-8", "replace"), now)
-
-
-class NotSent(Exception):
-    """A gated request was withdrawn before its time (the run stopped)."""
 
 
 class Gate:

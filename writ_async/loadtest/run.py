@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import gc
 import math
-import random
 import sys
 import time
 from collections import deque
@@ -64,6 +63,7 @@ from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts
 from writ_async.models.protocol import ChatRequest
 from writ_async.models.retry import Retry, RetryPolicy, decide
+from writ_async.seeds import arrivals_rng, loadtest_rng
 
 PROBE_S = 0.01  # event-loop probe period
 CLIENT_CPU_LIMIT = 0.9  # fraction of one core above which the client is the bottleneck
@@ -283,7 +283,7 @@ class LoadRun:
         self.conversation_records = conversations
         self.on_stop = on_stop
         self.loop = asyncio.get_running_loop()
-        self.rng = random.Random(f"loadtest:{config.seed}")
+        self.rng = loadtest_rng(config.seed)
         self.retry_policy = RetryPolicy(max_attempts=config.retries + 1,
                                         deadline_s=config.total_timeout_s)
         window = config.window_s
@@ -515,7 +515,7 @@ class LoadRun:
 
     async def _arrive(self) -> None:
         loop, config = self.loop, self.config
-        rng = random.Random(f"arrivals:{config.seed}")
+        rng = arrivals_rng(config.seed)
         lead, spin = config.lead_ms / 1000.0, config.spin_ms / 1000.0
         poisson = config.arrivals == "poisson"
         start = self.t0 + lead

@@ -31,8 +31,9 @@ from writ_async.models.policies import plausible_text
 from writ_async.models.protocol import ChatRequest, Message
 from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant, ParticipantError
 from writ_async.prompts import agent_system_prompt, user_system_prompt
-from writ_async.records import derive_seed, episode_id
+from writ_async.records import episode_id
 from writ_async.scripted import ScriptedUser
+from writ_async.seeds import episode_seed
 from writ_async.tasks import Task
 
 
@@ -216,14 +217,14 @@ class AgentTraffic:
 
         task = self.tasks[index % len(self.tasks)]
         trial = index // len(self.tasks)
-        seed = derive_seed(self.seed, task.id, trial)
+        seed = episode_seed(self.seed, task.id, trial)
         ep_id = episode_id(task.id, trial)
         agent = LLMAgent(sender, "agent", self.system, self.tools,  # type: ignore[arg-type]
                          seed=seed, tag=request_tag(ep_id, "agent", seed),
                          temperature=self.temperature, max_tokens=self.max_tokens)
         user: Participant
         if self.user == "scripted":
-            user = InProcess(ScriptedUser(task, seed).reply)
+            user = InProcess(ScriptedUser(task, seed, domain=self.domain).reply)
         else:
             user = LLMUser(sender, "user", user_system_prompt(task),  # type: ignore[arg-type]
                            seed=seed, tag=request_tag(ep_id, "user", seed),

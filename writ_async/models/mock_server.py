@@ -78,6 +78,7 @@ from writ_async.models.protocol import (
     encoder,
     request_decoder,
 )
+from writ_async.seeds import mock_request_rng
 
 Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
@@ -626,7 +627,7 @@ class _MockService:
     async def _answer(self, request: web.Request, chat: ChatRequest, prompt: int,
                       faults: tuple[str, ...],
                       headers: dict[str, str] | None) -> web.StreamResponse | None:
-        rng = self.rng if chat.seed is None else random.Random((self.config.seed << 64) ^ chat.seed)
+        rng = self.rng if chat.seed is None else mock_request_rng(self.config.seed, chat.seed)
         message = self.policy.respond(chat, rng)
         finish = "tool_calls" if message.tool_calls else "stop"
         if chat.max_tokens and not message.tool_calls and message.content:

@@ -24,6 +24,7 @@ from writ_async.errors import (
     CallTimeout,
     CircuitOpen,
     ContextLengthExceeded,
+    MalformedResponse,
     ModelCallError,
     PermanentError,
     RateLimited,
@@ -160,7 +161,7 @@ def _kind(error: ModelCallError) -> str:
         return "rate_limited"
     if isinstance(error, PermanentError):
         return "permanent"
-    if type(error).__name__ == "MalformedResponse":
+    if isinstance(error, MalformedResponse):
         return "malformed"
     return "transient"
 

@@ -9,7 +9,7 @@ policy rebuilds our messages from the request and asks a freshly built participa
 The request tag convention (the one place it is defined): a chat request's ``user``
 field carries ``"{episode_id}|{role}|{seed}"``, where ``episode_id`` is
 ``records.episode_id(task_id, trial)`` = ``f"{task_id}:{trial}"``, ``role`` is
-``agent`` or ``user`` and ``seed`` the episode's seed (``records.derive_seed``). Build it
+``agent`` or ``user`` and ``seed`` the episode's seed (``seeds.episode_seed``). Build it
 with ``request_tag`` and read it with ``parse_request_tag``. The task is looked up by the
 part of the episode id before its last ``:``; the tag is split at its last two ``|``.
 
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from writ_async.behaviours import parse_scenario_id
-from writ_async.errors import ToolError
+from writ_async.domain import Domain
+from writ_async.errors import ScriptedRequestError, ToolError
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
@@ -46,18 +47,11 @@ from writ_async.scripted import (
     ScriptedUser,
 )
 from writ_async.tasks import Instructions, Task
-from writ_async.tools import Toolbox
 from writ_async.validation import parse_arguments
 
 AGENT = "agent"
 USER = "user"
 ROLES = (AGENT, USER)
-
-
-
-class ScriptedRequestError(ValueError):
-    """A request the scripted policy cannot answer: no or a malformed tag, an unknown
-    task or domain. A client bug, not a model's output."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +151,18 @@ class ScriptedPolicy:
     """Answers each request as the scripted agent or user of the tagged episode.
 
     ``tasks`` is keyed by task id as it appears in episode ids (one task set per server:
-    ids repeat across tau2's domains); ``toolbox_by_domain`` gives the tool kinds of each
-    domain, a task's domain being its ``instructions.domain`` (or the only one given).
+    ids repeat across tau2's domains); ``domains`` gives each domain by name (its tool
+    kinds, phrases, forbidden requests...), a task's domain being its
+    ``instructions.domain`` (or the only one given).
     """
 
-    __slots__ = ("max_user_turns", "mistakes", "tasks", "toolbox_by_domain", "untagged")
+    __slots__ = ("domains", "max_user_turns", "mistakes", "tasks", "untagged")
 
-    def __init__(self, tasks: Mapping[str, Task], toolbox_by_domain: Mapping[str, Toolbox],
+    def __init__(self, tasks: Mapping[str, Task], domains: Mapping[str, Domain],
                  mistakes: MistakeConfig | None = None, *,
                  max_user_turns: int = DEFAULT_MAX_USER_TURNS) -> None:
         self.tasks = tasks
-        self.toolbox_by_domain = toolbox_by_domain
+        self.domains = domains
         self.mistakes = mistakes
         self.max_user_turns = max_user_turns
         # Requests that carry no episode tag (a judge's, say) get ordinary text.
@@ -175,7 +170,7 @@ class ScriptedPolicy:
 
     def __repr__(self) -> str:
         return (f"ScriptedPolicy(tasks={len(self.tasks)}, "
-                f"domains={sorted(self.toolbox_by_domain)}, mistakes={self.mistakes!r})")
+                f"domains={sorted(self.domains)}, mistakes={self.mistakes!r})")
 
     def respond(self, request: ChatRequest, rng: random.Random) -> WireMessage:
         if not request.user:
@@ -187,18 +182,18 @@ class ScriptedPolicy:
         if task is None:
             raise ScriptedRequestError(f"unknown task {task_id!r} in tag {request.user!r}")
         if tag.role == AGENT:
-            agent = ScriptedAgent(task, self._toolbox(task), tag.seed, self.mistakes)
+            agent = ScriptedAgent(task, self._domain(task), tag.seed, self.mistakes)
             return to_wire(agent.reply(agent_messages(request.messages)))
-        user = ScriptedUser(task, tag.seed, self.max_user_turns, behaviours=behaviours)
+        user = ScriptedUser(task, tag.seed, self.max_user_turns, behaviours=behaviours,
+                            domain=self._domain(task))
         return to_wire(user.reply(user_messages(request.messages)))
 
-    def _toolbox(self, task: Task) -> Toolbox:
+    def _domain(self, task: Task) -> Domain:
         instructions = task.user_scenario.instructions
         name = instructions.domain if isinstance(instructions, Instructions) else None
-        if name in self.toolbox_by_domain:
-            return self.toolbox_by_domain[name]
-        if len(self.toolbox_by_domain) == 1:
-            return next(iter(self.toolbox_by_domain.values()))
+        if name in self.domains:
+            return self.domains[name]
+        if len(self.domains) == 1:
+            return next(iter(self.domains.values()))
         raise ScriptedRequestError(
-            f"task {task.id!r}: no toolbox for domain {name!r} "
-            f"(have {sorted(self.toolbox_by_domain)})")
+            f"task {task.id!r}: no domain {name!r} (have {sorted(self.domains)})")

@@ -9,7 +9,6 @@ from the file; a variable that is named but unset is a ConfigError naming the ke
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from writ_async.models.client import EndpointClient, Timeouts, open_session
 from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
 from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
 from writ_async.models.retry import RetryPolicy
+from writ_async.seeds import pool_rng
 
 MOCK = "mock"
 RateLimiterFactory = Callable[[str, EndpointConfig], RateLimiter]
@@ -85,7 +85,7 @@ async def open_pool(
             max_attempts=config.retry.max_attempts, deadline_s=config.retry.deadline_s,
             backoff_base_s=config.retry.backoff_base_s, backoff_cap_s=config.retry.backoff_cap_s,
         )
-        yield ModelPool(roles, retry=retry, rng=random.Random(f"pool:{seed}"))
+        yield ModelPool(roles, retry=retry, rng=pool_rng(seed))
 
 
 def _endpoint(name: str, settings: EndpointConfig, base_url: str, session: object,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from writ_async.domain import Environment
+from writ_async.errors import GoldActionError
 
 Call = tuple[str, dict[str, Any]]  # a tool name and its exact arguments
 
@@ -63,11 +64,6 @@ class Draft:
     unknown_info: str | None = None
     opening: str = ""
     manners: list[str] = field(default_factory=list)  # general behaviour lines
-
-
-class GoldActionError(AssertionError):
-    """A gold action failed, or the gold does not replay to the simulated end state: a
-    bug in a domain's synthesizer, never a property of the data."""
 
 
 def execute(env: Environment, call: Call) -> str:

@@ -6,9 +6,9 @@ several requests each, and turns every draft into a tau2-format ``Task``: gold a
 user scenario, the WRIT axes and a ``Provenance`` record. Three trajectory types, mixed
 by ``mix``:
 
-* ``write_intensive`` (``domains/<name>/tasks.py``): several requests in sequence, each
-  valid under tools and policy where it happens, plus refusals;
-* ``read_heavy`` (``domains/<name>/readheavy.py``): one write whose arguments only a
+* ``write_intensive`` (the domain's ``Domain.write_intensive``): several requests in
+  sequence, each valid under tools and policy where it happens, plus refusals;
+* ``read_heavy`` (the domain's ``Domain.read_heavy``): one write whose arguments only a
   criterion over read evidence fixes, proved unique by enumerating every candidate
   through the read tools; its burden (the size of the minimal read plan) is drawn within
   ``evidence``;
@@ -30,17 +30,15 @@ fixed order that keeps every prefix as close to the mix as whole tasks allow. Id
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import import_module
 from typing import Any
 
-from domains import get_domain
 from writ_async.domain import Domain
-from writ_async.errors import WritError
+from writ_async.errors import SynthesisError
 from writ_async.overlay import BaseDB
+from writ_async.seeds import synthesis_seed as _derive
 from writ_async.synthesis.drafts import Call, Draft, GoldActionError, Shape, Synthesizer
 from writ_async.synthesis.readheavy import (
     MIXED,
@@ -76,13 +74,8 @@ SHAPE_TRIES = 32  # attempts with the index's own shape before the shape is redr
 MAX_TRIES = 400  # attempts per task before the database is declared too small
 
 
-class SynthesisError(WritError):
-    """The database cannot yield the tasks asked for (too small, or too few users that
-    fit the requested number of writes or reads)."""
-
-
 def generate_tasks(
-    domain_name: str,
+    domain: Domain,
     base: BaseDB,
     count: int,
     seed: int,
@@ -93,7 +86,7 @@ def generate_tasks(
     mix: Mapping[str, float] | None = None,
     evidence: tuple[int, int] = EVIDENCE,
 ) -> list[Task]:
-    """``count`` verified tasks for ``domain_name`` over ``base``.
+    """``count`` verified tasks for ``domain`` over ``base``.
 
     ``mix`` maps trajectory types (``write_intensive``, ``read_heavy``, ``mixed``) to
     shares or counts (only their ratios matter); None means write-intensive only. A
@@ -115,8 +108,7 @@ def generate_tasks(
     shares = _shares(mix)
     if shares[MIXED] and high < 2:
         raise ValueError(f"mixed tasks need at least 2 writes, but writes is {writes!r}")
-    domain = get_domain(domain_name)
-    makers = _Synthesizers(domain_name, base, evidence)
+    makers = _Synthesizers(domain, base, evidence)
     seen = {gold_key(task, domain.toolbox) for task in exclude}
     kinds = assign_types(shares, count)
     return [
@@ -155,8 +147,9 @@ def assign_types(shares: Mapping[str, float], count: int) -> list[str]:
 class _Synthesizers:
     """The domain's synthesizers for one base, prepared on first use."""
 
-    def __init__(self, domain_name: str, base: BaseDB, evidence: tuple[int, int]) -> None:
-        self.name = domain_name
+    def __init__(self, domain: Domain, base: BaseDB, evidence: tuple[int, int]) -> None:
+        self.domain = domain
+        self.name = domain.name
         self.base = base
         self.evidence = evidence
         self._write: Synthesizer | None = None
@@ -165,14 +158,18 @@ class _Synthesizers:
 
     def write_intensive(self) -> Synthesizer:
         if self._write is None:
-            module = import_module(f"domains.{self.name}.tasks")
-            self._write = module.write_intensive(self.base)
+            if self.domain.write_intensive is None:
+                raise SynthesisError(f"{self.name}: the domain has no write-intensive "
+                                     "task synthesizer")
+            self._write = self.domain.write_intensive(self.base)
         return self._write
 
     def read_heavy(self) -> ReadHeavySynthesizer:
         if self._read is None:
-            module = import_module(f"domains.{self.name}.readheavy")
-            self._read = module.read_heavy(self.base)
+            if self.domain.read_heavy is None:
+                raise SynthesisError(f"{self.name}: the domain has no read-heavy task "
+                                     "synthesizer; give a mix of write_intensive only")
+            self._read = self.domain.read_heavy(self.base)
         return self._read
 
     def burdens(self) -> list[int]:
@@ -187,11 +184,6 @@ class _Synthesizers:
 
     def of(self, kind: str) -> Synthesizer | ReadHeavySynthesizer:
         return self.write_intensive() if kind == WRITE_INTENSIVE else self.read_heavy()
-
-
-def _derive(seed: int, *parts: object) -> int:
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
 def _shape(rng: random.Random, writes: tuple[int, int], refusal_share: float) -> Shape:
@@ -414,7 +406,7 @@ def format_distribution(tasks: Sequence[Task]) -> str:
     return "\n".join(lines)
 
 
-def tasks_from_config(domain_name: str, base: BaseDB, count: int, run_seed: int,
+def tasks_from_config(domain: Domain, base: BaseDB, count: int, run_seed: int,
                       synthesis: Any, extra_exclude: Iterable[Task] = ()) -> list[Task]:
     """``generate_tasks`` as the ``[synthesis]`` section configures it (mix, ranges,
     exclusion files, seed); used by `writ tasks generate` and by `writ simulate`."""
@@ -423,6 +415,6 @@ def tasks_from_config(domain_name: str, base: BaseDB, count: int, run_seed: int,
     exclude = [t for path in synthesis.exclude for t in load_tasks(path)]
     exclude.extend(extra_exclude)
     seed = run_seed if synthesis.seed is None else synthesis.seed
-    return generate_tasks(domain_name, base, count, seed, writes=tuple(synthesis.writes),
+    return generate_tasks(domain, base, count, seed, writes=tuple(synthesis.writes),
                           evidence=tuple(synthesis.evidence), exclude=exclude,
                           mix=dict(synthesis.mix))
