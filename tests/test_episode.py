@@ -15,7 +15,8 @@ from writ_async.episode import (
     RunTools,
     Termination,
 )
-from writ_async.messages import AssistantMessage, ToolCall, ToolMessage, UserMessage
+from writ_async.messages import AssistantMessage, ToolCall, UserMessage
+from writ_async.tools import ToolResult
 
 CALL = ToolCall(id="c1", name="get_user_details", arguments={"user_id": "x"})
 
@@ -39,7 +40,7 @@ def test_tool_calls_run_then_agent_continues() -> None:
     ep.user_replied(UserMessage(content="help"))
     action = ep.agent_replied(AssistantMessage(content="let me look", tool_calls=(CALL,)))
     assert action == RunTools((CALL,))  # text with tool calls is a tool call
-    assert ep.tools_returned([ToolMessage(id="c1", content="{}")]) == AskAgent()
+    assert ep.tools_returned([ToolResult("{}", False)]) == AskAgent()
     assert ep.agent_replied(AssistantMessage(content="Found you.")) == AskUser()
 
 
@@ -66,7 +67,7 @@ def test_max_steps_counts_messages_and_waits_for_pending_results() -> None:
     ep.user_replied(UserMessage(content="hi"))  # 2
     assert ep.agent_replied(AssistantMessage(tool_calls=(CALL,))) == RunTools((CALL,))  # 3
     # the limit is reached, but a tool result is pending: it is delivered first
-    assert ep.tools_returned([ToolMessage(id="c1", content="{}")]) == Finished(
+    assert ep.tools_returned([ToolResult("{}", False)]) == Finished(
         Termination.MAX_STEPS)
     assert len(ep.messages) == 4
 
@@ -76,11 +77,11 @@ def test_too_many_errors_counts_all_tool_errors() -> None:
     ep.start()
     ep.user_replied(UserMessage(content="hi"))
     ep.agent_replied(AssistantMessage(tool_calls=(CALL,)))
-    assert ep.tools_returned([ToolMessage(id="c1", content="Error: x", error=True)]) == AskAgent()
+    assert ep.tools_returned([ToolResult("Error: x", True)]) == AskAgent()
     ep.agent_replied(AssistantMessage(content="sorry"))
     ep.user_replied(UserMessage(content="try again"))
     ep.agent_replied(AssistantMessage(tool_calls=(CALL,)))
-    assert ep.tools_returned([ToolMessage(id="c1", content="Error: x", error=True)]) == Finished(
+    assert ep.tools_returned([ToolResult("Error: x", True)]) == Finished(
         Termination.TOO_MANY_ERRORS)
 
 

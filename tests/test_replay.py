@@ -17,6 +17,7 @@ from writ_async.cli import main
 from writ_async.config import Config, default_config
 from writ_async.episode import Termination
 from writ_async.errors import ReplayDivergence, ReplayError
+from writ_async.export import is_kept
 from writ_async.journal import (
     EpisodeFinished,
     Event,
@@ -38,8 +39,6 @@ from writ_async.replay import (
     RecordedEpisode,
     ReplayRun,
     fork,
-    is_failed,
-    is_kept,
     iter_events,
     open_run,
     rerun_failed,
@@ -391,7 +390,7 @@ def test_a_fork_equals_the_original_up_to_its_step_and_finishes(mistakes_run: Pa
 
 def test_a_fork_with_other_settings_keeps_the_prefix(mistakes_run: Path, tmp_path: Path) -> None:
     run = open_run(mistakes_run)
-    record = next(r for r in episodes(mistakes_run).values() if is_failed(r)
+    record = next(r for r in episodes(mistakes_run).values() if not is_kept(r)
                   and r.reward_info is not None and r.reward_info.reward == 0)
     k = step_of(record, lambda m: isinstance(m, UserMessage)) + 1
     out = asyncio.run(fork(run, record.episode_id, k, out=tmp_path / "fork",
@@ -489,7 +488,7 @@ def test_resume_goes_on_from_a_crashed_attempt(mistakes_run: Path, tmp_path: Pat
 def test_failed_episodes_are_recovered_without_mistakes(mistakes_run: Path,
                                                         tmp_path: Path) -> None:
     run = open_run(mistakes_run)
-    failed = [r for r in episodes(mistakes_run).values() if is_failed(r)]
+    failed = [r for r in episodes(mistakes_run).values() if not is_kept(r)]
     assert failed, "a mistake rate of 0.5 must fail some episodes"
     out = asyncio.run(rerun_failed(run, mode=FROM_START, out=tmp_path / "start",
                                    overrides=Overrides(mistake_rate=0.0)))

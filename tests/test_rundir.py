@@ -221,3 +221,18 @@ def test_resume_takes_a_fixed_endpoint_and_the_stored_config(tmp_path: Path) -> 
         open_for_resume(run.path, manifest(changed))
     stored = config_from_manifest(run.path, run.manifest)
     assert stored.mock.faults == outage.mock.faults and stored.mock.api_key is None
+
+
+def test_a_run_made_before_a_config_key_existed_has_the_same_fingerprint() -> None:
+    """A manifest written by a version without a key (here the model parameters, empty by
+    default) is the same run as today's, whose manifest holds the key at its default."""
+    base = manifest()
+    config = json.loads(json.dumps(base.config))
+    assert "params" in config["models"]  # today's manifests hold the (empty) table
+    del config["models"]["params"]
+    for endpoint in config["models"]["endpoints"].values():
+        endpoint.pop("params", None)
+    older = msgspec.structs.replace(base, config=config)
+    assert older.fingerprint() == base.fingerprint()
+    config["simulate"]["max_steps"] = 7  # a key that changes results still counts
+    assert msgspec.structs.replace(base, config=config).fingerprint() != base.fingerprint()

@@ -21,7 +21,8 @@ from writ_async import grading
 from writ_async import phrasebank as pb
 from writ_async.datastats import mask_sentence, split_sentences
 from writ_async.domain import Domain
-from writ_async.episode import AskAgent, Episode, Limits, RunTools
+from writ_async.drive import drive, on
+from writ_async.episode import Episode, Limits
 from writ_async.messages import (
     STOP,
     TRANSFER,
@@ -40,6 +41,7 @@ from writ_async.models.scripted_policy import (
     request_tag,
 )
 from writ_async.overlay import BaseDB
+from writ_async.participants import Turn
 from writ_async.records import derive_seed, episode_id
 from writ_async.scripted import (
     TRANSFER_LINE,
@@ -572,36 +574,32 @@ async def test_a_whole_episode_over_http(world: World) -> None:
     expected, final, _ = run_scripted_episode(world.domain, world.base, task, seed)
     env = world.domain.environment(world.base)
     episode = Episode(Limits())
-    action = episode.start()
-    async with open_mock_server(policy=policy) as server, aiohttp.ClientSession() as session:
-        while episode.termination is None:
-            if isinstance(action, RunTools):
-                results = []
-                for k, call in enumerate(action.calls):
-                    out = env.call(call.name, call.arguments)
-                    results.append(ToolMessage(id=call.id, content=out.output, error=out.error,
-                                               turn_idx=episode.next_turn + k))
-                action = episode.tools_returned(results)
-                continue
-            agent = isinstance(action, AskAgent)
-            build = agent_request if agent else user_request
-            request = build(request_tag(eid, "agent" if agent else "user", seed),
-                            episode.messages)
-            async with session.post(f"{server.url}/chat/completions",
-                                    data=msgspec.json.encode(request)) as response:
+
+    class OverHttp:
+        """One side of the pair, asked through the mock server's HTTP API."""
+
+        def __init__(self, role: str, session: aiohttp.ClientSession, url: str) -> None:
+            self.role, self.session, self.url = role, session, url
+
+        async def reply(self, history: Sequence[Message]) -> Turn:
+            build = agent_request if self.role == "agent" else user_request
+            request = build(request_tag(eid, self.role, seed), history)
+            async with self.session.post(f"{self.url}/chat/completions",
+                                         data=msgspec.json.encode(request)) as response:
                 assert response.status == 200
                 body = protocol.completion_decoder.decode(await response.read())
             wire = body.choices[0].message
-            turn = episode.next_turn
-            if agent:
-                made = tuple(ToolCall(id=c.id, name=c.function.name,
-                                      arguments=msgspec.json.decode(c.function.arguments))
-                             for c in wire.tool_calls or ())
-                action = episode.agent_replied(AssistantMessage(
-                    content=wire.content, tool_calls=made or None, turn_idx=turn))
-            else:
-                action = episode.user_replied(UserMessage(content=wire.content or "",
-                                                          turn_idx=turn))
+            if self.role == "user":
+                return Turn(UserMessage(content=wire.content or ""))
+            made = tuple(ToolCall(id=c.id, name=c.function.name,
+                                  arguments=msgspec.json.decode(c.function.arguments))
+                         for c in wire.tool_calls or ())
+            return Turn(AssistantMessage(content=wire.content, tool_calls=made or None))
+
+    async with open_mock_server(policy=policy) as server, aiohttp.ClientSession() as session:
+        # the engine's one driver: turn_idx and tool messages are the episode's to make
+        await drive(episode, episode.start(), OverHttp("agent", session, server.url),
+                    OverHttp("user", session, server.url), on(env))
     assert encode(episode.messages) == encode(expected.messages)
     assert env.db_hash() == final == world.gold[task.id]
 

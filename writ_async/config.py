@@ -24,6 +24,7 @@ import msgspec
 from writ_async.behaviours import BehaviourMix
 from writ_async.errors import ConfigError
 from writ_async.models.mock_server import MockConfig
+from writ_async.models.protocol import ModelParams
 
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -91,6 +92,8 @@ class EndpointConfig(Section):
     # in a stream (it ignores stream_options.include_usage): set false to stream from it.
     require_usage: bool = True
     timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
+    # request parameters for this endpoint, over its roles' [models.params.<role>]
+    params: ModelParams | None = None
 
 
 class RetryConfig(Section):
@@ -114,6 +117,8 @@ class ModelsConfig(Section):
     endpoints: dict[str, EndpointConfig] = msgspec.field(default_factory=_default_endpoints)
     roles: dict[str, list[str]] = msgspec.field(default_factory=_default_roles)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    # request parameters per role ([models.params.agent]); protocol.ModelParams
+    params: dict[str, ModelParams] = msgspec.field(default_factory=dict)
 
 
 Participant = str  # "scripted", "scripted-http", or a role of [models.roles]
@@ -157,6 +162,9 @@ class ExportConfig(Section):
     contamination_split: str | None = None  # a split of split_tasks.json beside that file
     # DPO pairs from trials of one scenario that passed and failed (export/dpo.jsonl)
     preference: bool = False
+    # the agent's reasoning in the SFT rows: `reasoning_content` on assistant messages
+    # (sft_openai/sft_trl), a <think> block opening `gpt` turns (sft_sharegpt)
+    reasoning: bool = False
 
 
 def _default_mix() -> dict[str, float]:
@@ -291,7 +299,13 @@ def _check_participants(config: Config, path: Path) -> None:
 
 
 def _check_roles(models: ModelsConfig, path: Path) -> None:
-    """Every role names at least one endpoint, and only endpoints that exist."""
+    """Every role names at least one endpoint, and only endpoints that exist; parameters
+    are given only for roles that exist."""
+    for role in models.params:
+        if role not in models.roles:
+            known = ", ".join(models.roles) or "none"
+            raise ConfigError(path, f"parameters for `{role}`, which is not a role of "
+                              f"[models.roles] (roles: {known})", f"models.params.{role}")
     for role, names in models.roles.items():
         if not names:
             raise ConfigError(path, "a role needs at least one endpoint", f"models.roles.{role}")
@@ -330,17 +344,28 @@ def explain(error: str) -> tuple[str, str | None]:
         message = message[0].lower() + message[1:]
     message = message.replace("`object`", "`table`")  # say it in TOML's words
     if message.startswith("invalid enum value"):
-        choices = typing.get_args(_type_at(key_path))
+        choices = _choices(_type_at(key_path))
         if choices:
             message += f" (expected one of: {', '.join(map(str, choices))})"
     return message, key_path or None
 
 
+def _choices(declared: Any) -> list[Any]:
+    """The values of a ``Literal``, also inside an optional one (``Literal[...] | None``)."""
+    if typing.get_origin(declared) is Literal:
+        return list(typing.get_args(declared))
+    return [value for arg in typing.get_args(declared)
+            if typing.get_origin(arg) is Literal for value in typing.get_args(arg)]
+
+
 def _type_at(key_path: str) -> Any:
     """The declared type at ``key_path`` (``a.b[0].c``) below ``Config``, or None."""
     current: Any = Config
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key_path):
-        if part.startswith("["):  # a list element: step into the item type
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]|\[\.\.\.\]", key_path):
+        if part == "[...]":  # a table's entry (msgspec names no key): its value type
+            args = typing.get_args(current)
+            current = args[-1] if args else None
+        elif part.startswith("["):  # a list element: step into the item type
             args = typing.get_args(current)
             current = args[0] if args else None
         else:
@@ -385,6 +410,11 @@ def _name_dict_keys(data: Any, key_path: str) -> str:
 
 
 def _fields(struct_type: Any) -> dict[str, Any]:
+    # an optional section (``ModelParams | None``): the section's fields
+    structs = [t for t in typing.get_args(struct_type)
+               if isinstance(t, type) and issubclass(t, msgspec.Struct)]
+    if len(structs) == 1:
+        struct_type = structs[0]
     if isinstance(struct_type, type) and issubclass(struct_type, msgspec.Struct):
         return {f.name: f.type for f in msgspec.structs.fields(struct_type)}
     return {}

@@ -5,8 +5,8 @@ schema, a toolbox (whose tool kinds classify every call), a default policy text,
 for tau2-bench's ``db.json``, a seeded generator, its task synthesizers and what the
 scripted participants say about it. ``Domain`` bundles them, so that the engine takes a
 ``Domain`` and never imports a domain or looks one up by name (only the commands use the
-registry, ``domains.get_domain``); ``Environment`` is one episode's use of a domain (its
-overlay and the toolbox).
+registry, ``domains.get_domain``); ``Environment`` (environment.py) is one episode's use
+of a domain (its overlay and the toolbox).
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from writ_async.environment import Environment  # (also still importable from here)
 from writ_async.errors import DataError
 from writ_async.overlay import BaseDB, Copier, Overlay
 from writ_async.phrasebank import DomainPhrases
-from writ_async.tools import Toolbox, ToolResult
-
-if TYPE_CHECKING:  # the synthesis modules import this one (Environment)
-    from writ_async.synthesis.drafts import Synthesizer
-    from writ_async.synthesis.readheavy import ReadHeavySynthesizer
+from writ_async.synthesis.drafts import Synthesizer
+from writ_async.synthesis.readheavy import ReadHeavySynthesizer
+from writ_async.tools import Toolbox
 
 # Peak memory per unit of scale of a domain whose generator was never measured: the
 # largest shipped figure, so that the estimate errs on the side of refusing.
@@ -149,22 +148,3 @@ def load_tool_schemas(path: Path | str, toolbox: Toolbox) -> list[dict[str, Any]
             path, f"tool names differ from the domain: missing {missing}, extra {extra}"
         )
     return data
-
-
-class Environment:
-    """One episode's tools over its own overlay."""
-
-    __slots__ = ("overlay", "toolbox")
-
-    def __init__(self, overlay: Overlay, toolbox: Toolbox) -> None:
-        self.overlay = overlay
-        self.toolbox = toolbox
-
-    def call(self, name: Any, arguments: Mapping[str, Any]) -> ToolResult:
-        return self.toolbox.call(self.overlay, name, arguments)
-
-    def db_hash(self) -> str:
-        return self.overlay.db_hash()
-
-    def __repr__(self) -> str:
-        return f"<Environment {self.toolbox.owner} {self.overlay!r}>"

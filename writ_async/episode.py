@@ -12,6 +12,11 @@ and its calls run in order before the agent speaks again; the user ends the epis
 messages and the error limit counts every tool error of the episode; both are checked
 only when no tool result is pending.
 
+The episode owns its messages: it stamps each one's ``turn_idx`` (its index in the
+conversation) and builds the tool messages from the results it is given. A tool call
+whose arguments were not a JSON object the run can hold (``ToolCall.raw_arguments``)
+never runs: ``refusal`` is its result, an error that tells the model why.
+
 Transitions (phase, event -> action):
 
     start                  -> AskUser (after the greeting) | AskAgent (no greeting)
@@ -26,8 +31,12 @@ Transitions (phase, event -> action):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol, TypeVar
+
+import msgspec
 
 from writ_async.errors import ProtocolError
 from writ_async.messages import (
@@ -39,6 +48,9 @@ from writ_async.messages import (
     UserMessage,
     is_user_stop,
 )
+from writ_async.validation import arguments_problem
+
+_Said = TypeVar("_Said", AssistantMessage, UserMessage)
 
 DEFAULT_GREETING = "Hi! How can I help you today?"
 
@@ -90,6 +102,35 @@ class RunTools:
     calls: tuple[ToolCall, ...]
 
 
+class ToolOutcome(Protocol):
+    """What one tool call gave: ``tools.ToolResult`` or a ``Refused``."""
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def error(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The result of a call the episode will not run (see ``refusal``)."""
+
+    output: str
+    error: bool = True
+
+
+def refusal(call: ToolCall) -> Refused | None:
+    """The error result of ``call`` if it must not run, else None: its arguments were not
+    a JSON object the run can hold (NaN, 1e400, an integer beyond 64 bits, nesting too
+    deep). The model is told why, as a tool error (which counts toward the error limit)."""
+    raw = call.raw_arguments
+    if raw is None:
+        return None
+    return Refused(f"Error: the arguments of {call.name} {arguments_problem(raw)}: "
+                   f"{raw[:200]!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Finished:
     reason: Termination
@@ -128,7 +169,7 @@ class Episode:
 
     def agent_replied(self, message: AssistantMessage) -> Action:
         self._expect(Phase.AGENT)
-        self.messages.append(message)
+        message = self._add(message)
         if message.is_tool_call:
             self.phase = Phase.TOOLS
             assert message.tool_calls is not None
@@ -137,15 +178,22 @@ class Episode:
             return self._finish(Termination.AGENT_STOP)
         return self._ask(Phase.USER)
 
-    def tools_returned(self, results: list[ToolMessage]) -> Action:
+    def tools_returned(self, results: Sequence[ToolOutcome]) -> Action:
+        """The results of the pending calls, one per call in order (a refused call's is
+        its ``refusal``); the episode makes them its tool messages."""
         self._expect(Phase.TOOLS)
-        self.messages.extend(results)
-        self.errors += sum(1 for r in results if r.error)
+        calls = self._pending_calls()
+        if len(results) != len(calls):
+            raise ProtocolError(f"{len(calls)} tool calls are pending, "
+                                f"{len(results)} results were given")
+        messages = [self.tool_message(i, r) for i, r in enumerate(results)]
+        self.messages.extend(messages)
+        self.errors += sum(1 for m in messages if m.error)
         return self._ask(Phase.AGENT)
 
     def user_replied(self, message: UserMessage) -> Action:
         self._expect(Phase.USER)
-        self.messages.append(message)
+        message = self._add(message)
         if is_user_stop(message.content):
             return self._finish(Termination.USER_STOP)
         return self._ask(Phase.AGENT)
@@ -163,6 +211,28 @@ class Episode:
     @property
     def next_turn(self) -> int:
         return len(self.messages)
+
+    def tool_message(self, index: int, result: ToolOutcome) -> ToolMessage:
+        """The message that ``result`` of pending call ``index`` becomes (nothing is
+        added: ``tools_returned`` adds the block's)."""
+        self._expect(Phase.TOOLS)
+        call = self._pending_calls()[index]
+        return ToolMessage(id=call.id, content=result.output, error=result.error,
+                           requestor=call.requestor, turn_idx=len(self.messages) + index)
+
+    def _pending_calls(self) -> tuple[ToolCall, ...]:
+        last = self.messages[-1]
+        assert isinstance(last, AssistantMessage) and last.tool_calls is not None
+        return last.tool_calls
+
+    def _add(self, message: _Said) -> _Said:
+        """Append ``message`` as the next turn: the participants' views of the history do
+        not know its full length, so the index is the episode's to set."""
+        turn = len(self.messages)
+        if message.turn_idx != turn:
+            message = msgspec.structs.replace(message, turn_idx=turn)
+        self.messages.append(message)
+        return message
 
     def _ask(self, phase: Phase) -> Action:
         if len(self.messages) >= self.limits.max_steps:

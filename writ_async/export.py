@@ -53,7 +53,14 @@ from typing import Any, BinaryIO
 import msgspec
 
 from writ_async.grading import GRADED, INVALID_TASK
-from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
+from writ_async.messages import (
+    AssistantMessage,
+    Message,
+    ToolMessage,
+    UserMessage,
+    reasoning_of,
+)
+from writ_async.models.protocol import THINK_CLOSE, THINK_OPEN
 from writ_async.prompts import to_openai
 from writ_async.records import EpisodeRecord
 from writ_async.rundir import file_mode
@@ -71,6 +78,9 @@ class ExportFilter(msgspec.Struct, frozen=True, kw_only=True):
     terminations: list[str] = msgspec.field(default_factory=lambda: ["user_stop", "agent_stop"])
     require_evidence: bool = True
     dedupe: bool = True
+    # Not a filter but how kept rows are written: with the agent's reasoning
+    # (``[export] reasoning``; see ``openai_messages`` and ``sharegpt_conversation``).
+    reasoning: bool = False
 
 
 class ExportContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,8 +179,13 @@ def metadata(record: EpisodeRecord) -> dict[str, Any]:
     }
 
 
-def openai_messages(system_prompt: str, messages: list[Message]) -> list[dict[str, Any]]:
-    return [{"role": "system", "content": system_prompt}, *(to_openai(m) for m in messages)]
+def openai_messages(system_prompt: str, messages: list[Message], *,
+                    reasoning: bool = False) -> list[dict[str, Any]]:
+    """The OpenAI rows' messages; with ``reasoning``, each assistant message that had
+    reasoning carries it as ``reasoning_content``: the key the chat templates of thinking
+    models (Qwen3, DeepSeek-R1) read, so TRL renders it from sft_trl.jsonl as is."""
+    return [{"role": "system", "content": system_prompt},
+            *(to_openai(m, reasoning=reasoning) for m in messages)]
 
 
 def openai_row(record: EpisodeRecord, context: ExportContext) -> dict[str, Any]:
@@ -180,8 +195,15 @@ def openai_row(record: EpisodeRecord, context: ExportContext) -> dict[str, Any]:
             "metadata": metadata(record)}
 
 
-def sharegpt_conversation(messages: list[Message]) -> list[dict[str, str]]:
-    """The conversation as ShareGPT turns (see the module docstring for the rules)."""
+def sharegpt_conversation(messages: list[Message], *,
+                          reasoning: bool = False) -> list[dict[str, str]]:
+    """The conversation as ShareGPT turns (see the module docstring for the rules).
+
+    With ``reasoning``, a ``gpt`` turn's reasoning opens its value as a
+    ``<think>...</think>`` block: LLaMA-Factory's data formats have no reasoning column,
+    and its templates for thinking models split the thought from the content at those
+    tags. A ``function_call`` value must stay a bare JSON object, so a tool call's
+    reasoning is left out."""
     start = next((i for i, m in enumerate(messages) if isinstance(m, UserMessage)),
                  len(messages))
     turns: list[dict[str, str]] = []
@@ -203,7 +225,11 @@ def sharegpt_conversation(messages: list[Message]) -> list[dict[str, str]]:
                 turns.append({"from": "function_call", "value": call_text.decode()})
                 turns.append({"from": "observation", "value": results[call.id]})
         elif isinstance(m, AssistantMessage):
-            turns.append({"from": "gpt", "value": m.content or ""})
+            value = m.content or ""
+            thought = reasoning_of(m) if reasoning else None
+            if thought is not None:
+                value = f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n{value}"
+            turns.append({"from": "gpt", "value": value})
         elif isinstance(m, ToolMessage):
             raise ValueError(f"tool result {m.id!r} answers no preceding tool call")
         else:
@@ -292,7 +318,7 @@ def write_exports(records: Iterable[EpisodeRecord], out_dir: Path, context: Expo
                 continue
             kept += 1
             system, tools = _domain_context(record, context)
-            messages = openai_messages(system, record.messages)
+            messages = openai_messages(system, record.messages, reasoning=filter.reasoning)
             if filter.dedupe:
                 if record.domain not in tools_bytes:
                     tools_bytes[record.domain] = _encoder.encode(tools)
@@ -306,7 +332,8 @@ def write_exports(records: Iterable[EpisodeRecord], out_dir: Path, context: Expo
             openai_file.write(_encoder.encode(
                 {"messages": messages, "tools": tools, "metadata": meta}) + b"\n")
             share_file.write(_encoder.encode(
-                {"conversations": sharegpt_conversation(record.messages),
+                {"conversations": sharegpt_conversation(record.messages,
+                                                        reasoning=filter.reasoning),
                  "tools": sharegpt_tools(tools), "system": system, "metadata": meta}) + b"\n")
             written += 1
     return ExportReport(

@@ -33,11 +33,20 @@ class ToolCall(msgspec.Struct, frozen=True):
     raw_arguments: str | None = None
 
 
+# A reasoning model's thinking behind a message, as the model wrote it (from the answer's
+# ``reasoning_content`` / ``reasoning`` field or its opening ``<think>`` block). UNSET, not
+# None, when there was none: UNSET is never encoded, so a message without reasoning is
+# the same bytes in the journal as before the field existed, and old journals decode.
+# Test it for truth (UNSET is falsy), or read it with ``reasoning_of``.
+Reasoning = str | msgspec.UnsetType
+
+
 class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="role"):
     content: str | None = None
     tool_calls: tuple[ToolCall, ...] | None = None
     turn_idx: int = 0
     usage: Usage | None = None
+    reasoning: Reasoning = msgspec.UNSET
 
     @property
     def is_tool_call(self) -> bool:
@@ -49,6 +58,7 @@ class UserMessage(msgspec.Struct, frozen=True, tag="user", tag_field="role"):
     content: str
     turn_idx: int = 0
     usage: Usage | None = None
+    reasoning: Reasoning = msgspec.UNSET  # a thinking user-simulator model's
 
 
 class ToolMessage(msgspec.Struct, frozen=True, tag="tool", tag_field="role"):
@@ -60,6 +70,12 @@ class ToolMessage(msgspec.Struct, frozen=True, tag="tool", tag_field="role"):
 
 
 Message = AssistantMessage | UserMessage | ToolMessage
+
+
+def reasoning_of(message: Message) -> str | None:
+    """The message's reasoning text, or None."""
+    reasoning = getattr(message, "reasoning", None)
+    return reasoning if isinstance(reasoning, str) else None
 
 
 def is_user_stop(text: str | None) -> bool:

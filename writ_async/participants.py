@@ -27,6 +27,7 @@ from writ_async.errors import (
     ToolError,
 )
 from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
+from writ_async.models.assemble import split_reasoning
 from writ_async.models.client import CallResult
 from writ_async.models.pool import ModelPool
 from writ_async.models.protocol import ChatCompletion, ChatRequest
@@ -91,7 +92,7 @@ class LLMAgent:
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=True), str(error)) from None
         choice = result.completion.choices[0].message
-        if not choice.tool_calls and not (choice.content or "").strip():
+        if not choice.tool_calls and not (split_reasoning(choice)[0] or "").strip():
             # Neither text nor a tool call: tau2-bench refuses such a message as an agent
             # error. Passing it on would show the user an empty turn.
             raise ParticipantError(Termination.AGENT_ERROR,
@@ -123,7 +124,8 @@ def _usable(error: MalformedResponse, *, is_agent: bool) -> ChatCompletion:
     completion = error.completion
     if error.reason in USABLE_MALFORMED and isinstance(completion, ChatCompletion):
         message = completion.choices[0].message
-        if message.tool_calls or (message.content or "").strip():
+        # text, not thinking: an answer cut inside its <think> block says nothing
+        if message.tool_calls or (split_reasoning(message)[0] or "").strip():
             return completion
     raise ParticipantError(termination_for(error, is_agent=is_agent), str(error)) from None
 
@@ -135,8 +137,9 @@ def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> Assistant
     if choice.tool_calls:
         calls = tuple(_tool_call(c.id, c.function.name, c.function.arguments)
                       for c in choice.tool_calls)
-    return AssistantMessage(content=choice.content, tool_calls=calls, turn_idx=turn,
-                            usage=usage)
+    content, reasoning = split_reasoning(choice)
+    return AssistantMessage(content=content, tool_calls=calls, turn_idx=turn, usage=usage,
+                            reasoning=msgspec.UNSET if reasoning is None else reasoning)
 
 
 def _tool_call(call_id: str, name: str, text: str) -> ToolCall:
@@ -168,13 +171,15 @@ class LLMUser:
             completion, result = _usable(error, is_agent=False), _kept_call(error)
         except ModelCallError as error:
             raise ParticipantError(termination_for(error, is_agent=False), str(error)) from None
-        content = completion.choices[0].message.content
-        if not (content or "").strip():
+        # A thinking model's reasoning is not what the user says: the agent never sees it.
+        content, reasoning = split_reasoning(completion.choices[0].message)
+        if content is None or not content.strip():
             # Whitespace is no text either (tau2-bench strips before it checks).
             raise ParticipantError(Termination.USER_ERROR,
                                    "empty: the user simulator sent no text")
         message = UserMessage(content=content, turn_idx=len(messages),
-                              usage=None if result is None else _usage(result))
+                              usage=None if result is None else _usage(result),
+                              reasoning=msgspec.UNSET if reasoning is None else reasoning)
         return Turn(message, result)
 
 

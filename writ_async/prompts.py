@@ -16,7 +16,14 @@ from typing import Any
 
 import msgspec
 
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
+from writ_async.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+    reasoning_of,
+)
 from writ_async.models import protocol
 from writ_async.tasks import Instructions, Task
 
@@ -81,10 +88,15 @@ def _arguments_text(call: ToolCall) -> str:
     return _args_encoder.encode(call.arguments).decode()
 
 
-def to_openai(message: Message) -> dict[str, Any]:
-    """One message as an OpenAI chat message (the agent's view)."""
+def to_openai(message: Message, *, reasoning: bool = False) -> dict[str, Any]:
+    """One message as an OpenAI chat message (the agent's view); with ``reasoning``, an
+    assistant message's reasoning as ``reasoning_content`` (what transformers' chat
+    templates for thinking models read, so TRL trains on it)."""
     if isinstance(message, AssistantMessage):
         out: dict[str, Any] = {"role": "assistant", "content": message.content}
+        thought = reasoning_of(message) if reasoning else None
+        if thought is not None:
+            out["reasoning_content"] = thought
         if message.tool_calls:
             out["tool_calls"] = [
                 {"id": c.id, "type": "function",
@@ -98,6 +110,9 @@ def to_openai(message: Message) -> dict[str, Any]:
 
 
 def agent_view(system: str, messages: list[Message]) -> list[protocol.Message]:
+    """Everything, as OpenAI messages. The agent's own reasoning rides along as
+    ``reasoning_content``; the pool sends it back or not as the role's
+    ``ModelParams.reasoning`` says (protocol.apply_params)."""
     out = [protocol.Message(role="system", content=system)]
     for m in messages:
         if isinstance(m, AssistantMessage):
@@ -107,7 +122,8 @@ def agent_view(system: str, messages: list[Message]) -> list[protocol.Message]:
                     id=c.id, function=protocol.FunctionCall(
                         name=c.name, arguments=_arguments_text(c)))
                     for c in m.tool_calls]
-            out.append(protocol.Message(role="assistant", content=m.content, tool_calls=calls))
+            out.append(protocol.Message(role="assistant", content=m.content, tool_calls=calls,
+                                        reasoning_content=reasoning_of(m)))
         elif isinstance(m, ToolMessage):
             out.append(protocol.Message(role="tool", content=m.content, tool_call_id=m.id))
         else:
@@ -123,5 +139,6 @@ def user_view(system: str, messages: list[Message]) -> list[protocol.Message]:
             if m.content and not m.tool_calls:
                 out.append(protocol.Message(role="user", content=m.content))
         elif isinstance(m, UserMessage):
-            out.append(protocol.Message(role="assistant", content=m.content))
+            out.append(protocol.Message(role="assistant", content=m.content,
+                                        reasoning_content=reasoning_of(m)))
     return out

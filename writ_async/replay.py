@@ -57,8 +57,7 @@ from writ_async.errors import (
     ReplayError,
     RunDirError,
 )
-from writ_async.export import ExportReport
-from writ_async.export import is_kept as export_is_kept
+from writ_async.export import ExportReport, is_kept
 from writ_async.grading import (
     NL_ASSERTION,
     GoldReplay,
@@ -92,7 +91,7 @@ from writ_async.rundir import (
     salvage_advice,
 )
 from writ_async.runner import EpisodeSpec, first_difference, restore, run_episode
-from writ_async.scheduler import StopRequest, run_many
+from writ_async.scheduler import Progress, StopRequest, run_many
 from writ_async.seeds import episode_seed
 from writ_async.simulate import (
     TASKS,
@@ -689,16 +688,14 @@ def continuation_config(parent: Config, overrides: Overrides) -> Config:
 
 @dataclass(frozen=True, slots=True)
 class Continued:
-    """One re-run episode: its parent, where it started, and how it ended."""
+    """One re-run episode: its parent, where it started, and how it ended (``recovered``:
+    the new run's export keeps it, ``export.keep`` under that run's filter)."""
 
     parent_episode: str
     fork_step: int
     record: EpisodeRecord
+    recovered: bool
     note: str = ""
-
-    @property
-    def recovered(self) -> bool:
-        return is_kept(self.record)
 
 
 @dataclass(slots=True)
@@ -715,18 +712,6 @@ class ReplayOutcome:
     @property
     def recovered(self) -> int:
         return sum(1 for e in self.episodes if e.recovered)
-
-
-def is_kept(record: EpisodeRecord) -> bool:
-    """What the export keeps under its default filter (``export.keep``, the one
-    definition): ended by the user or the agent, graded, reward 1, evidence ok, no write
-    error the gold does not expect."""
-    return export_is_kept(record)
-
-
-def is_failed(record: EpisodeRecord) -> bool:
-    """Failed or rejected: anything the export would not keep."""
-    return not is_kept(record)
 
 
 def first_wrong_write(record: EpisodeRecord, task: Task, run: ReplayRun,
@@ -829,10 +814,11 @@ async def rerun_failed(run: ReplayRun, *, mode: str = FROM_START, out: Path,
     overrides = overrides or Overrides()
     config = continuation_config(run.config, overrides)
     setup = run.prepared.setup
+    parent_filter = export_filter(run.config)
     specs, notes = [], {}
     for ep_id in run.episode_ids():
         record = run.contents.finished[ep_id]
-        if not is_failed(record):
+        if is_kept(record, parent_filter):  # only what the run's export dropped
             continue
         ep = run.recorded(ep_id)
         step = 0
@@ -871,6 +857,7 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
                     notes: dict[str, str] | None = None) -> ReplayOutcome:
     parent = run.prepared
     prepared = prepare(config, tasks=(parent.tasks, parent.tasks_hash), base=parent.base)
+    kept_by = export_filter(config)  # "kept" in the new run: its progress, summary, export
     order = {t.id: i for i, t in enumerate(parent.tasks)}
     task_ids = sorted({s.task.id for s in specs}, key=order.__getitem__)
     manifest = new_manifest(
@@ -890,7 +877,8 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
             if specs:
                 await run_many(prepared.setup, specs, participants, journal,
                                concurrency=config.simulate.concurrency, stop=stop,
-                               progress_stream=progress_stream)
+                               progress_stream=progress_stream,
+                               progress=Progress(total=len(specs), export_filter=kept_by))
         finally:
             journal.close()
     finished = new_run.read_journal().finished
@@ -905,11 +893,12 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
         records.append(record)
         episodes.append(Continued(parent_episode=spec.lineage.parent_episode,
                                   fork_step=spec.lineage.fork_step, record=record,
+                                  recovered=is_kept(record, kept_by),
                                   note=notes.get(spec.lineage.parent_episode, "")))
     tasks = [t for t in parent.tasks if t.id in set(task_ids)]
     report = write_outputs(new_run, prepared, records, tasks)
     return ReplayOutcome(run_dir=new_run.path, mode=mode, episodes=episodes, export=report,
-                         summary=summary(records, tasks, export_filter(config)),
+                         summary=summary(records, tasks, kept_by),
                          stopped_early=len(records) < len(specs),
                          selected=len(specs))
 
@@ -931,7 +920,7 @@ def render_outcome(run: ReplayRun, outcome: ReplayOutcome) -> str:
         lines.append(f"re-ran {outcome.selected} failed episode(s) of {run.path} "
                      f"({outcome.mode.replace('_', ' ')}) into {outcome.run_dir}")
         lines.append(f"  recovered {outcome.recovered} of {len(outcome.episodes)} "
-                     "(kept: graded, reward 1, evidence ok, no write error)")
+                     "(kept by the run's export filter)")
         if outcome.episodes:
             width = max(len(e.parent_episode) for e in outcome.episodes)
             lines.append(f"  {'episode':<{width}}  from  termination      reward  evidence")

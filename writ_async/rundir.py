@@ -138,6 +138,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
                     for name, section in config.get("domains", {}).items()}
         config["domains"] = {name: section for name, section in sections.items()
                              if section != default}
+        # A key left unset (None, or an empty table) is the run it was before the key
+        # existed: a run started by an older version resumes under a newer one.
+        config = _pruned(config)
         return {
             "config": config, "seed": self.seed, "domain": self.domain,
             "base_db_hash": self.base_db_hash, "tasks_file_sha256": self.tasks_file_sha256,
@@ -464,6 +467,18 @@ _MISSING = object()
 
 def _encode_manifest(manifest: Manifest) -> bytes:
     return msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n"
+
+
+def _pruned(tree: Any) -> Any:
+    """``tree`` without the keys whose value is None or a table that prunes to empty."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {}
+    for key, value in tree.items():
+        value = _pruned(value)
+        if value is not None and value != {}:
+            out[key] = value
+    return out
 
 
 def _drop(tree: Any, parts: list[str]) -> None:

@@ -25,6 +25,7 @@ import msgspec
 
 from writ_async.behaviours import scenario_id
 from writ_async.domain import Domain, Environment
+from writ_async.drive import Hooks, drive, on, run_tools
 from writ_async.episode import (
     Action,
     AskAgent,
@@ -34,6 +35,7 @@ from writ_async.episode import (
     Limits,
     RunTools,
     Termination,
+    ToolOutcome,
 )
 from writ_async.errors import ReplayDivergence
 from writ_async.grading import GoldCache, grade
@@ -50,11 +52,10 @@ from writ_async.judge import nl_assertions_of
 from writ_async.logs import episode_context
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.overlay import BaseDB
-from writ_async.participants import Participant, ParticipantError, Turn
+from writ_async.participants import Participant, Turn
 from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.tasks import Task
-from writ_async.tools import Toolbox, ToolKind, ToolResult
-from writ_async.validation import arguments_problem
+from writ_async.tools import Toolbox, ToolKind
 
 # What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
 JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]
@@ -182,60 +183,62 @@ def restore(setup: EpisodeSetup, prefix: Sequence[Message], sink: Sink | None = 
             end = step + len(action.calls)
             if end > len(prefix):
                 break  # the block's results are not all recorded: they run live
-            results = _run_tools(setup, env, action.calls, step, journal, counters,
-                                expected=prefix[step:end])
-            action = episode.tools_returned(results)
+            action = run_tools(episode, action, on(env),
+                               _Recording(setup, env, journal, counters, episode,
+                                          expected=prefix[step:end]))
             continue
         message = prefix[step]
         if isinstance(action, AskAgent) and isinstance(message, AssistantMessage):
-            journal.message(message)
             action = episode.agent_replied(message)
         elif isinstance(action, AskUser) and isinstance(message, UserMessage):
-            journal.message(message)
             action = episode.user_replied(message)
         else:
             wanted = "assistant" if isinstance(action, AskAgent) else "user"
             raise ReplayDivergence(step, "message", "role", _role(message), wanted,
                                    f"the episode asks the {wanted} here")
+        journal.message(episode.messages[-1])  # as the episode holds it (turn_idx set)
     return Restored(episode, env, action)
 
 
-def _run_tools(setup: EpisodeSetup, env: Environment, calls: Sequence[ToolCall], first_turn: int,
-              journal: _Journal, counters: Counters,
-              expected: Sequence[Message] | None = None) -> list[ToolMessage]:
-    """Run one block of tool calls in order, journal each (with the delta hash after a
-    write) and then their result messages; with ``expected``, each result must equal
-    the recorded one."""
-    results: list[ToolMessage] = []
-    for call in calls:
-        if call.raw_arguments is not None:
-            # The model's arguments were not a JSON object the run can hold (NaN, 1e400,
-            # an integer beyond 64 bits, nesting too deep): nothing runs, and the model
-            # is told why, as a tool error (which counts toward the error limit).
-            result = ToolResult(f"Error: the arguments of {call.name} "
-                                f"{arguments_problem(call.raw_arguments)}: "
-                                f"{call.raw_arguments[:200]!r}", True)
-        else:
-            result = env.call(call.name, call.arguments)
-        counters.tool_calls += 1
+class _Recording(Hooks):
+    """The runner's steps in the journal: each model call, message and tool execution
+    (with the delta hash after a write); with ``expected`` (a restore), each tool result
+    must equal the recorded one."""
+
+    __slots__ = ("counters", "env", "episode", "expected", "journal", "setup", "state")
+
+    def __init__(self, setup: EpisodeSetup, env: Environment, journal: _Journal,
+                 counters: Counters, episode: Episode, *,
+                 expected: Sequence[Message] | None = None,
+                 state: _Progress | None = None) -> None:
+        self.setup, self.env, self.journal, self.counters = setup, env, journal, counters
+        self.episode, self.expected, self.state = episode, expected, state or _Progress()
+
+    def replied(self, role: str, turn: Turn, message: AssistantMessage | UserMessage) -> None:
+        _account(self.journal, turn, role, self.counters, self.state)
+        self.journal.message(message)
+
+    def tool_ran(self, index: int, call: ToolCall, result: ToolOutcome) -> None:
+        self.counters.tool_calls += 1
         written = (call.raw_arguments is None
-                   and setup.toolbox.kind(call.name) is ToolKind.WRITE)
+                   and self.setup.toolbox.kind(call.name) is ToolKind.WRITE)
+        journal = self.journal
         journal.sink.append(ToolExecuted(
             episode_id=journal.episode_id, attempt=journal.attempt, call_id=call.id,
             name=call.name, output=result.output, error=result.error,
             # the cheap state hash after every write (equal iff the tau2 hash is equal);
             # the tau2 hash itself is taken at the end
-            db_hash=env.overlay.delta_hash() if written else None,
+            db_hash=self.env.overlay.delta_hash() if written else None,
         ))
-        message = ToolMessage(id=call.id, content=result.output, error=result.error,
-                              turn_idx=first_turn + len(results))
-        if expected is not None and expected[len(results)] != message:
-            _differ(first_turn + len(results), "tool", "message", expected[len(results)],
-                    message)
-        results.append(message)
-    for message in results:
-        journal.message(message)
-    return results
+        if self.expected is not None:
+            message = self.episode.tool_message(index, result)
+            if self.expected[index] != message:
+                _differ(self.episode.next_turn + index, "tool", "message",
+                        self.expected[index], message)
+
+    def tools_added(self, messages: Sequence[ToolMessage]) -> None:
+        for message in messages:
+            self.journal.message(message)
 
 
 def _role(message: Message) -> str:
@@ -309,29 +312,10 @@ async def _run_episode(setup: EpisodeSetup, spec: EpisodeSpec, agent: Participan
     restored = restore(setup, spec.prefix, sink, ep_id=ep_id, attempt=spec.attempt,
                        counters=counters)
     episode, env, action = restored.episode, restored.env, restored.action
-    error: str | None = None
+    hooks = _Recording(setup, env, journal, counters, episode, state=state)
     try:
         async with asyncio.timeout(setup.timeout_s):
-            while not isinstance(action, Finished):
-                if isinstance(action, RunTools):
-                    results = _run_tools(setup, env, action.calls, episode.next_turn, journal,
-                                        counters)
-                    action = episode.tools_returned(results)
-                    continue
-                is_agent = isinstance(action, AskAgent)
-                assert is_agent or isinstance(action, AskUser)
-                try:
-                    turn = await (agent if is_agent else user).reply(episode.messages)
-                except ParticipantError as failure:
-                    # Which side failed: an operator reading "HTTP 500" needs the role.
-                    error = f"{'agent' if is_agent else 'user'} role: {failure}"
-                    action = episode.failed(failure.reason)
-                    break
-                _account(sink, ep_id, spec, turn, "agent" if is_agent else "user",
-                         counters, state)
-                journal.message(turn.message)
-                action = (episode.agent_replied(turn.message) if is_agent  # type: ignore[arg-type]
-                          else episode.user_replied(turn.message))  # type: ignore[arg-type]
+            error = await drive(episode, action, agent, user, on(env), hooks)
     except TimeoutError:
         error = f"episode timed out after {setup.timeout_s:g} s"
         episode.failed(Termination.TIMEOUT)
@@ -391,8 +375,8 @@ class _Progress:
     model_seconds: float = 0.0
 
 
-def _account(sink: Sink, ep_id: str, spec: EpisodeSpec, turn: Turn, role: str,
-             counters: Counters, state: _Progress) -> None:
+def _account(journal: _Journal, turn: Turn, role: str, counters: Counters,
+             state: _Progress) -> None:
     call = turn.call
     if call is None:
         return
@@ -403,8 +387,9 @@ def _account(sink: Sink, ep_id: str, spec: EpisodeSpec, turn: Turn, role: str,
     counters.model_calls += 1
     counters.prompt_tokens += call.usage.prompt_tokens
     counters.completion_tokens += call.usage.completion_tokens
-    sink.append(ModelCalled(
-        episode_id=ep_id, attempt=spec.attempt, role=role, endpoint=call.endpoint,
+    journal.sink.append(ModelCalled(
+        episode_id=journal.episode_id, attempt=journal.attempt, role=role,
+        endpoint=call.endpoint,
         prompt_tokens=call.usage.prompt_tokens, completion_tokens=call.usage.completion_tokens,
         latency=call.latency, ttft=call.ttft, attempts=call.attempts,
         malformed=call.malformed,

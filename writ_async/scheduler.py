@@ -15,15 +15,17 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO
 
-from writ_async.export import is_kept
+from writ_async.export import ExportFilter, is_kept
 from writ_async.logs import get_logger
 from writ_async.participants import Participant
 from writ_async.records import EpisodeRecord
 from writ_async.runner import Counters, EpisodeSetup, EpisodeSpec, Sink, run_episode
+from writ_async.scopes import CancelScope
 
 MakeParticipants = Callable[[EpisodeSpec], tuple[Participant, Participant]]
 
@@ -39,13 +41,13 @@ class Progress:
     failed: int = 0
     started_at: float = field(default_factory=time.monotonic)
     counters: Counters = field(default_factory=Counters)
-    # The export's decision, so that "kept" here is what the export will write; a run
-    # passes its own filter (``simulate.export_filter``), the default is the export's.
-    is_kept: Callable[[EpisodeRecord], bool] = is_kept
+    # "kept" is the export's one decision (``export.keep``) under the run's own filter
+    # (``simulate.export_filter``), so that it counts what the export will write.
+    export_filter: ExportFilter = field(default_factory=ExportFilter)
 
     def record(self, record: EpisodeRecord) -> None:
         self.done += 1
-        if self.is_kept(record):
+        if is_kept(record, self.export_filter):
             self.kept += 1
         if record.error is not None:
             self.failed += 1
@@ -68,7 +70,8 @@ class StopRequest:
     ``signal`` remembers the first signal that asked (SIGINT or SIGTERM), so that the
     command can exit as a process stopped by it would (130 / 143). ``notice`` is where
     the operator is told, at once, what the request does (stderr by default); it is
-    given the number of episodes in flight, which the scheduler keeps up to date.
+    given the number of episodes in flight, which the scheduler keeps up to date. What a
+    second request cancels is whatever runs in a ``cancel_scope()`` at the time.
     """
 
     def __init__(self, notice: Callable[[str], None] | None = None) -> None:
@@ -77,7 +80,7 @@ class StopRequest:
         self.signal: int | None = None
         self.in_flight: Callable[[], int] = lambda: 0
         self._notice = notice if notice is not None else _to_stderr
-        self._cancel: Callable[[], None] | None = None
+        self._scopes: set[CancelScope] = set()
 
     def __call__(self, sig: int | None = None) -> None:
         self.requests += 1
@@ -89,10 +92,25 @@ class StopRequest:
             self._notice(f"stopping: no new episodes; finishing {running} episode"
                          f"{'' if running == 1 else 's'} in flight; Ctrl-C again to cancel "
                          "them")
-        elif self._cancel is not None:
+        elif self._scopes:
             self._notice(f"cancelling {running} episode{'' if running == 1 else 's'} in "
                          "flight (they stay unfinished; --resume runs them again)")
-            self._cancel()
+            for scope in list(self._scopes):
+                scope.cancel()
+
+    @asynccontextmanager
+    async def cancel_scope(self) -> AsyncIterator[CancelScope]:
+        """A block that the second request cancels, with the tasks its task groups run
+        (at once, if that request came before the block)."""
+        scope = CancelScope()
+        if self.requests >= 2:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            async with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
 
     def exit_status(self) -> int:
         """128 + the signal's number, as a shell reports a process that signal stopped;
@@ -156,16 +174,12 @@ async def run_many(
     loop = asyncio.get_running_loop()
     installed = install_stop_signals(loop, stop)
     try:
-        async with asyncio.TaskGroup() as group:
+        # A second stop request cancels the scope: the group cancels every worker and the
+        # reporter and waits for them; the scope then ends the block as a normal return.
+        async with stop.cancel_scope(), asyncio.TaskGroup() as group:
             reporter = group.create_task(report())
             workers = [group.create_task(worker()) for _ in range(max(1, concurrency))]
-
-            def cancel_all() -> None:
-                for task in workers:
-                    task.cancel()
-
-            stop._cancel = cancel_all
-            await asyncio.gather(*workers, return_exceptions=True)  # cancelled ones too
+            await asyncio.wait(workers)  # (a worker's error is the group's to raise)
             reporter.cancel()
     finally:
         for sig in installed:

@@ -82,15 +82,8 @@ from writ_async.behaviours import (
     vague_opener,
 )
 from writ_async.domain import Domain
-from writ_async.episode import (
-    DEFAULT_GREETING,
-    AskAgent,
-    AskUser,
-    Episode,
-    Finished,
-    Limits,
-    RunTools,
-)
+from writ_async.drive import drive, finish_now, on
+from writ_async.episode import DEFAULT_GREETING, Episode, Limits
 from writ_async.messages import (
     STOP,
     TRANSFER,
@@ -101,6 +94,7 @@ from writ_async.messages import (
     UserMessage,
 )
 from writ_async.overlay import BaseDB
+from writ_async.participants import InProcess
 from writ_async.tasks import Action, Instructions, Task
 from writ_async.tools import Toolbox, ToolKind
 
@@ -1446,28 +1440,13 @@ def run_scripted_episode(
     behaviours: Sequence[str] = (),
 ) -> tuple[Episode, str, ScriptedAgent]:
     """Drive one episode with the scripted agent and user (telling the task with
-    ``behaviours``), tools run on a fresh overlay of ``base``; no event loop. Returns the
-    episode, its final DB hash and the agent (whose ``mistake`` tells what went wrong on
-    purpose). ``turn_idx`` is stamped here,
-    as the runner does: the participants' views do not know the full conversation."""
+    ``behaviours``), tools run on a fresh overlay of ``base``. Returns the episode, its
+    final DB hash and the agent (whose ``mistake`` tells what went wrong on purpose). The
+    one episode driver runs it, with no event loop: the scripted pair never waits."""
     env = domain.environment(base)
     agent = ScriptedAgent(task, domain, seed, mistakes)
     user = ScriptedUser(task, seed, behaviours=behaviours, domain=domain)
     episode = Episode(limits, greeting)
-    action = episode.start()
-    while not isinstance(action, Finished):
-        turn = episode.next_turn
-        if isinstance(action, AskAgent):
-            reply = msgspec.structs.replace(agent.reply(episode.messages), turn_idx=turn)
-            action = episode.agent_replied(reply)
-        elif isinstance(action, AskUser):
-            said = msgspec.structs.replace(user.reply(episode.messages), turn_idx=turn)
-            action = episode.user_replied(said)
-        elif isinstance(action, RunTools):
-            results = []
-            for i, call in enumerate(action.calls):
-                out = env.call(call.name, call.arguments)
-                results.append(ToolMessage(id=call.id, content=out.output, error=out.error,
-                                           requestor=call.requestor, turn_idx=turn + i))
-            action = episode.tools_returned(results)
+    finish_now(drive(episode, episode.start(), InProcess(agent.reply), InProcess(user.reply),
+                     on(env)))
     return episode, env.db_hash(), agent

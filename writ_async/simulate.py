@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Container, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +32,7 @@ from writ_async.datastats import toolbox_kinds, write_export_stats
 from writ_async.domain import Domain
 from writ_async.episode import Limits
 from writ_async.errors import ConfigError, ReplayDivergence
-from writ_async.export import ExportContext, ExportFilter, ExportReport, is_kept, write_exports
+from writ_async.export import ExportContext, ExportFilter, ExportReport, write_exports
 from writ_async.grading import GoldCache
 from writ_async.journal import RERUN_TERMINATION, Event, JournalContents, MessageAdded
 from writ_async.judge import Judge
@@ -199,7 +198,8 @@ def export_filter(config: Config) -> ExportFilter:
     """The run's export filter: what "kept" means for its export and its summary."""
     exp = config.export
     return ExportFilter(min_reward=exp.min_reward, terminations=list(exp.terminations),
-                        require_evidence=exp.require_evidence, dedupe=exp.dedupe)
+                        require_evidence=exp.require_evidence, dedupe=exp.dedupe,
+                        reasoning=exp.reasoning)
 
 
 @asynccontextmanager
@@ -336,7 +336,7 @@ async def simulate(
     scenarios = run_scenarios(config, tasks)
     specs = episode_specs(prepared, scenarios, previous)
 
-    progress = Progress(total=len(specs), is_kept=partial(is_kept, filter=export_filter(config)))
+    progress = Progress(total=len(specs), export_filter=export_filter(config))
     async with open_participants(prepared) as participants:
         journal = run.open_journal()  # cuts a torn tail left by a crash, then appends
         try:

@@ -42,7 +42,7 @@ from typing import IO, Any
 import msgspec
 
 from writ_async.cluster.budget import BudgetLedger, BudgetStatistics, Grant
-from writ_async.cluster.feeder import BudgetFeeder
+from writ_async.cluster.feeder import MakeLimiter, run_fed
 from writ_async.cluster.shards import (
     ShardProgress,
     load_or_save_plan,
@@ -57,7 +57,6 @@ from writ_async.cluster.shards import (
 from writ_async.config import Config, EndpointConfig
 from writ_async.errors import ClusterError
 from writ_async.logs import configure_logging, get_logger
-from writ_async.models.limits import RateLimiter
 from writ_async.models.setup import MOCK, mock_model_names
 from writ_async.results import summary
 from writ_async.rundir import Manifest
@@ -184,34 +183,18 @@ def shard_task(config: Config, manifest: Manifest, tasks: tuple[list[Task], str]
     worker = f"shard{shard:02d}.{attempt}@{pid}"
     configure_logging(config.logging.level, "json")
 
-    async def main() -> ShardProgress:
-        source = ActorSource(coordinator)
-        feeding: list[asyncio.Task[None]] = []
+    async def report(progress: ShardProgress) -> None:
+        await _get(coordinator.report.remote(progress))
 
-        def rate_limiter(name: str, settings: EndpointConfig) -> RateLimiter:
-            if name not in limited:
-                return RateLimiter(settings.requests_per_minute, settings.tokens_per_minute,
-                                   burst=1.0)
-            feeder = BudgetFeeder(name, worker, source, lease=lease,
-                                  requests=settings.requests_per_minute is not None,
-                                  tokens=settings.tokens_per_minute is not None)
-            feeding.append(asyncio.get_running_loop().create_task(feeder.run()))
-            return feeder.limiter
+    async def body(rate_limiter: MakeLimiter) -> ShardProgress:
+        return await run_shard(config, manifest, tasks, Path(path), episode_ids,
+                               shard=shard, attempt=attempt, worker=worker, pid=pid,
+                               concurrency=concurrency, rate_limiter=rate_limiter,
+                               report=report)
 
-        async def report(progress: ShardProgress) -> None:
-            await _get(coordinator.report.remote(progress))
-
-        try:
-            return await run_shard(config, manifest, tasks, Path(path), episode_ids,
-                                   shard=shard, attempt=attempt, worker=worker, pid=pid,
-                                   concurrency=concurrency, rate_limiter=rate_limiter,
-                                   report=report)
-        finally:
-            for task in feeding:
-                task.cancel()
-            await asyncio.gather(*feeding, return_exceptions=True)
-
-    return _run_loop(main())
+    # The budget feeders run in one task group with the shard (feeder.run_fed): a feeder
+    # that crashes fails the shard, and the driver raises its error.
+    return _run_loop(run_fed(ActorSource(coordinator), worker, limited, lease, body))
 
 
 def _run_loop(coro: Any) -> Any:

@@ -31,6 +31,7 @@ from writ_async.rundir import MANIFEST, Manifest, RunDir, atomic_write, create_r
 from writ_async.scheduler import Progress, StopRequest, run_many
 from writ_async.simulate import (
     episode_specs,
+    export_filter,
     open_participants,
     prepare,
     run_scenarios,
@@ -114,7 +115,8 @@ async def run_shard(
     scenarios = run_scenarios(config, prepared.tasks)
     specs = episode_specs(prepared, scenarios, previous, only=set(episode_ids),
                           continue_unfinished=False)
-    progress = Progress(total=len(episode_ids))
+    # kept as the run's export keeps it, so the driver's line matches a plain run's
+    progress = Progress(total=len(episode_ids), export_filter=export_filter(config))
     progress.done = len(episode_ids) - len(specs)  # finished by an earlier attempt
 
     def snapshot(finished: bool = False) -> ShardProgress:
@@ -132,20 +134,23 @@ async def run_shard(
             await report(snapshot())
             await asyncio.sleep(report_every)
 
-    reporting = asyncio.create_task(reporter()) if report is not None else None
-    try:
-        async with open_participants(prepared, rate_limiter=rate_limiter) as participants:  # type: ignore[arg-type]
-            journal = run.open_journal()
-            try:
-                if specs:
-                    await run_many(prepared.setup, specs, participants, journal,
-                                   concurrency=concurrency, stop=StopRequest(),
-                                   progress=progress)
-            finally:
-                journal.close()
-    finally:
-        if reporting is not None:
-            reporting.cancel()
+    # The reporter lives as long as the shard runs, in one task group with it: one that
+    # fails (the coordinator gone) fails the shard rather than dying unseen.
+    async with asyncio.TaskGroup() as group:
+        reporting = group.create_task(reporter()) if report is not None else None
+        try:
+            async with open_participants(prepared, rate_limiter=rate_limiter) as participants:  # type: ignore[arg-type]
+                journal = run.open_journal()
+                try:
+                    if specs:
+                        await run_many(prepared.setup, specs, participants, journal,
+                                       concurrency=concurrency, stop=StopRequest(),
+                                       progress=progress)
+                finally:
+                    journal.close()
+        finally:
+            if reporting is not None:
+                reporting.cancel()
     last = snapshot(finished=True)
     if report is not None:
         await report(last)

@@ -20,7 +20,9 @@ A run has a warm-up (requests intended before it ends are recorded but not measu
 a bound: a duration or a number of measured requests. Then no new request is sent;
 requests in flight finish (up to ``drain_s``, then they are cancelled and counted). A
 stop from outside (``LoadRun.interrupt``: Ctrl-C, SIGTERM) ends it the same way, early;
-``LoadRun.cancel_in_flight`` then cuts the drain short. A run whose first
+``LoadRun.cancel_in_flight`` then cuts the drain short. Every conversation runs in one
+task group under one cancel scope (``LoadRun.in_flight_scope``), which the end of the
+drain or ``cancel_in_flight`` cancels: no task outlives the run. A run whose first
 ``unreachable_after`` requests all failed to connect, none answered, stops too
 (``UNREACHABLE``): nothing listens there, so waiting out the bound would only measure
 refusals (and spin the client at full CPU).
@@ -63,6 +65,7 @@ from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts
 from writ_async.models.protocol import ChatRequest
 from writ_async.models.retry import Retry, RetryPolicy, decide
+from writ_async.scopes import CancelScope
 from writ_async.seeds import arrivals_rng, loadtest_rng
 
 PROBE_S = 0.01  # event-loop probe period
@@ -300,8 +303,10 @@ class LoadRun:
         self.next_index = 0
         self.sent_measured = 0
         self.in_flight = 0
+        # The conversations running (rate mode; in concurrency mode the slots' workers):
+        # counted, never cancelled one by one; ``in_flight_scope`` cancels them all.
         self.live: set[asyncio.Task[Any]] = set()
-        self.failure: BaseException | None = None  # a conversation that raised (a bug)
+        self.in_flight_scope = CancelScope()
         self.cancelled = 0
         self.dropped_arrivals = 0
         self.responses_429 = 0
@@ -347,8 +352,7 @@ class LoadRun:
         """Cancel every conversation now, as the end of the drain time does; each one's
         request in flight is counted as cancelled."""
         self.stop(INTERRUPTED)
-        for task in list(self.live):
-            task.cancel()
+        self.in_flight_scope.cancel()
 
     def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
                end: float, result: CallResult | None,
@@ -430,16 +434,18 @@ class LoadRun:
         if config.duration_s is not None:
             self.t_end = self.measure_from + config.duration_s
         async with asyncio.TaskGroup() as outer:
+            # The probe, the stopper and the progress line serve the conversations' group
+            # and end with it (cancelled below); one that fails fails the run.
             aux = [outer.create_task(self._probe()), outer.create_task(self._stopper()),
                    outer.create_task(self._progress())]
             try:
-                async with asyncio.TaskGroup() as group:
+                async with self.in_flight_scope, asyncio.TaskGroup() as group:
                     if config.mode == "concurrency":
                         n = config.concurrency
                         for i in range(n):
                             group.create_task(self._worker(self.t0 + config.ramp_s * i / n))
                     else:
-                        group.create_task(self._arrivals())
+                        group.create_task(self._arrivals(group))
             finally:
                 self.stop("done")
                 self.cpu_at_end = time.process_time()
@@ -487,34 +493,21 @@ class LoadRun:
         finally:
             self.live.discard(task)
 
-    async def _arrivals(self) -> None:
-        """Start conversations ahead of their arrival times and send their first requests
-        at those times; then wait for them all. Conversation tasks are plain tasks (a
-        task group's bookkeeping costs more than a request's send at 10,000/s): one that
-        fails stops the run, the others are cancelled, and its error is raised here."""
-        try:
-            await self._arrive()
-            while self.live:
-                await asyncio.wait(set(self.live))
-        finally:
-            for task in list(self.live):  # only left when this task was cancelled
-                task.cancel()
-            if self.live:
-                await asyncio.wait(set(self.live))
-        if self.failure is not None:
-            raise self.failure
+    async def _arrivals(self, group: asyncio.TaskGroup) -> None:
+        """Start conversations ahead of their arrival times, in ``group`` (the one this
+        task runs in, which waits for them), and send their first requests at those
+        times. One that fails fails the group: the others are cancelled, this task too,
+        and its error is raised from the group. (The group's bookkeeping per task is a
+        set and a done callback, what a bare task kept in ``live`` costs anyway.)"""
+        await self._arrive(group)
 
     def _conversation_done(self, task: asyncio.Task[None]) -> None:
         self.live.discard(task)
-        if task.cancelled() or task.exception() is None or self.failure is not None:
-            return
-        self.failure = task.exception()
-        self.stop("error")
-        for other in list(self.live):
-            other.cancel()
+        if not task.cancelled() and task.exception() is not None:
+            self.stop("error")  # (the task group cancels the others and raises it)
 
-    async def _arrive(self) -> None:
-        loop, config = self.loop, self.config
+    async def _arrive(self, group: asyncio.TaskGroup) -> None:
+        config = self.config
         rng = arrivals_rng(config.seed)
         lead, spin = config.lead_ms / 1000.0, config.spin_ms / 1000.0
         poisson = config.arrivals == "poisson"
@@ -531,7 +524,7 @@ class LoadRun:
                 else:
                     go = Gate(next_at)
                     pending.append(go)
-                    task = loop.create_task(self._conversation(self.next_index, go))
+                    task = group.create_task(self._conversation(self.next_index, go))
                     live.add(task)
                     task.add_done_callback(done)
                     self.next_index += 1
@@ -563,8 +556,7 @@ class LoadRun:
             self.stop("duration")
         await self.stop_event.wait()
         await asyncio.sleep(self.config.drain_s)
-        for task in list(self.live):
-            task.cancel()
+        self.in_flight_scope.cancel()  # the drain is over: cancel what still runs
 
     async def _probe(self) -> None:
         tick = _now()

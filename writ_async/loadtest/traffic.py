@@ -5,8 +5,8 @@
   the full history), tool calls the endpoint returns are executed for real on an
   ``Environment`` over the domain database, and the context grows turn by turn. The user
   is scripted in-process (only agent requests reach the endpoint) or an ``LLMUser`` whose
-  requests go to the endpoint as well. The episode state machine decides what happens
-  next, exactly as in a synthesis run, minus the journal and grading.
+  requests go to the endpoint as well. The episode runs through the engine's one driver
+  (``drive.drive``), exactly as in a synthesis run, minus the journal and grading.
 * ``SyntheticTraffic`` — a shape: turns per conversation, system prompt, user message
   and output lengths drawn from ranges; the history (with the endpoint's real replies)
   grows turn by turn.
@@ -23,13 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from writ_async.episode import AskAgent, Episode, Finished, Limits, RunTools
+from writ_async.drive import drive, on
+from writ_async.episode import Episode, Limits
 from writ_async.errors import ModelCallError
-from writ_async.messages import ToolMessage, UserMessage
+from writ_async.messages import UserMessage
 from writ_async.models.client import CallResult
 from writ_async.models.policies import plausible_text
 from writ_async.models.protocol import ChatRequest, Message
-from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant, ParticipantError
+from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
 from writ_async.prompts import agent_system_prompt, user_system_prompt
 from writ_async.records import episode_id
 from writ_async.scripted import ScriptedUser
@@ -235,25 +236,7 @@ class AgentTraffic:
         agent, user = self.participants(index, sender)
         env = self.domain.environment(self.base, self.toolbox)
         episode = Episode(self.limits, self.greeting)
-        action = episode.start()
-        while not isinstance(action, Finished):
-            if isinstance(action, RunTools):
-                results = []
-                for call in action.calls:
-                    result = env.call(call.name, call.arguments)
-                    results.append(ToolMessage(id=call.id, content=result.output,
-                                               error=result.error,
-                                               turn_idx=episode.next_turn + len(results)))
-                action = episode.tools_returned(results)
-                continue
-            is_agent = isinstance(action, AskAgent)
-            try:
-                turn = await (agent if is_agent else user).reply(episode.messages)
-            except ParticipantError as failure:
-                action = episode.failed(failure.reason)
-                break
-            action = (episode.agent_replied(turn.message) if is_agent  # type: ignore[arg-type]
-                      else episode.user_replied(turn.message))  # type: ignore[arg-type]
+        await drive(episode, episode.start(), agent, user, on(env))
         assert episode.termination is not None
         turns = sum(1 for m in episode.messages if isinstance(m, UserMessage))
         return Ended(episode.termination.value, turns)

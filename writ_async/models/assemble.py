@@ -12,6 +12,8 @@ How the pieces fit (OpenAI's streaming format, which vLLM, llama.cpp and the moc
   ``id``, ``type`` and ``function.name`` come in the first piece of a call and the first
   non-empty value is kept (servers that repeat them on every piece must not produce
   ``get_userget_user``); ``function.arguments`` arrives in many pieces to join;
+* a reasoning model's thinking arrives in ``reasoning_content`` or ``reasoning`` pieces
+  (vLLM renamed the field), joined like content and kept under the name it came in;
 * ``finish_reason`` comes on a choice's last chunk; ``usage`` often comes alone, in a last
   chunk with no choices (``stream_options.include_usage``);
 * the literal ``[DONE]`` ends the stream.
@@ -25,6 +27,8 @@ import msgspec
 
 from writ_async.errors import MalformedResponse
 from writ_async.models.protocol import (
+    THINK_CLOSE,
+    THINK_OPEN,
     ChatChunk,
     ChatCompletion,
     Choice,
@@ -34,7 +38,7 @@ from writ_async.models.protocol import (
     Usage,
 )
 
-__all__ = ["DONE", "StreamAssembler", "check_completion", "chunk_decoder"]
+__all__ = ["DONE", "StreamAssembler", "check_completion", "chunk_decoder", "split_reasoning"]
 
 DONE = "[DONE]"
 
@@ -77,11 +81,14 @@ class _ToolCallParts:
 
 
 class _ChoiceParts:
-    __slots__ = ("content", "finish_reason", "has_content", "role", "tool_calls")
+    __slots__ = ("content", "finish_reason", "has_content", "reasoning", "reasoning_content",
+                 "role", "tool_calls")
 
     def __init__(self) -> None:
         self.role = ""
         self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.reasoning_content: list[str] = []
         # Whether any content (even "") arrived: a tool-call-only answer has content
         # null, as the same answer not streamed would.
         self.has_content = False
@@ -183,6 +190,12 @@ class StreamAssembler:
                 if delta.content:
                     parts.content.append(delta.content)
                     token = True
+            if delta.reasoning_content:
+                parts.reasoning_content.append(delta.reasoning_content)
+                token = True
+            if delta.reasoning:
+                parts.reasoning.append(delta.reasoning)
+                token = True
             if delta.tool_calls:
                 token = True
                 for piece in delta.tool_calls:
@@ -244,6 +257,8 @@ class StreamAssembler:
                 role=parts.role or "assistant",
                 content="".join(parts.content) if parts.has_content else None,
                 tool_calls=tool_calls or None,
+                reasoning_content="".join(parts.reasoning_content) or None,
+                reasoning="".join(parts.reasoning) or None,
             )
             choices.append(Choice(message=message, index=index,
                                   finish_reason=parts.finish_reason))
@@ -260,6 +275,30 @@ class StreamAssembler:
         return ToolCall(id=call.id, type=call.type or "function",
                         function=FunctionCall(name=call.name,
                                               arguments="".join(call.arguments)))
+
+
+def split_reasoning(message: Message) -> tuple[str | None, str | None]:
+    """The answer's ``(content, reasoning)``: the reasoning from ``reasoning_content`` or
+    ``reasoning`` as the server sent it, and from a ``<think>...</think>`` block that opens
+    the content (a server without a reasoning parser passes it through). A content of
+    ``reasoning...</think>answer`` counts too: templates that open the think block in the
+    prompt (DeepSeek-R1's) leave the model only its end. The block leaves the content;
+    the whitespace around both parts is trimmed. An unclosed block stays content: an
+    answer cut inside its thinking is not silently emptied."""
+    field = message.reasoning_content or message.reasoning or None
+    content = message.content
+    if not content or THINK_CLOSE not in content:
+        return content, field
+    text = content.lstrip()
+    if text.startswith(THINK_OPEN):
+        text = text[len(THINK_OPEN):]
+    elif THINK_OPEN in content.split(THINK_CLOSE, 1)[0]:
+        return content, field  # a think block that does not open the answer: text
+    thought, _, rest = text.partition(THINK_CLOSE)
+    thought = thought.strip()
+    if field and thought:
+        thought = f"{field}\n\n{thought}"
+    return rest.lstrip() or None, thought or field
 
 
 def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = "",

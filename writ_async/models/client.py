@@ -27,7 +27,7 @@ from writ_async.models.protocol import (
     StreamOptions,
     Usage,
     completion_decoder,
-    encoder,
+    encode_request,
     error_decoder,
 )
 from writ_async.models.retry import RateFeedback, classify_status, parse_rate_headers
@@ -143,7 +143,7 @@ class EndpointClient:
             )
         if request.stream and request.stream_options is None:
             request = msgspec.structs.replace(request, stream_options=StreamOptions())
-        body = encoder.encode(request)
+        body = encode_request(request)
         loop = asyncio.get_running_loop()
         start = loop.time()
         timer = asyncio.timeout(None)

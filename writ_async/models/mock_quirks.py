@@ -26,6 +26,18 @@ Observed, and modelled here:
   message; a streamed call gets 200 ``text/event-stream`` and an empty body;
 * a request body that is not valid gets 500, not 400/422: ``text/plain`` "Internal
   Server Error" for broken JSON, an OpenAI-shaped ``internal_server_error`` otherwise.
+
+From other stacks' documentation, not captured here:
+
+* vLLM with a reasoning parser answers a thinking model's reasoning in its own field,
+  ``reasoning`` (``reasoning_content`` before vLLM renamed it, and in DeepSeek's API),
+  on the message and on stream deltas; without a parser the ``<think>...</think>`` block
+  stays at the start of the content. ``chat_template_kwargs.enable_thinking = false``
+  (Qwen3's chat template) turns the thinking off (``reasoning``);
+* OpenAI's reasoning models (o-series, GPT-5) refuse ``max_tokens`` (use
+  ``max_completion_tokens``) and any ``temperature`` or ``top_p`` but 1, with a 400 and
+  ``code: unsupported_parameter`` / ``unsupported_value``; other models refuse
+  ``reasoning_effort`` (``openai_reasoning_models``).
 """
 
 from __future__ import annotations
@@ -61,6 +73,12 @@ class Quirks(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     empty_answer: Rate = 0.0  # probability of answering "" with finish_reason "stop"
     llama_context_errors: bool = False
     bad_body_as_500: bool = False
+    # a thinking model's reasoning: in the `reasoning` or `reasoning_content` field, or
+    # as a <think> block opening the content; "off": none
+    reasoning: Literal["off", "reasoning", "reasoning_content", "think"] = "off"
+    # model names that follow OpenAI's reasoning-model parameter rules (others then refuse
+    # reasoning_effort); empty: no rules
+    openai_reasoning_models: list[str] = msgspec.field(default_factory=list)
 
     @property
     def stream_writer(self) -> bool:
@@ -92,10 +110,79 @@ def shape_answer(quirks: Quirks, chat: ChatRequest, message: Message, finish: st
     return message, finish
 
 
+class _TemplateKwargs(msgspec.Struct):
+    chat_template_kwargs: dict[str, Any] | None = None
+
+
+_template_kwargs = msgspec.json.Decoder(_TemplateKwargs)
+
+
+def thinking_enabled(body: bytes) -> bool:
+    """Whether the request leaves thinking on (vLLM's ``chat_template_kwargs``, which the
+    mock's request type does not hold: the raw body is read for it)."""
+    try:
+        kwargs = _template_kwargs.decode(body).chat_template_kwargs
+    except msgspec.DecodeError:  # the body decoded once already; a shape we do not know
+        return True
+    return not (kwargs is not None and kwargs.get("enable_thinking") is False)
+
+
+def reasoning_text(chat: ChatRequest, message: Message) -> str:
+    """What the mock's thinking model thinks: a pure function of the request and the
+    answer (no random draws, so turning it on changes no other answer)."""
+    turns = sum(1 for m in chat.messages if m.role != "system")
+    if message.tool_calls:
+        plan = "call " + ", ".join(c.function.name for c in message.tool_calls)
+    else:
+        plan = "answer in words"
+    return f"The conversation has {turns} turn(s) so far. I should {plan}."
+
+
+def add_reasoning(quirks: Quirks, chat: ChatRequest, message: Message, body: bytes) -> Message:
+    """The answer with its reasoning where ``quirks.reasoning`` puts it."""
+    if quirks.reasoning == "off" or not thinking_enabled(body):
+        return message
+    thought = reasoning_text(chat, message)
+    if quirks.reasoning == "reasoning":
+        return msgspec.structs.replace(message, reasoning=thought)
+    if quirks.reasoning == "reasoning_content":
+        return msgspec.structs.replace(message, reasoning_content=thought)
+    return msgspec.structs.replace(
+        message, content=f"<think>\n{thought}\n</think>\n\n{message.content or ''}")
+
+
+def parameter_error(quirks: Quirks, chat: ChatRequest) -> web.Response | None:
+    """OpenAI's 400 for a parameter the model does not take, or None."""
+    if chat.model in quirks.openai_reasoning_models:
+        if chat.max_tokens is not None:
+            return _unsupported("Unsupported parameter: 'max_tokens' is not supported with "
+                                "this model. Use 'max_completion_tokens' instead.",
+                                "max_tokens", "unsupported_parameter")
+        for name in ("temperature", "top_p"):
+            value = getattr(chat, name)
+            if value is not None and value != 1:
+                return _unsupported(f"Unsupported value: '{name}' does not support {value} "
+                                    "with this model. Only the default (1) value is "
+                                    "supported.", name, "unsupported_value")
+    elif quirks.openai_reasoning_models and chat.reasoning_effort is not None:
+        return _unsupported("Unsupported parameter: 'reasoning_effort' is not supported "
+                            "with this model.", "reasoning_effort", "unsupported_parameter")
+    return None
+
+
+def _unsupported(message: str, param: str, code: str) -> web.Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                      "code": code}}
+    return web.Response(body=encoder.encode(body), status=400, content_type=_JSON)
+
+
 def completion_body(message: Message, finish: str, usage: Usage | None, ident: str,
                     created: int, model: str) -> bytes:
     """A plain completion whose message also carries the legacy ``function_call``."""
     body: dict[str, Any] = {"role": "assistant", "content": message.content}
+    for name in ("reasoning", "reasoning_content"):
+        if getattr(message, name) is not None:
+            body[name] = getattr(message, name)
     if message.tool_calls:
         body["tool_calls"] = message.tool_calls
         first = message.tool_calls[0].function
@@ -157,6 +244,11 @@ def stream_events(message: Message, finish: str, usage: Usage | None, *, ident: 
                                                     "logprobs": None, "delta": delta}]})
 
     events: list[tuple[bytes, int]] = []
+    for name in ("reasoning", "reasoning_content"):
+        thought = getattr(message, name) or ""
+        for i in range(0, len(thought), piece_chars):
+            part = thought[i:i + piece_chars]
+            events.append((chunk({name: part}), -(-len(part) // CHARS_PER_TOKEN)))
     text = message.content or ""
     for i in range(0, len(text), piece_chars):
         part = text[i:i + piece_chars]

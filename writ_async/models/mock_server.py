@@ -378,6 +378,11 @@ def _split_pieces(text: str, size: int,
     return [(before + encode(p) + after, -(-len(p) // CHARS_PER_TOKEN)) for p in parts]
 
 
+def _reply_budget(chat: ChatRequest) -> int:
+    """The reply's token limit, under either name (0: none)."""
+    return chat.max_completion_tokens or chat.max_tokens or 0
+
+
 def _error_bytes(message: str, type_: str | None, code: str | None,
                  param: str | None = None) -> bytes:
     return encoder.encode(ErrorBody(ErrorDetail(message, type_, code, param)))
@@ -507,6 +512,11 @@ class _MockService:
         if self.models and chat.model not in self.models:
             return self._refuse(404, f"The model `{chat.model}` does not exist or you do not "
                                 "have access to it.", "model_not_found", code="model_not_found")
+        if self.quirks is not None and self.quirks.openai_reasoning_models:
+            refused = mock_quirks.parameter_error(self.quirks, chat)
+            if refused is not None:
+                self.counters.faults["bad_request"] += 1
+                return refused
         counters = self.counters
         if chat.stream:
             counters.streamed += 1
@@ -523,7 +533,7 @@ class _MockService:
                 param="messages")
         headers: dict[str, str] | None = None
         if self.limits is not None:
-            wait, why, headers = self.limits.admit(max(chat.max_tokens or 0, prompt))
+            wait, why, headers = self.limits.admit(max(_reply_budget(chat), prompt))
             if wait:
                 counters.rate_limited += 1
                 return web.Response(
@@ -560,7 +570,7 @@ class _MockService:
         if why == "requests":
             return (f"Rate limit reached for requests per {config.rate_window_s:g} s: "
                     f"limit {config.rpm_limit}.")
-        cost = max(chat.max_tokens or 0, prompt)
+        cost = max(_reply_budget(chat), prompt)
         if cost > config.tpm_limit:
             return (f"Request too large for tokens per {config.rate_window_s:g} s: "
                     f"limit {config.tpm_limit}, requested {cost}.")
@@ -630,14 +640,17 @@ class _MockService:
         rng = self.rng if chat.seed is None else mock_request_rng(self.config.seed, chat.seed)
         message = self.policy.respond(chat, rng)
         finish = "tool_calls" if message.tool_calls else "stop"
-        if chat.max_tokens and not message.tool_calls and message.content:
-            room = chat.max_tokens * CHARS_PER_TOKEN
+        budget = _reply_budget(chat)
+        if budget and not message.tool_calls and message.content:
+            room = budget * CHARS_PER_TOKEN
             if len(message.content) > room:
                 message = msgspec.structs.replace(message, content=message.content[:room])
                 finish = "length"
         quirks = self.quirks
         if quirks is not None:
             message, finish = mock_quirks.shape_answer(quirks, chat, message, finish, rng)
+            if quirks.reasoning != "off":
+                message = mock_quirks.add_reasoning(quirks, chat, message, await request.read())
         if "invalid_tool_args" in faults and message.tool_calls:
             self._count("invalid_tool_args")
             calls = [msgspec.structs.replace(c, function=FunctionCall(
@@ -697,6 +710,12 @@ class _MockService:
         """The stream's content events, each with the tokens it carries (for pacing)."""
         size = self.piece_chars
         pieces: list[tuple[bytes, int]] = []
+        if message.reasoning:
+            pieces.extend(_split_pieces(message.reasoning, size,
+                                        lambda part: chunk(Delta(reasoning=part))))
+        if message.reasoning_content:
+            pieces.extend(_split_pieces(message.reasoning_content, size,
+                                        lambda part: chunk(Delta(reasoning_content=part))))
         text = message.content or ""
         if text:
             pieces.extend(_split_pieces(text, size, lambda part: chunk(Delta(content=part))))

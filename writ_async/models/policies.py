@@ -39,8 +39,11 @@ def count_tokens(chars: int) -> int:
 
 
 def message_chars(message: Message) -> int:
-    """Characters of one message that count as tokens: content and tool calls."""
+    """Characters of one message that count as tokens: content, reasoning and tool calls."""
     chars = len(message.content) if message.content else 0
+    for thought in (message.reasoning, message.reasoning_content):
+        if thought:
+            chars += len(thought)
     if message.tool_calls:
         for call in message.tool_calls:
             chars += len(call.function.name) + len(call.function.arguments)

@@ -33,7 +33,7 @@ from writ_async.errors import (
 from writ_async.logs import get_logger
 from writ_async.models.client import CallResult, EndpointClient
 from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.protocol import ChatRequest
+from writ_async.models.protocol import ChatRequest, ModelParams, apply_params
 from writ_async.models.retry import GiveUp, RateFeedback, RetryPolicy, decide
 
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens assumed for a reply when max_tokens is unset
@@ -52,7 +52,8 @@ def estimate_tokens(request: ChatRequest) -> int:
             chars += len(call.function.name) + len(call.function.arguments)
     if request.tools:
         chars += sum(len(str(t)) for t in request.tools)
-    return max(1, chars // 4) + (request.max_tokens or DEFAULT_COMPLETION_ESTIMATE)
+    budget = request.max_completion_tokens or request.max_tokens
+    return max(1, chars // 4) + (budget or DEFAULT_COMPLETION_ESTIMATE)
 
 
 class CircuitBreaker:
@@ -136,6 +137,8 @@ class Endpoint:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_total: float = 0.0
+    # its [models.endpoints.<name>.params], over the role's (protocol.ModelParams.over)
+    params: ModelParams | None = None
 
     def feedback(self, fb: RateFeedback) -> None:
         self.rate.sync(fb.remaining_requests, fb.remaining_tokens,
@@ -175,10 +178,13 @@ class ModelPool:
         *,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        params: Mapping[str, ModelParams] | None = None,
     ) -> None:
         if not roles:
             raise ValueError("a model pool needs at least one role")
         self.roles = {role: list(eps) for role, eps in roles.items()}
+        self.params = dict(params or {})  # [models.params.<role>]
+        self._merged: dict[tuple[str, str], ModelParams | None] = {}
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random(0)
         self.log = get_logger(component="model_pool")
@@ -214,8 +220,20 @@ class ModelPool:
             raise CircuitOpen(f"every endpoint of role {role!r} is failing ({names})")
         return best
 
+    def params_for(self, role: str, endpoint: Endpoint) -> ModelParams | None:
+        """The parameters ``role``'s requests to ``endpoint`` are sent with."""
+        key = (role, endpoint.name)
+        try:
+            return self._merged[key]
+        except KeyError:
+            base = self.params.get(role)
+            merged = base if endpoint.params is None else endpoint.params.over(base)
+            self._merged[key] = merged
+            return merged
+
     async def complete(self, role: str, request: ChatRequest) -> CallResult:
-        """A completion for ``role``, retried within the pool's budget."""
+        """A completion for ``role``, retried within the pool's budget; each attempt is
+        sent with the parameters of its role and endpoint (``params_for``)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         attempt = 0
@@ -223,7 +241,8 @@ class ModelPool:
             attempt += 1
             endpoint = self.choose(role)
             try:
-                result = await self._attempt(endpoint, request)
+                result = await self._attempt(
+                    endpoint, apply_params(request, self.params_for(role, endpoint)))
             except ModelCallError as error:
                 decision = decide(self.retry, error, attempt, loop.time() - start, self.rng)
                 if isinstance(decision, GiveUp):

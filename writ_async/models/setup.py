@@ -85,7 +85,7 @@ async def open_pool(
             max_attempts=config.retry.max_attempts, deadline_s=config.retry.deadline_s,
             backoff_base_s=config.retry.backoff_base_s, backoff_cap_s=config.retry.backoff_cap_s,
         )
-        yield ModelPool(roles, retry=retry, rng=pool_rng(seed))
+        yield ModelPool(roles, retry=retry, rng=pool_rng(seed), params=config.params)
 
 
 def _endpoint(name: str, settings: EndpointConfig, base_url: str, session: object,
@@ -107,6 +107,7 @@ def _endpoint(name: str, settings: EndpointConfig, base_url: str, session: objec
         concurrency=ConcurrencyLimiter(settings.initial_concurrency,
                                        maximum=settings.max_concurrency),
         breaker=CircuitBreaker(),
+        params=settings.params,
     )
     endpoint.client.on_feedback = endpoint.feedback
     return endpoint

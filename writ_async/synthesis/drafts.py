@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from writ_async.domain import Environment
+from writ_async.environment import Environment
 from writ_async.errors import GoldActionError
 
 Call = tuple[str, dict[str, Any]]  # a tool name and its exact arguments
