@@ -38,7 +38,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from writ_async.errors import ProtocolError
+from writ_async.errors import TOOL_CALL_PARSE_PROBLEMS, ProtocolError
 from writ_async.messages import (
     STOP,
     AssistantMessage,
@@ -123,10 +123,15 @@ class Refused:
 def refusal(call: ToolCall) -> Refused | None:
     """The error result of ``call`` if it must not run, else None: its arguments were not
     a JSON object the run can hold (NaN, 1e400, an integer beyond 64 bits, nesting too
-    deep). The model is told why, as a tool error (which counts toward the error limit)."""
+    deep), or the server passed the call through as text (``call.parse_failure``). The
+    model is told why, as a tool error (which counts toward the error limit)."""
     raw = call.raw_arguments
     if raw is None:
         return None
+    if call.parse_failure:
+        problem = TOOL_CALL_PARSE_PROBLEMS.get(call.parse_failure, call.parse_failure)
+        return Refused(f"Error: {problem}; it was not run. Make the call again as a tool "
+                       f"call: {raw[:200]!r}")
     return Refused(f"Error: the arguments of {call.name} {arguments_problem(raw)}: "
                    f"{raw[:200]!r}")
 

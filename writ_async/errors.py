@@ -142,6 +142,34 @@ class MalformedResponse(ModelCallError):
         self.call: object | None = None  # the CallResult (client.py) that brought it
 
 
+# A model's tool call that the server failed to parse and passed through as text, by kind:
+# what an error tool result says of it (``episode.refusal``), completing "Error: ...".
+TOOL_CALL_PARSE_PROBLEMS = {
+    "markup_in_content": "this tool call was written as a <tool_call> block in the message "
+                         "text, which the server did not parse into a tool call",
+    "json_in_content": "this tool call was written as a JSON object in the message text, "
+                       "which the server did not parse into a tool call",
+    "empty_tool_calls": "the message ended as a tool call (finish_reason \"tool_calls\") "
+                        "but the server returned no tool call",
+    "trailing_data": "the arguments of this tool call have extra data after the JSON object",
+}
+
+
+class ToolCallParseFailure(MalformedResponse):
+    """A tool call the server did not parse, passed through as text: ``kind`` is
+    ``markup_in_content`` (a hermes/Qwen ``<tool_call>`` block left in the content),
+    ``json_in_content`` (a bare ``{"name": ..., "arguments": ...}`` as the content),
+    ``empty_tool_calls`` (finish_reason ``tool_calls`` with no call: SGLang's ``[]``) or
+    ``trailing_data`` (arguments with text after the JSON object). Never a final answer:
+    the agent retries the turn or answers it with an error result (participants.py)."""
+
+    REASON = "tool_call_parse_failure"
+
+    def __init__(self, kind: str, message: str, **kw: object) -> None:
+        super().__init__(self.REASON, f"{kind}: {message}", **kw)
+        self.kind = kind
+
+
 class CircuitOpen(ModelCallError):
     """Every endpoint of a role is refusing calls after permanent failures."""
 

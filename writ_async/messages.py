@@ -31,6 +31,9 @@ class ToolCall(msgspec.Struct, frozen=True):
     # What the model wrote when it was not a JSON object (then ``arguments`` is empty and
     # the call is answered with an error result instead of being run).
     raw_arguments: str | None = None
+    # A call the server passed through as text (errors.ToolCallParseFailure's kind), kept
+    # as a call so it can be answered by an error result; UNSET (never encoded) otherwise.
+    parse_failure: str | msgspec.UnsetType = msgspec.UNSET
 
 
 # A reasoning model's thinking behind a message, as the model wrote it (from the answer's
@@ -47,6 +50,9 @@ class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="
     turn_idx: int = 0
     usage: Usage | None = None
     reasoning: Reasoning = msgspec.UNSET
+    # The kinds of tool-call parse failures met while this message was being made (calls
+    # retried, and the one kept as an error-result call); UNSET (never encoded): none.
+    parse_failures: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def is_tool_call(self) -> bool:

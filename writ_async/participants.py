@@ -24,16 +24,18 @@ from writ_async.errors import (
     MalformedResponse,
     ModelCallError,
     ParticipantError,
+    ToolCallParseFailure,
     ToolError,
 )
 from writ_async.messages import AssistantMessage, Message, ToolCall, Usage, UserMessage
-from writ_async.models.assemble import split_reasoning
+from writ_async.models.assemble import split_reasoning, text_tool_calls
 from writ_async.models.client import CallResult
 from writ_async.models.pool import ModelPool
 from writ_async.models.protocol import ChatCompletion, ChatRequest
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.retry import RETRYABLE_MALFORMED
 from writ_async.prompts import agent_view, user_view
+from writ_async.seeds import parse_retry_seed
 from writ_async.validation import parse_arguments
 
 
@@ -41,6 +43,9 @@ from writ_async.validation import parse_arguments
 class Turn:
     message: AssistantMessage | UserMessage
     call: CallResult | None = None
+    # calls made for this turn and thrown away (a tool call passed through as text,
+    # retried), in order: journaled and counted before ``call``
+    discarded: tuple[CallResult, ...] = ()
 
 
 class Participant(Protocol):
@@ -78,19 +83,46 @@ class LLMAgent:
             tool_choice="auto", seed=self.seed, temperature=self.temperature,
             max_tokens=self.max_tokens, user=self.tag,
         )
-        try:
-            result = await self.pool.complete(self.role, request)
-        except MalformedResponse as error:
-            completion = _usable(error, is_agent=True)
-            # Tool arguments that are not JSON, or an answer cut at max_tokens, are the
-            # model's own output, not an ending (tau2-bench keeps them too): the text is
-            # kept, and calls with bad arguments are answered with error results (runner).
-            kept = _kept_call(error)
-            message = _assistant(completion.choices[0].message, len(messages),
-                                 None if kept is None else _usage(kept))
-            return Turn(message, kept)
-        except ModelCallError as error:
-            raise ParticipantError(termination_for(error, is_agent=True), str(error)) from None
+        discarded: list[CallResult] = []
+        kinds: list[str] = []
+        while True:
+            try:
+                result = await self.pool.complete(self.role, request)
+            except ToolCallParseFailure as failure:
+                kinds.append(failure.kind)
+                call = _kept_call(failure)
+                policy, retries = self.pool.parse_failure_handling(self.role, failure.endpoint)
+                if policy == "retry" and len(discarded) < retries:
+                    if call is not None:
+                        discarded.append(call)
+                    # a fresh draw: the same seed would give the same answer again
+                    request = msgspec.structs.replace(
+                        request, seed=parse_retry_seed(self.seed, len(kinds)))
+                    continue
+                # Retries spent (or none wanted): never a final answer. The call stays a
+                # call, answered by an error result naming the problem (episode.refusal).
+                message = _parse_failure_message(failure, len(messages),
+                                                 None if call is None else _usage(call), kinds)
+                return Turn(message, call, tuple(discarded))
+            except MalformedResponse as error:
+                turn = self._kept(error, messages)
+                return _with_failures(turn, discarded, kinds)
+            except ModelCallError as error:
+                raise ParticipantError(termination_for(error, is_agent=True),
+                                       str(error)) from None
+            return _with_failures(self._answer(result, messages), discarded, kinds)
+
+    def _kept(self, error: MalformedResponse, messages: Sequence[Message]) -> Turn:
+        completion = _usable(error, is_agent=True)
+        # Tool arguments that are not JSON, or an answer cut at max_tokens, are the
+        # model's own output, not an ending (tau2-bench keeps them too): the text is
+        # kept, and calls with bad arguments are answered with error results (runner).
+        kept = _kept_call(error)
+        message = _assistant(completion.choices[0].message, len(messages),
+                             None if kept is None else _usage(kept))
+        return Turn(message, kept)
+
+    def _answer(self, result: CallResult, messages: Sequence[Message]) -> Turn:
         choice = result.completion.choices[0].message
         if not choice.tool_calls and not (split_reasoning(choice)[0] or "").strip():
             # Neither text nor a tool call: tau2-bench refuses such a message as an agent
@@ -105,13 +137,51 @@ class LLMAgent:
 USABLE_MALFORMED = frozenset({"invalid_tool_arguments", "length"})
 
 
+def _with_failures(turn: Turn, discarded: list[CallResult], kinds: list[str]) -> Turn:
+    """``turn`` after calls thrown away for tool-call parse failures: the message names
+    their kinds (what the run summary counts), the turn carries the calls (journaled)."""
+    if not kinds:
+        return turn
+    message = turn.message
+    assert isinstance(message, AssistantMessage)
+    return Turn(msgspec.structs.replace(message, parse_failures=tuple(kinds)), turn.call,
+                tuple(discarded))
+
+
+def _parse_failure_message(failure: ToolCallParseFailure, turn: int, usage: Usage | None,
+                           kinds: list[str]) -> AssistantMessage:
+    """The agent's answer with its unparsed tool call kept as a call (so it is answered
+    with an error result, not taken as a final answer): the calls written as text in the
+    content, the call whose arguments carry trailing data, or (no call to recover) one
+    call standing for what the message announced."""
+    completion = failure.completion
+    wire = (completion.choices[0].message if isinstance(completion, ChatCompletion)
+            else WireMessage(role="assistant"))
+    content, reasoning = split_reasoning(wire)
+    kind = failure.kind
+    if kind == "trailing_data" and wire.tool_calls:
+        calls = tuple(_tool_call(c.id, c.function.name, c.function.arguments, kind)
+                      for c in wire.tool_calls)
+    else:
+        found = text_tool_calls(content) or [("", content or "")]
+        calls = tuple(ToolCall(id=f"unparsed_{turn}_{i}", name=name or "unparsed_tool_call",
+                               arguments={}, raw_arguments=text, parse_failure=kind)
+                      for i, (name, text) in enumerate(found))
+    return AssistantMessage(content=content, tool_calls=calls, turn_idx=turn, usage=usage,
+                            reasoning=msgspec.UNSET if reasoning is None else reasoning,
+                            parse_failures=tuple(kinds))
+
+
 def _kept_call(error: MalformedResponse) -> CallResult | None:
     """The call behind a malformed answer that is kept, marked with why it was
     malformed, so it is accounted and journaled like any other call."""
     call = error.call
     if not isinstance(call, CallResult):
         return None
-    return msgspec.structs.replace(call, malformed=error.reason)
+    reason = error.reason
+    if isinstance(error, ToolCallParseFailure):  # the journal says which kind
+        reason = f"{reason}:{error.kind}"
+    return msgspec.structs.replace(call, malformed=reason)
 
 
 def _finish(result: CallResult) -> str | None:
@@ -142,12 +212,13 @@ def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> Assistant
                             reasoning=msgspec.UNSET if reasoning is None else reasoning)
 
 
-def _tool_call(call_id: str, name: str, text: str) -> ToolCall:
+def _tool_call(call_id: str, name: str, text: str, kind: str | None = None) -> ToolCall:
     try:
         # Not only an object: one the journal can hold (validation.parse_arguments).
         return ToolCall(id=call_id, name=name, arguments=parse_arguments(text))
     except ToolError:  # the runner answers it with an error result saying why
-        return ToolCall(id=call_id, name=name, arguments={}, raw_arguments=text)
+        return ToolCall(id=call_id, name=name, arguments={}, raw_arguments=text,
+                        parse_failure=msgspec.UNSET if kind is None else kind)
 
 
 class LLMUser:

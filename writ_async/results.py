@@ -279,6 +279,9 @@ def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
     out["verdicts"] = dict(sorted(Counter(
         r.reward_info.verdict if r.reward_info is not None else "none" for r in records
     ).items()))
+    failures = tool_call_parse_failures(records)
+    if failures:  # absent when none, so a clean run's summary reads as before
+        out["tool_call_parse_failures"] = failures
     out["kept"] = len(kept)
     kept_ids = {r.episode_id for r in kept}
     for label, key in (("type", lambda r: r.trajectory_type or "tau2"),
@@ -287,6 +290,18 @@ def summary(records: Sequence[EpisodeRecord], tasks: Sequence[Task],
                        ("behaviour", lambda r: "+".join(r.behaviours) or "none")):
         out[f"kept_by_{label}"] = kept_rates(records, kept_ids, key)
     return out
+
+
+def tool_call_parse_failures(records: Sequence[EpisodeRecord]) -> dict[str, int]:
+    """``{kind: n}``: the agent's tool calls that servers passed through as text, over
+    the records' messages (each names the failures met while it was made: retried calls,
+    and a call kept and answered with an error result)."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        for message in record.messages:
+            if isinstance(message, AssistantMessage) and message.parse_failures:
+                counts.update(message.parse_failures)
+    return dict(sorted(counts.items()))
 
 
 def kept_rates(records: Sequence[EpisodeRecord], kept_ids: set[str],

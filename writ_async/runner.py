@@ -51,6 +51,7 @@ from writ_async.journal import (
 from writ_async.judge import nl_assertions_of
 from writ_async.logs import episode_context
 from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
+from writ_async.models.client import CallResult
 from writ_async.overlay import BaseDB
 from writ_async.participants import Participant, Turn
 from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
@@ -377,9 +378,14 @@ class _Progress:
 
 def _account(journal: _Journal, turn: Turn, role: str, counters: Counters,
              state: _Progress) -> None:
-    call = turn.call
-    if call is None:
-        return
+    # calls thrown away for a tool call passed through as text came first, and cost too
+    for call in (*turn.discarded, turn.call):
+        if call is not None:
+            _account_call(journal, call, role, counters, state)
+
+
+def _account_call(journal: _Journal, call: CallResult, role: str, counters: Counters,
+                  state: _Progress) -> None:
     state.calls += 1
     state.prompt_tokens += call.usage.prompt_tokens
     state.completion_tokens += call.usage.completion_tokens

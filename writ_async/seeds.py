@@ -69,6 +69,13 @@ def synthesis_seed(seed: int, *parts: object) -> int:
     return _blake64(seed, *parts)
 
 
+def parse_retry_seed(seed: int, retry: int) -> int:
+    """The request seed of the agent's ``retry``-th fresh call after a tool call the
+    server passed through as text, from ``"{seed}:tool_call_retry:{retry}"``: the same
+    seed would draw the same answer again."""
+    return _blake64(seed, "tool_call_retry", retry)
+
+
 def pool_rng(run: int) -> random.Random:
     """The model pool's rng (the jitter of retry back-offs), from ``"pool:{run}"``."""
     return random.Random(f"pool:{run}")

@@ -21,11 +21,12 @@ How the pieces fit (OpenAI's streaming format, which vLLM, llama.cpp and the moc
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
 
-from writ_async.errors import MalformedResponse
+from writ_async.errors import MalformedResponse, ToolCallParseFailure
 from writ_async.models.protocol import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -38,7 +39,8 @@ from writ_async.models.protocol import (
     Usage,
 )
 
-__all__ = ["DONE", "StreamAssembler", "check_completion", "chunk_decoder", "split_reasoning"]
+__all__ = ["DONE", "StreamAssembler", "check_completion", "chunk_decoder", "split_reasoning",
+           "text_tool_calls"]
 
 DONE = "[DONE]"
 
@@ -302,7 +304,7 @@ def split_reasoning(message: Message) -> tuple[str | None, str | None]:
 
 
 def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = "",
-                     cut_is_usable: bool = False) -> None:
+                     cut_is_usable: bool = False, offered_tools: bool = False) -> None:
     """Refuse a completion the engine cannot use, streamed or not.
 
     Raises ``MalformedResponse`` with reason ``no_choices``; ``length`` or
@@ -315,7 +317,12 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
     unwritten, and guessing ``{}`` would hide that from the data we keep.
 
     ``cut_is_usable``: a ``length`` or ``content_filter`` answer passes (the load tester
-    measures it as the server's answer; the engine refuses it and decides what to keep)."""
+    measures it as the server's answer; the engine refuses it and decides what to keep).
+
+    ``ToolCallParseFailure`` (reason ``tool_call_parse_failure``) for a tool call the
+    server passed through as text: arguments with data after the JSON object (always),
+    and, when the request ``offered_tools``, an answer without tool calls whose content
+    holds one (``tool_call_parse_failure_of``)."""
     if not c.choices:
         raise MalformedResponse("no_choices", "the completion has no choices",
                                 endpoint=endpoint)
@@ -330,6 +337,13 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
             try:
                 _arguments_decoder.decode(call.function.arguments)
             except msgspec.DecodeError as exc:  # ValidationError: JSON, but not an object
+                if _has_trailing_data(call.function.arguments):
+                    raise ToolCallParseFailure(
+                        "trailing_data",
+                        f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
+                        "data after the arguments' JSON object: "
+                        f"{_excerpt(call.function.arguments)!r}",
+                        endpoint=endpoint) from exc
                 raise MalformedResponse(
                     "invalid_tool_arguments",
                     f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
@@ -343,6 +357,108 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
                     "arguments nested too deeply to read: "
                     f"{_excerpt(call.function.arguments)!r}",
                     endpoint=endpoint) from None
+    if offered_tools:
+        for choice in c.choices:
+            failure = tool_call_parse_failure_of(choice.message, choice.finish_reason)
+            if failure is not None:
+                kind, why = failure
+                raise ToolCallParseFailure(kind, f"choice {choice.index}: {why}",
+                                           endpoint=endpoint)
     if require_usage and c.usage is None:
         raise MalformedResponse("missing_usage", "the completion reports no token usage",
                                 endpoint=endpoint)
+
+
+# -- tool calls the server passed through as text ------------------------------------------
+# A server whose tool-call parser fails (vLLM's hermes parser on a malformed block, SGLang,
+# a server started without a parser) returns the model's call as text. Only structural
+# signs count, never prose that merely talks about tools: a <tool_call> tag, a content
+# that is nothing but a {"name": ..., "arguments": ...} object, or finish_reason
+# "tool_calls" with no call in the message.
+
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+_json_prefix = json.JSONDecoder()
+
+
+def _leading_value(text: str) -> tuple[Any, str] | None:
+    """The JSON value that opens ``text`` and the text after it; None if none does."""
+    try:
+        value, end = _json_prefix.raw_decode(text)
+    except RecursionError:  # nested past the stdlib parser's depth: no usable value
+        return None
+    except ValueError:
+        return None
+    return value, text[end:]
+
+
+def _has_trailing_data(arguments: str) -> bool:
+    """Whether ``arguments`` is a JSON object followed by more than whitespace."""
+    found = _leading_value(arguments.lstrip())
+    return found is not None and isinstance(found[0], dict) and bool(found[1].strip())
+
+
+def _is_call(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("name"), str)
+            and ("arguments" in value or "parameters" in value))
+
+
+def _unfenced(text: str) -> str:
+    """``text`` without a Markdown code fence around it (```json ... ```)."""
+    if text.startswith("```") and text.endswith("```") and len(text) >= 6:
+        inner = text[3:-3]
+        first, _, rest = inner.partition("\n")
+        return (rest if first.strip().isalpha() or not first.strip() else inner).strip()
+    return text
+
+
+def _json_calls(text: str) -> list[dict[str, Any]] | None:
+    """The calls a content made only of a call object (or a list of them) holds."""
+    found = _leading_value(_unfenced(text.strip()))
+    if found is None or found[1].strip():
+        return None
+    value = found[0]
+    calls = value if isinstance(value, list) else [value]
+    return calls if calls and all(_is_call(v) for v in calls) else None
+
+
+def tool_call_parse_failure_of(message: Message,
+                               finish_reason: str | None) -> tuple[str, str] | None:
+    """``(kind, why)`` when an answer without tool calls holds one as text, else None."""
+    if message.tool_calls:
+        return None
+    content = split_reasoning(message)[0] or ""
+    if TOOL_CALL_OPEN in content:
+        return "markup_in_content", (f"a {TOOL_CALL_OPEN} block in the content: "
+                                     f"{_excerpt(content)!r}")
+    if _json_calls(content) is not None:
+        return "json_in_content", f"a tool-call object as the content: {_excerpt(content)!r}"
+    if finish_reason == "tool_calls":
+        shape = "[]" if message.tool_calls is not None else "none"
+        return "empty_tool_calls", (f"finish_reason 'tool_calls' with tool_calls {shape}: "
+                                    f"{_excerpt(content)!r}")
+    return None
+
+
+def _arguments_text(call: dict[str, Any]) -> str:
+    arguments = call.get("arguments", call.get("parameters"))
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def text_tool_calls(content: str | None) -> list[tuple[str, str]]:
+    """``(name, arguments text)`` of each tool call a content holds as text: each
+    ``<tool_call>`` block (unclosed: to the end; unreadable: name "" and the block's
+    text) or the call objects a content made only of them holds. Empty: none found."""
+    text = content or ""
+    out: list[tuple[str, str]] = []
+    if TOOL_CALL_OPEN in text:
+        for block in text.split(TOOL_CALL_OPEN)[1:]:
+            inner = block.split(TOOL_CALL_CLOSE, 1)[0].strip()
+            found = _leading_value(inner)
+            if found is not None and _is_call(found[0]) and not found[1].strip():
+                out.append((found[0]["name"], _arguments_text(found[0])))
+            else:
+                out.append(("", inner))
+        return out
+    for call in _json_calls(text) or ():
+        out.append((call["name"], _arguments_text(call)))
+    return out

@@ -163,7 +163,8 @@ class EndpointClient:
                         raise classify_status(resp.status, resp.headers, raw,
                                               endpoint=self.name, now_epoch=self.wall_clock())
                     if request.stream:
-                        return await self._read_stream(resp, phase, start)
+                        return await self._read_stream(resp, phase, start,
+                                                       bool(request.tools))
                     raw = await resp.read()
         except aiohttp.ServerTimeoutError:  # a TimeoutError too: must come first
             raise CallTimeout("connect", self.timeouts.connect, endpoint=self.name) from None
@@ -177,10 +178,10 @@ class EndpointClient:
         return _checked(CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
-        ), self.require_usage)
+        ), self.require_usage, bool(request.tools))
 
     async def _read_stream(
-        self, resp: aiohttp.ClientResponse, phase: _Phase, start: float
+        self, resp: aiohttp.ClientResponse, phase: _Phase, start: float, offered_tools: bool,
     ) -> CallResult:
         loop = phase.loop
         parser = SSEParser()
@@ -207,7 +208,7 @@ class EndpointClient:
             usage=completion.usage or Usage(),
             ttft=assembler.ttft,
             chunk_gaps=tuple(assembler.gaps),
-        ), self.require_usage)
+        ), self.require_usage, offered_tools)
 
 
 
@@ -233,13 +234,18 @@ def decode_completion(raw: bytes, content_type: str, endpoint: str) -> ChatCompl
                             endpoint=endpoint, status=200)
 
 
-def _checked(result: CallResult, require_usage: bool) -> CallResult:
+def _checked(result: CallResult, require_usage: bool, offered_tools: bool) -> CallResult:
     """``check_completion``; a failure carries the completion it judged and the call
-    (so a participant that keeps the answer can still account for it)."""
+    (so a participant that keeps the answer can still account for it). Only a request
+    that offered tools can get a tool call back as text (a user simulator's words are
+    never read as one)."""
     try:
-        check_completion(result.completion, require_usage=require_usage)
+        check_completion(result.completion, require_usage=require_usage,
+                         offered_tools=offered_tools)
     except MalformedResponse as exc:
         exc.completion = result.completion
         exc.call = result
+        # where it came from (per-endpoint policies), leaving the message as it was
+        exc.endpoint = exc.endpoint or result.endpoint
         raise
     return result

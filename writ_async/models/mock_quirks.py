@@ -29,6 +29,12 @@ Observed, and modelled here:
 
 From other stacks' documentation, not captured here:
 
+* a tool call the server failed to parse, passed through as text
+  (``tool_call_parse_failure``, ``mangle_tool_calls``): vLLM's hermes parser leaves the
+  ``<tool_call>`` block in the content; a server without a parser returns the bare call
+  object; SGLang answers ``tool_calls: []`` with finish_reason ``tool_calls``; a model
+  may write data after the arguments' JSON object;
+
 * vLLM with a reasoning parser answers a thinking model's reasoning in its own field,
   ``reasoning`` (``reasoning_content`` before vLLM renamed it, and in DeepSeek's API),
   on the message and on stream deltas; without a parser the ``<think>...</think>`` block
@@ -79,6 +85,11 @@ class Quirks(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
     # model names that follow OpenAI's reasoning-model parameter rules (others then refuse
     # reasoning_effort); empty: no rules
     openai_reasoning_models: list[str] = msgspec.field(default_factory=list)
+    # a server whose tool-call parser failed on an answer that calls tools (see
+    # ``mangle_tool_calls``); ``tool_call_parse_failure_rate`` of those answers
+    tool_call_parse_failure: Literal["off", "hermes", "json", "sglang_empty",
+                                     "trailing_data"] = "off"
+    tool_call_parse_failure_rate: Rate = 1.0
 
     @property
     def stream_writer(self) -> bool:
@@ -102,12 +113,47 @@ def shape_answer(quirks: Quirks, chat: ChatRequest, message: Message, finish: st
     """The policy's answer as the quirky server would give it, and its finish_reason."""
     if quirks.empty_answer and rng.random() < quirks.empty_answer:
         return Message(role="assistant", content=""), "stop"
+    if quirks.tool_call_parse_failure != "off" and message.tool_calls and (
+            quirks.tool_call_parse_failure_rate >= 1.0
+            or rng.random() < quirks.tool_call_parse_failure_rate):
+        return mangle_tool_calls(quirks.tool_call_parse_failure, message)
     if quirks.tool_args_cut_keep_finish and chat.max_tokens and message.tool_calls:
         room = chat.max_tokens * CHARS_PER_TOKEN
         calls = [msgspec.structs.replace(c, function=FunctionCall(
             c.function.name, c.function.arguments[:room])) for c in message.tool_calls]
         message = msgspec.structs.replace(message, tool_calls=calls)
     return message, finish
+
+
+def mangle_tool_calls(how: str, message: Message) -> tuple[Message, str]:
+    """An answer's tool calls as a server whose tool-call parser failed returns them:
+
+    * ``hermes``: vLLM's hermes parser (Qwen's format) on a block it cannot read passes
+      the model's text through: each call a ``<tool_call>`` block in the content, no
+      ``tool_calls``, finish_reason ``stop``;
+    * ``json``: a server without a tool parser: the bare ``{"name": ..., "arguments":
+      ...}`` object (a list for several) as the content;
+    * ``sglang_empty``: SGLang: the content announces the call, ``tool_calls`` is ``[]``
+      and finish_reason ``tool_calls``;
+    * ``trailing_data``: each call's arguments followed by a second copy of the object
+      (``{"a": 1}{"a": 1}``), as a model that repeats itself writes them."""
+    calls = message.tool_calls or []
+    objects = [f'{{"name": {encoder.encode(c.function.name).decode()}, '
+               f'"arguments": {c.function.arguments or "{}"}}}' for c in calls]
+    prefix = f"{message.content}\n" if message.content else ""
+    if how == "hermes":
+        blocks = "\n".join(f"<tool_call>\n{o}\n</tool_call>" for o in objects)
+        return Message(role="assistant", content=prefix + blocks), "stop"
+    if how == "json":
+        text = objects[0] if len(objects) == 1 else "[" + ", ".join(objects) + "]"
+        return Message(role="assistant", content=text), "stop"
+    if how == "sglang_empty":
+        names = ", ".join(c.function.name for c in calls)
+        return Message(role="assistant", content=f"{prefix}I will call {names} now.",
+                       tool_calls=[]), "tool_calls"
+    doubled = [msgspec.structs.replace(c, function=FunctionCall(
+        c.function.name, c.function.arguments + c.function.arguments)) for c in calls]
+    return msgspec.structs.replace(message, tool_calls=doubled), "tool_calls"
 
 
 class _TemplateKwargs(msgspec.Struct):

@@ -33,7 +33,12 @@ from writ_async.errors import (
 from writ_async.logs import get_logger
 from writ_async.models.client import CallResult, EndpointClient
 from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.protocol import ChatRequest, ModelParams, apply_params
+from writ_async.models.protocol import (
+    ChatRequest,
+    ModelParams,
+    ParseFailurePolicy,
+    apply_params,
+)
 from writ_async.models.retry import GiveUp, RateFeedback, RetryPolicy, decide
 
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens assumed for a reply when max_tokens is unset
@@ -230,6 +235,19 @@ class ModelPool:
             merged = base if endpoint.params is None else endpoint.params.over(base)
             self._merged[key] = merged
             return merged
+
+    def parse_failure_handling(self, role: str,
+                               endpoint: str) -> tuple[ParseFailurePolicy, int]:
+        """``(policy, retries)`` for a tool call that ``endpoint`` passed through as text
+        to ``role``: its params over the role's (``ModelParams.parse_failure_handling``)."""
+        params: ModelParams | None = None
+        for ep in self.roles.get(role, ()):
+            if ep.name == endpoint:
+                params = self.params_for(role, ep)
+                break
+        else:
+            params = self.params.get(role)
+        return (params or ModelParams()).parse_failure_handling()
 
     async def complete(self, role: str, request: ChatRequest) -> CallResult:
         """A completion for ``role``, retried within the pool's budget; each attempt is

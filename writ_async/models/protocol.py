@@ -169,6 +169,11 @@ def encode_request(request: ChatRequest) -> bytes:
 # -- per-role and per-endpoint parameters ------------------------------------------------
 
 ReasoningPolicy = Literal["strip", "keep", "inline"]
+# What the agent does with a tool call the server passed through as text
+# (errors.ToolCallParseFailure): call again, or answer it with an error tool result.
+ParseFailurePolicy = Literal["retry", "error_result"]
+DEFAULT_PARSE_FAILURE_POLICY: ParseFailurePolicy = "retry"
+DEFAULT_PARSE_RETRIES = 2
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 # What ``omit`` may name: the request fields a participant sets that an endpoint may
 # refuse (GPT-5 refuses temperature other than 1, and max_tokens).
@@ -177,6 +182,7 @@ Omittable = Literal["temperature", "top_p", "seed", "max_tokens", "max_completio
 UnitFloat = Annotated[float, msgspec.Meta(gt=0, le=1)]
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 _PARAMETERS = ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens",
                "reasoning_effort", "tool_choice", "parallel_tool_calls")
 # fields the request has or the client sets: extra_body must not shadow them
@@ -203,6 +209,18 @@ class ModelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
     # a model's earlier reasoning on later turns: dropped (default), sent back as
     # ``reasoning_content``, or sent back inside the content as ``<think>...</think>``
     reasoning: ReasoningPolicy | None = None
+    # a tool call the server passed through as text: "retry" the turn (a fresh call, with
+    # another seed) up to ``tool_call_parse_retries`` times, then answer it with an error
+    # tool result; "error_result" at once. Unset: "retry", 2 retries.
+    on_tool_call_parse_failure: ParseFailurePolicy | None = None
+    tool_call_parse_retries: NonNegativeInt | None = None
+
+    def parse_failure_handling(self) -> tuple[ParseFailurePolicy, int]:
+        """``(policy, retries)`` for a tool call passed through as text."""
+        policy = self.on_tool_call_parse_failure or DEFAULT_PARSE_FAILURE_POLICY
+        retries = (DEFAULT_PARSE_RETRIES if self.tool_call_parse_retries is None
+                   else self.tool_call_parse_retries)
+        return policy, retries if policy == "retry" else 0
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_completion_tokens is not None:
@@ -223,8 +241,9 @@ class ModelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
             changes["max_completion_tokens"] = None
         if self.max_completion_tokens is not None:
             changes["max_tokens"] = None
-        if self.reasoning is not None:
-            changes["reasoning"] = self.reasoning
+        for name in ("reasoning", "on_tool_call_parse_failure", "tool_call_parse_retries"):
+            if getattr(self, name) is not None:
+                changes[name] = getattr(self, name)
         changes["omit"] = list(dict.fromkeys([*base.omit, *self.omit]))
         changes["extra_body"] = _merged(base.extra_body, self.extra_body)
         return msgspec.structs.replace(base, **changes)
