@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import msgspec
-from _common import SHARED_TAU2, rss_mib, table
+from _common import SHARED_TAU2, plan_of, rss_mib, table
 
 GOAL_EPISODES_RSS_MIB = 1536
 GOAL_SPEEDUP = 100
@@ -81,7 +81,7 @@ async def run_writ(url: str, trials: int, concurrency: int, out: Path) -> dict:
     config = writ_config(url, trials, concurrency, out.parent)
     before = rss_mib()
     start = time.perf_counter()
-    outcome = await simulate(config, out=out)
+    outcome = await simulate(plan_of(config), out=out)
     elapsed = time.perf_counter() - start
     calls = sum(r.model_calls for r in outcome.records)
     return {"episodes": len(outcome.records), "seconds": elapsed,

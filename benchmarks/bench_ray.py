@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import msgspec
-from _common import table
+from _common import plan_of, table
 
 from writ_async.cluster.ray_run import RayOptions, simulate_on_ray
 from writ_async.config import Config, default_config
@@ -103,7 +103,7 @@ def main() -> None:
                 time.sleep(0.2)
         print(f"cluster up and connected in {time.perf_counter() - started:.1f} s")
         # warm-up: worker processes import writ once
-        asyncio.run(simulate_on_ray(config_for(4, args.participants, args.concurrency),
+        asyncio.run(simulate_on_ray(plan_of(config_for(4, args.participants, args.concurrency)),
                                     out=temp / "warm", options=RayOptions(address, workers=2)))
         best: dict[tuple[str, int], tuple[int, float]] = {}
 
@@ -115,12 +115,12 @@ def main() -> None:
             for size in args.sizes:
                 config = config_for(size, args.participants, args.concurrency)
                 t = time.perf_counter()
-                plain = asyncio.run(simulate(config, out=temp / f"plain-{size}-{rep}"))
+                plain = asyncio.run(simulate(plan_of(config), out=temp / f"plain-{size}-{rep}"))
                 keep("plain", size, len(plain.records), time.perf_counter() - t)
                 for workers in (1, 2):
                     t = time.perf_counter()
-                    run = asyncio.run(simulate_on_ray(
-                        config, out=temp / f"ray{workers}-{size}-{rep}",
+                    run = asyncio.run(simulate_on_ray(plan_of(
+                        config), out=temp / f"ray{workers}-{size}-{rep}",
                         options=RayOptions(address, workers=workers)))
                     keep(f"ray-{workers}", size, len(run.run.records), time.perf_counter() - t)
                     same = results(run.run.run_dir) == results(plain.run_dir)

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 import msgspec
-from _common import SHARED_TAU2, table
+from _common import SHARED_TAU2, open_replay, plan_of, table
 
 from writ_async.config import default_config
 from writ_async.journal import EpisodeFinished
 from writ_async.messages import AssistantMessage
-from writ_async.replay import iter_events, open_run, verify_all
+from writ_async.replay import iter_events, verify_all
 from writ_async.simulate import simulate
 from writ_async.tools import ToolKind
 
@@ -45,13 +45,13 @@ def record_run(out: Path, trials: int, mistake_rate: float) -> None:
         simulate=replace(config.simulate, tasks=str(SHARED_TAU2 / "airline" / "tasks.json"),
                          trials=trials, mistake_rate=mistake_rate),
     )
-    asyncio.run(simulate(config, out=out))
+    asyncio.run(simulate(plan_of(config), out=out))
 
 
 def environment_only(run_dir: Path) -> tuple[int, float]:
     """The same episodes' tool calls and delta hashes, and nothing else: the floor."""
-    run = open_run(run_dir)
-    setup = run.prepared.setup
+    run = open_replay(run_dir)
+    setup = run.setup
     records = [e.record for e in iter_events(run.contents.path, run.contents.valid_bytes)
                if isinstance(e, EpisodeFinished)]
     start = time.perf_counter()
@@ -84,7 +84,7 @@ def main() -> None:
             record_run(run_dir, args.trials, args.mistake_rate)
             print(f"recorded {run_dir} in {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
-        run = open_run(run_dir)
+        run = open_replay(run_dir)
         load = time.perf_counter() - start
 
         def timed(full_hash: bool = False) -> tuple[int, int, float]:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 from conftest import require, tau2_dir
+from planning import plan_of
 
 from writ_async import datastats
 from writ_async.cli import main
@@ -189,7 +190,7 @@ async def test_a_run_over_tau2_tasks_is_reported_as_contaminated(tmp_path: Path)
         simulate=replace(config.simulate, tasks=str(tasks), split="test"),
         export=replace(config.export, contamination_tasks=str(tasks),
                        contamination_split="test"))
-    outcome = await simulate(config, out=tmp_path / "run")
+    outcome = await simulate(plan_of(config), out=tmp_path / "run")
     stats = json.loads((tmp_path / "run" / "export" / "stats.json").read_text())
     report = stats["contamination"]
     assert report["rows_compared"] > 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from planning import plan_of
 
 import domains
 from writ_async.behaviours import BehaviourMix
@@ -153,9 +154,10 @@ def test_a_registered_domain_is_looked_up_like_the_shipped_ones() -> None:
 
 
 def test_the_engine_never_imports_the_domains() -> None:
-    """Only the commands resolve a domain by name: cli.py, loadtest's command and the
-    run's entry point (simulate.prepare reads ``[run] domain``). Imports inside functions
-    and string imports (``import_module("domains....")``) count too."""
+    """Only the commands resolve a domain by name: cli.py and loadtest's command (each
+    resolves the run plan, or opens a run for replay, on the ``Domain`` it looked up).
+    Imports inside functions and string imports (``import_module("domains....")``) count
+    too."""
     importers = set()
     for path in sorted((REPO / "writ_async").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -169,8 +171,7 @@ def test_the_engine_never_imports_the_domains() -> None:
                 names = [_leading_text(node.args[0])]
             if any(n == "domains" or n.startswith("domains.") for n in names):
                 importers.add(path.relative_to(REPO).as_posix())
-    assert importers == {"writ_async/cli.py", "writ_async/loadtest/cli.py",
-                         "writ_async/simulate.py"}
+    assert importers == {"writ_async/cli.py", "writ_async/loadtest/cli.py"}
 
 
 def _imports_by_string(call: ast.Call) -> bool:
@@ -208,7 +209,7 @@ def test_simulate_runs_the_registered_domain_end_to_end(tmp_path: Path) -> None:
         config, run=replace(config.run, domain="tiny"),
         simulate=replace(config.simulate, task_count=4, behaviours=mix),
         synthesis=replace(config.synthesis, mix={"write_intensive": 1.0}))
-    outcome = asyncio.run(simulate(config, out=tmp_path / "run"))
+    outcome = asyncio.run(simulate(plan_of(config), out=tmp_path / "run"))
     assert len(outcome.records) == 4
     assert outcome.summary["average_reward"] == 1.0
     assert outcome.summary["kept"] == 4

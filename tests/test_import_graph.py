@@ -57,7 +57,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.runner", "writ_async.scheduler", "writ_async.rundir",
         "writ_async.export", "writ_async.results", "writ_async.datastats",
         "writ_async.trl_format", "writ_async.preference", "writ_async.replay",
-        "writ_async.show", "writ_async.simulate")),
+        "writ_async.show", "writ_async.simulate", "writ_async.plan", "writ_async.outputs",
+        "writ_async.run_participants")),
     ("services", (  # built on the engine: a Ray cluster, load tests
         "writ_async.loadtest.cli!",  # (not here: see "commands")
         "writ_async.cluster.*", "writ_async.loadtest.*")),
@@ -75,9 +76,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # issue 15: "config.py imports the aiohttp mock server for one Struct".
     ("writ_async.config", "writ_async.models.mock_server"): "MockConfig lives there",
     ("writ_async.config", "writ_async.behaviours"): "behaviour names checked in config",
-    # prepare() looks the configured domain up by name; goes when the commands resolve a
-    # run plan that carries the Domain (issue 15, "one run plan").
-    ("writ_async.simulate", "domains"): "the registry, used by prepare()",
 }
 
 

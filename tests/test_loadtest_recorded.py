@@ -19,7 +19,9 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from planning import plan_of
 
+from domains import get_domain
 from writ_async.config import Config, EndpointConfig, default_config
 from writ_async.errors import ReplayError, WritError
 from writ_async.journal import read_journal
@@ -83,10 +85,10 @@ def split_by_conversation(records: list[Any]) -> dict[int, list[Any]]:
 @pytest.mark.parametrize("stream", [False, True])
 async def test_replayed_requests_equal_the_recorded_ones(tmp_path: Path, stream: bool) -> None:
     async with recording_mock() as (url, bodies):
-        outcome = await simulate(llm_run_config(url, stream=stream), out=tmp_path / "run")
+        outcome = await simulate(plan_of(llm_run_config(url, stream=stream)), out=tmp_path / "run")
         recorded_bodies = [b for _, b in bodies]
         bodies.clear()
-        traffic = RecordedTraffic(tmp_path / "run")
+        traffic = RecordedTraffic(tmp_path / "run", get_domain("airline"))
         episodes = len(traffic.conversations)
         config = LoadConfig(base_url=url, model=MODEL, stream=stream, concurrency=1,
                             requests=sum(len(c) for c in traffic.conversations), drain_s=10)
@@ -121,9 +123,9 @@ def test_a_run_without_model_calls_is_refused_clearly(tmp_path: Path) -> None:
     config = default_config()
     replace = msgspec.structs.replace
     config = replace(config, simulate=replace(config.simulate, tasks=None, task_count=2))
-    asyncio.run(simulate(config, out=tmp_path / "scripted"))
+    asyncio.run(simulate(plan_of(config), out=tmp_path / "scripted"))
     with pytest.raises(ReplayError, match="recorded no model calls"):
-        RecordedTraffic(tmp_path / "scripted")
+        RecordedTraffic(tmp_path / "scripted", get_domain("airline"))
 
 
 def _run_cli(argv: list[str]) -> int:
@@ -139,7 +141,7 @@ def test_cli_from_run(tmp_path: Path) -> None:
 
     async def record() -> None:
         async with recording_mock() as (url, _):
-            await simulate(llm_run_config(url, stream=False), out=tmp_path / "run")
+            await simulate(plan_of(llm_run_config(url, stream=False)), out=tmp_path / "run")
 
     asyncio.run(record())
     from writ_async.loadtest.testing import open_timed_mock

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 import pytest
+from planning import open_replay, plan_of
 
 from writ_async.config import EndpointConfig, ModelsConfig, RetryConfig, default_config
 from writ_async.episode import Termination
@@ -42,7 +43,7 @@ from writ_async.models.protocol import (
 from writ_async.models.retry import classify_status
 from writ_async.models.setup import open_pool
 from writ_async.participants import LLMAgent, LLMUser, ParticipantError
-from writ_async.replay import open_run, verify_all
+from writ_async.replay import verify_all
 from writ_async.simulate import simulate
 
 TOOLS = [{"type": "function", "function": {
@@ -343,7 +344,7 @@ async def test_simulate_against_the_llama_quirks_ends_well_and_replays(tmp_path:
         mock=replace(config.mock, quirks=quirks, seed=3),
         simulate=replace(config.simulate, agent="agent", user="user", task_count=12,
                          concurrency=4, max_steps=16, max_errors=3, max_tokens=12))
-    outcome = await simulate(config, out=tmp_path / "run")
+    outcome = await simulate(plan_of(config), out=tmp_path / "run")
     reasons = outcome.summary["termination_reasons"]
     assert sum(reasons.values()) == 12
     assert set(reasons) <= {"user_stop", "max_steps", "too_many_errors", "agent_error",
@@ -361,5 +362,5 @@ async def test_simulate_against_the_llama_quirks_ends_well_and_replays(tmp_path:
     kept = [e.malformed for r in outcome.records for e in journal.events(r.episode_id)
             if isinstance(e, ModelCalled) and e.malformed]
     assert "length" in kept  # answers cut at max_tokens were kept, and accounted
-    verdicts = await verify_all(open_run(tmp_path / "run"))
+    verdicts = await verify_all(open_replay(tmp_path / "run"))
     assert len(verdicts) == 12 and all(v.divergence is None for v in verdicts)

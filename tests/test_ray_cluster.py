@@ -23,6 +23,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from planning import plan_of
 from test_simulate import results_without_timing
 
 from writ_async.cluster.ray_run import ClusterStatus, RayOptions, simulate_on_ray
@@ -32,7 +33,7 @@ from writ_async.models.mock_server import MockConfig, open_mock_server
 from writ_async.models.scripted_policy import ScriptedPolicy
 from writ_async.records import Timing
 from writ_async.scheduler import StopRequest
-from writ_async.simulate import prepare, simulate
+from writ_async.simulate import simulate
 
 ray = pytest.importorskip("ray")
 
@@ -127,9 +128,9 @@ def over_the_envelope(arrivals: list[float], lease: float) -> list[tuple[float, 
 async def test_killed_worker_loses_nothing_and_the_run_equals_a_single_process_run(
         ray_address: str, tmp_path: Path) -> None:
     probe = synthesis_config("http://unused", 24)
-    prepared = prepare(probe)
-    policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
-                            {prepared.domain_name: prepared.setup.domain}, prepared.mistakes)
+    probe_plan = plan_of(probe)
+    policy = ScriptedPolicy({t.id: t for t in probe_plan.tasks},
+                            {probe_plan.domain_name: probe_plan.domain}, probe_plan.mistakes)
     async with open_mock_server(MockConfig(), policy, record_arrivals=True) as server:
         config = synthesis_config(server.url, 24)
         killed: dict[str, int] = {}
@@ -144,9 +145,9 @@ async def test_killed_worker_loses_nothing_and_the_run_equals_a_single_process_r
                     return
 
         options = RayOptions(address=ray_address, on_status=kill_one_worker, poll_s=0.1)
-        cluster = await simulate_on_ray(config, out=tmp_path / "ray", options=options)
+        cluster = await simulate_on_ray(plan_of(config), out=tmp_path / "ray", options=options)
         arrivals = server.arrivals()
-        await simulate(config, out=tmp_path / "single")
+        await simulate(plan_of(config), out=tmp_path / "single")
 
     # A worker really died mid-shard, and its shard ran again in another process.
     assert killed, "no shard reached the point where its worker is killed"
@@ -223,17 +224,17 @@ async def test_a_stopped_ray_run_resumes_on_the_cluster_to_the_same_run(
             stop()
 
     run = tmp_path / "ray"
-    first = await simulate_on_ray(config, out=run, options=RayOptions(
+    first = await simulate_on_ray(plan_of(config), out=run, options=RayOptions(
         address=ray_address, on_status=stop_after_some, poll_s=0.05, stop=stop))
     assert first.run.stopped_early and (run / "shards").is_dir()
     merged = len(read_journal(run / "journal.bin").finished)
     assert 10 <= merged < 120 and merged == first.merged
 
-    second = await simulate_on_ray(config, out=run, resume=True,
+    second = await simulate_on_ray(plan_of(config), out=run, resume=True,
                                    options=RayOptions(address=ray_address))
     assert not second.run.stopped_early and second.merged == 120 - merged
     contents = read_journal(run / "journal.bin")
     assert len(contents.finished) == 120 and contents.duplicate_finishes == 0
-    await simulate(config, out=tmp_path / "single")
+    await simulate(plan_of(config), out=tmp_path / "single")
     assert results_without_timing(run) == results_without_timing(tmp_path / "single")
     assert records_without_timing(run) == records_without_timing(tmp_path / "single")

@@ -7,6 +7,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from planning import plan_of
 from test_simulate import results_without_timing
 
 from writ_async.cluster.shards import (
@@ -20,7 +21,7 @@ from writ_async.cluster.shards import (
 from writ_async.config import default_config
 from writ_async.journal import read_journal
 from writ_async.rundir import create_run, load_manifest
-from writ_async.simulate import prepare, simulate
+from writ_async.simulate import simulate
 
 
 @given(st.lists(st.text(min_size=1), unique=True), st.integers(1, 9))
@@ -37,25 +38,23 @@ async def test_shards_run_in_process_merge_into_the_single_process_run(tmp_path)
     replace = msgspec.structs.replace
     config = replace(config, simulate=replace(config.simulate, task_count=12, trials=2,
                                               mistake_rate=0.3, concurrency=4))
-    single = await simulate(config, out=tmp_path / "single")
+    single = await simulate(plan_of(config), out=tmp_path / "single")
     manifest = load_manifest(tmp_path / "single")
-    prepared = prepare(config)
-    order = run_order(config, prepared.tasks)
+    plan = plan_of(config)
+    order = run_order(plan)
     run = create_run(tmp_path / "sharded", manifest)
-    plan = load_or_save_plan(run.path, plan_shards(order, 3))
-    assert load_or_save_plan(run.path, [order]) == plan  # a resumed run keeps its plan
-    for index, ids in enumerate(plan):
-        last = await run_shard(config, manifest, (prepared.tasks, prepared.tasks_hash),
-                               shard_path(run.path, index), ids, shard=index, attempt=0,
-                               worker=f"w{index}", pid=0, concurrency=2)
+    shards = load_or_save_plan(run.path, plan_shards(order, 3))
+    assert load_or_save_plan(run.path, [order]) == shards  # a resumed run keeps its plan
+    for index, ids in enumerate(shards):
+        last = await run_shard(plan, manifest, shard_path(run.path, index), ids, shard=index,
+                               attempt=0, worker=f"w{index}", pid=0, concurrency=2)
         assert last.finished and last.done == last.total == len(ids)
-    assert merge_shards(run, plan, order) == 24
-    assert merge_shards(run, plan, order) == 0  # merging again adds nothing
-    from writ_async.simulate import records_in_run_order, run_scenarios, write_outputs
+    assert merge_shards(run, shards, order) == 24
+    assert merge_shards(run, shards, order) == 0  # merging again adds nothing
+    from writ_async.outputs import records_in_run_order, write_outputs
 
-    records = records_in_run_order(read_journal(run.journal_path).finished,
-                        run_scenarios(config, prepared.tasks), config.simulate.trials)
-    write_outputs(run, prepared, records, prepared.tasks)
+    records = records_in_run_order(read_journal(run.journal_path).finished, plan)
+    write_outputs(run, plan, records, plan.tasks)
     assert results_without_timing(run.path) == results_without_timing(single.run_dir)
     for name in ("sft_openai.jsonl", "sft_sharegpt.jsonl"):
         assert (run.export_dir / name).read_bytes() == (

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from conftest import require, tau2_dir
+from planning import open_replay, plan_of
 
 from writ_async.cli import main
 from writ_async.config import Config, default_config
@@ -31,6 +32,7 @@ from writ_async.journal import (
 from writ_async.logs import reset_logging
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.participants import ParticipantError, Turn
+from writ_async.plan import resumable_prefix
 from writ_async.records import EpisodeRecord, derive_seed
 from writ_async.replay import (
     FROM_FIRST_WRONG_WRITE,
@@ -40,14 +42,13 @@ from writ_async.replay import (
     ReplayRun,
     fork,
     iter_events,
-    open_run,
     rerun_failed,
     verify_all,
     verify_episode,
 )
 from writ_async.rundir import new_manifest
 from writ_async.runner import Counters, EpisodeSpec, restore, run_episode
-from writ_async.simulate import prepare, resumable_prefix, simulate
+from writ_async.simulate import simulate
 from writ_async.tools import ToolKind
 
 replace = msgspec.structs.replace
@@ -65,7 +66,7 @@ def tau2_config(domain: str, **simulate_settings: object) -> Config:
 def mistakes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scripted airline run over tau2-bench's tasks, half of its episodes with a mistake."""
     out = tmp_path_factory.mktemp("replay") / "run"
-    asyncio.run(simulate(tau2_config("airline", mistake_rate=0.5), out=out))
+    asyncio.run(simulate(plan_of(tau2_config("airline", mistake_rate=0.5)), out=out))
     return out
 
 
@@ -81,10 +82,10 @@ def episodes(run_dir: Path) -> dict[str, EpisodeRecord]:
 
 def with_writes(run_dir: Path) -> EpisodeRecord:
     """The first episode whose agent made a successful write, and later spoke again."""
-    run = open_run(run_dir)
+    run = open_replay(run_dir)
     for record in episodes(run_dir).values():
         if any(isinstance(m, AssistantMessage) and m.tool_calls
-               and run.prepared.toolbox.kind(m.tool_calls[0].name) is ToolKind.WRITE
+               and run.plan.toolbox.kind(m.tool_calls[0].name) is ToolKind.WRITE
                for m in record.messages):
             return record
     raise AssertionError("no episode with a write")
@@ -108,7 +109,7 @@ def edited_copy(src: Path, dst: Path, edit: Callable[[list[Event]], list[Event]]
 
 
 def verify(run_dir: Path, episode: str, *, full_hash: bool = False) -> ReplayDivergence | None:
-    run = open_run(run_dir)
+    run = open_replay(run_dir)
     return asyncio.run(verify_episode(run, episode, full_hash=full_hash)).divergence
 
 
@@ -133,7 +134,7 @@ def positions(events: Sequence[Event], episode: str, kind: type) -> list[int]:
 
 
 def test_every_episode_of_a_scripted_run_replays_exactly(mistakes_run: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     verdicts = asyncio.run(verify_all(run))
     assert len(verdicts) == 50
     assert [v.divergence for v in verdicts if not v.ok] == []
@@ -144,9 +145,9 @@ def test_every_episode_of_a_scripted_run_replays_exactly(mistakes_run: Path) -> 
 
 
 def test_the_record_keeps_the_final_delta_hash(mistakes_run: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     for record in episodes(mistakes_run).values():
-        restored = restore(run.prepared.setup, record.messages)
+        restored = restore(run.setup, record.messages)
         assert record.final_delta_hash == restored.env.overlay.delta_hash()
         assert record.final_db_hash == restored.env.db_hash()
 
@@ -319,23 +320,22 @@ def test_runs_with_models_and_a_judge_replay_without_calling_models(tmp_path: Pa
     # Over HTTP the journal holds model calls, which replay skips (it calls no model).
     http = tau2_config("airline", split="test", agent="scripted-http", user="scripted-http",
                        mistake_rate=0.3)
-    asyncio.run(simulate(http, out=tmp_path / "http"))
-    run = open_run(tmp_path / "http")
+    asyncio.run(simulate(plan_of(http), out=tmp_path / "http"))
+    run = open_replay(tmp_path / "http")
     assert run.contents.counts.get("model_called", 0) > 0
     assert all(v.ok for v in asyncio.run(verify_all(run)))
     # The judge's outcome (here: an answer it could not use) is given back from the record.
     judged = tau2_config("airline", split="test", judge="judge")
-    asyncio.run(simulate(judged, out=tmp_path / "judged"))
-    run = open_run(tmp_path / "judged")
+    asyncio.run(simulate(plan_of(judged), out=tmp_path / "judged"))
+    run = open_replay(tmp_path / "judged")
     assert all(r.not_judged for r in run.contents.finished.values())
     assert all(v.ok for v in asyncio.run(verify_all(run)))
 
 
 def test_replay_of_failures_and_timeouts_ends_the_same_way(tmp_path: Path) -> None:
     config = tau2_config("airline", episode_timeout_s=0.05)
-    prepared = prepare(config)
-    setup = prepared.setup
-    task = prepared.tasks[0]
+    plan = plan_of(config)
+    task = plan.tasks[0]
 
     class Failing:
         def __init__(self, after: int, failure: BaseException | None) -> None:
@@ -355,7 +355,8 @@ def test_replay_of_failures_and_timeouts_ends_the_same_way(tmp_path: Path) -> No
 
     run = ReplayRun(tmp_path, new_manifest(config, base_db_hash="", tasks_file_sha256="",
                                            task_ids=[task.id], trials=1, agent="a", user="u"),
-                    config, prepared, JournalContents(tmp_path / "journal.bin"))
+                    plan, JournalContents(tmp_path / "journal.bin"))
+    setup = run.setup
     for failure, ending in ((ParticipantError(Termination.USER_ERROR, "bad"), "user_error"),
                             (None, "timeout")):
         sink = ListSink()
@@ -371,7 +372,7 @@ def test_replay_of_failures_and_timeouts_ends_the_same_way(tmp_path: Path) -> No
 
 def test_a_fork_equals_the_original_up_to_its_step_and_finishes(mistakes_run: Path,
                                                                 tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     record = with_writes(mistakes_run)
     k = step_of(record, lambda m: isinstance(m, AssistantMessage) and bool(m.tool_calls))
     out = asyncio.run(fork(run, record.episode_id, k, out=tmp_path / "fork"))
@@ -385,11 +386,11 @@ def test_a_fork_equals_the_original_up_to_its_step_and_finishes(mistakes_run: Pa
     assert (lineage.parent_run, lineage.parent_episode, lineage.fork_step, lineage.mode) == (
         run.manifest.run_id, record.episode_id, k, "fork")
     assert (tmp_path / "fork" / "lineage.json").exists()
-    assert all(v.ok for v in asyncio.run(verify_all(open_run(tmp_path / "fork"))))
+    assert all(v.ok for v in asyncio.run(verify_all(open_replay(tmp_path / "fork"))))
 
 
 def test_a_fork_with_other_settings_keeps_the_prefix(mistakes_run: Path, tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     record = next(r for r in episodes(mistakes_run).values() if not is_kept(r)
                   and r.reward_info is not None and r.reward_info.reward == 0)
     k = step_of(record, lambda m: isinstance(m, UserMessage)) + 1
@@ -399,23 +400,23 @@ def test_a_fork_with_other_settings_keeps_the_prefix(mistakes_run: Path, tmp_pat
     assert forked.record.messages[:k] == record.messages[:k]
     assert forked.record.seed == derive_seed(7, record.task_id, record.trial)
     assert is_kept(forked.record)  # without mistakes, the continuation is right
-    manifest = open_run(tmp_path / "fork").manifest
+    manifest = open_replay(tmp_path / "fork").manifest
     assert manifest.config["simulate"]["mistake_rate"] == 0.0
 
 
 def test_a_fork_inside_a_block_of_tool_results_keeps_the_prefix(mistakes_run: Path,
                                                                 tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     record = with_writes(mistakes_run)
     k = step_of(record, lambda m: isinstance(m, ToolMessage))  # the result is re-run live
-    restored = restore(run.prepared.setup, record.messages[:k])
+    restored = restore(run.setup, record.messages[:k])
     assert len(restored.episode.messages) == k  # stops after the call, which is pending
     out = asyncio.run(fork(run, record.episode_id, k, out=tmp_path / "fork"))
     assert out.episodes[0].record.messages[:k + 1] == record.messages[:k + 1]
 
 
 def test_forks_that_cannot_be_made_are_refused(mistakes_run: Path, tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     record = with_writes(mistakes_run)
     with pytest.raises(ReplayError, match=r"within 0\.\."):
         asyncio.run(fork(run, record.episode_id, 999, out=tmp_path / "a"))
@@ -430,7 +431,7 @@ def test_forks_that_cannot_be_made_are_refused(mistakes_run: Path, tmp_path: Pat
 
 
 def test_run_episode_restores_the_prefix_and_asks_only_after_it(mistakes_run: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     record = with_writes(mistakes_run)
     k = step_of(record, lambda m: isinstance(m, AssistantMessage) and bool(m.tool_calls))
     asked: list[int] = []
@@ -445,7 +446,7 @@ def test_run_episode_restores_the_prefix_and_asks_only_after_it(mistakes_run: Pa
     spec = EpisodeSpec(task=run.task(record.task_id), trial=record.trial, seed=record.seed,
                        prefix=tuple(record.messages[:k]))
     counters = Counters()
-    replayed = asyncio.run(run_episode(run.prepared.setup, spec, Rest(), Rest(), sink,
+    replayed = asyncio.run(run_episode(run.setup, spec, Rest(), Rest(), sink,
                                        counters))
     assert min(asked) == k
     assert replayed.messages == record.messages
@@ -468,18 +469,17 @@ def test_resume_goes_on_from_a_crashed_attempt(mistakes_run: Path, tmp_path: Pat
     crashed = edited_copy(mistakes_run, tmp_path / "run", crash)
     contents = read_journal(crashed / "journal.bin")
     assert eid in contents.unfinished
-    prepared = open_run(mistakes_run).prepared
-    prefix = resumable_prefix(prepared.setup, contents.events(eid))
+    prefix = resumable_prefix(open_replay(mistakes_run).setup, contents.events(eid))
     call = step_of(record, lambda m: isinstance(m, AssistantMessage) and bool(m.tool_calls))
     assert prefix == tuple(record.messages[:call + 1])  # the call, its result to run again
 
-    config = msgspec.convert(open_run(mistakes_run).manifest.config, Config)
-    outcome = asyncio.run(simulate(config, out=crashed, resume=True))
+    config = msgspec.convert(open_replay(mistakes_run).manifest.config, Config)
+    outcome = asyncio.run(simulate(plan_of(config), out=crashed, resume=True))
     assert outcome.progress is not None and outcome.progress.total == 1
     resumed = read_journal(crashed / "journal.bin")
     assert resumed.finished[eid].messages == record.messages
     assert resumed.attempts[eid] == 1
-    assert all(v.ok for v in asyncio.run(verify_all(open_run(crashed))))
+    assert all(v.ok for v in asyncio.run(verify_all(open_replay(crashed))))
 
 
 # -- re-running failures ---------------------------------------------------------------------
@@ -487,7 +487,7 @@ def test_resume_goes_on_from_a_crashed_attempt(mistakes_run: Path, tmp_path: Pat
 
 def test_failed_episodes_are_recovered_without_mistakes(mistakes_run: Path,
                                                         tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     failed = [r for r in episodes(mistakes_run).values() if not is_kept(r)]
     assert failed, "a mistake rate of 0.5 must fail some episodes"
     out = asyncio.run(rerun_failed(run, mode=FROM_START, out=tmp_path / "start",
@@ -506,12 +506,12 @@ def test_failed_episodes_are_recovered_without_mistakes(mistakes_run: Path,
     for e in forked:
         assert e.record.messages[:e.fork_step] == parents[e.parent_episode].messages[
             :e.fork_step]
-    assert all(v.ok for v in asyncio.run(verify_all(open_run(tmp_path / "wrong"))))
+    assert all(v.ok for v in asyncio.run(verify_all(open_replay(tmp_path / "wrong"))))
 
 
 def test_rerunning_with_the_same_mistakes_recovers_nothing(mistakes_run: Path,
                                                            tmp_path: Path) -> None:
-    run = open_run(mistakes_run)
+    run = open_replay(mistakes_run)
     out = asyncio.run(rerun_failed(run, mode=FROM_START, out=tmp_path / "again"))
     assert out.recovered == 0 and out.episodes
 
@@ -573,14 +573,14 @@ def test_cli_fork_and_failed(mistakes_run: Path, tmp_path: Path,
 def test_a_run_whose_data_changed_is_refused(mistakes_run: Path, tmp_path: Path) -> None:
     copy = edited_copy(mistakes_run, tmp_path / "run", lambda events: events)
     manifest = (copy / "manifest.json").read_text()
-    stored = open_run(mistakes_run).manifest.base_db_hash
+    stored = open_replay(mistakes_run).manifest.base_db_hash
     (copy / "manifest.json").write_text(manifest.replace(stored, "0" * 64))
     with pytest.raises(ReplayError, match="changed since the run"):
-        open_run(copy)
+        open_replay(copy)
     (copy / "journal.bin").unlink()
     (copy / "manifest.json").write_text(manifest)
     with pytest.raises(ReplayError, match="recorded no episode"):
-        open_run(copy)
+        open_replay(copy)
 
 
 def test_a_fork_can_change_the_users_behaviours(mistakes_run: Path, tmp_path: Path,

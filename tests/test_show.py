@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from conftest import require, tau2_dir
+from planning import open_replay, plan_of
 
 from writ_async.cli import main
 from writ_async.config import Config, default_config
@@ -17,7 +18,7 @@ from writ_async.journal import EpisodeFinished, JournalWriter, read_journal
 from writ_async.logs import reset_logging
 from writ_async.messages import AssistantMessage, ToolMessage
 from writ_async.records import EpisodeRecord
-from writ_async.replay import iter_events, open_run
+from writ_async.replay import iter_events
 from writ_async.show import render_episode, state_diff
 from writ_async.simulate import simulate
 
@@ -35,7 +36,7 @@ def airline_config(**simulate_settings: object) -> Config:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("show") / "run"
-    asyncio.run(simulate(airline_config(mistake_rate=0.5), out=out))
+    asyncio.run(simulate(plan_of(airline_config(mistake_rate=0.5)), out=out))
     return out
 
 
@@ -57,7 +58,7 @@ def booking(run_dir: Path) -> EpisodeRecord:
 
 def test_show_has_messages_calls_diffs_and_the_grade(run_dir: Path) -> None:
     record = booking(run_dir)
-    text = render_episode(open_run(run_dir), record.episode_id)
+    text = render_episode(open_replay(run_dir), record.episode_id)
     assert f"episode {record.episode_id}" in text
     assert "[0] agent: Hi! How can I help you today?" in text
     assert "[1] user: " in text
@@ -77,7 +78,7 @@ def test_show_has_messages_calls_diffs_and_the_grade(run_dir: Path) -> None:
 def test_show_names_failed_checks(run_dir: Path) -> None:
     records = read_journal(run_dir / "journal.bin").finished.values()
     failed = next(r for r in records if r.reward_info and not r.reward_info.evidence_ok)
-    text = render_episode(open_run(run_dir), failed.episode_id)
+    text = render_episode(open_replay(run_dir), failed.episode_id)
     assert "evidence FAILED" in text
     failing = next(c for c in failed.reward_info.evidence_checks if not c.passed)
     assert f"FAIL {failing.name}" in text
@@ -97,12 +98,12 @@ def test_show_flags_a_result_that_does_not_reproduce(run_dir: Path, tmp_path: Pa
                             for m in event.record.messages]
                 event = replace(event, record=replace(event.record, messages=messages))
             writer.append(event)
-    text = render_episode(open_run(edited), record.episode_id)
+    text = render_episode(open_replay(edited), record.episode_id)
     assert "!! the replay gives another result" in text
 
 
 def test_state_diff_is_field_level(run_dir: Path) -> None:
-    base = open_run(run_dir).prepared.base
+    base = open_replay(run_dir).plan.base
     key = next(iter(base.tables["reservations"]))
     old = msgspec.to_builtins(base.tables["reservations"][key])
     changed = {**old, "cabin": "business" if old["cabin"] != "business" else "economy",

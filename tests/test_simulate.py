@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from conftest import require, tau2_dir
+from planning import plan_of
 
 from writ_async.config import default_config
 from writ_async.errors import RunDirError
@@ -44,7 +45,7 @@ def results_without_timing(run_dir: Path) -> object:
 
 @pytest.mark.asyncio
 async def test_scripted_run_over_tau2_tasks_keeps_every_gold_episode(tmp_path: Path) -> None:
-    outcome = await simulate(tau2_config("airline", trials=2), out=tmp_path / "run")
+    outcome = await simulate(plan_of(tau2_config("airline", trials=2)), out=tmp_path / "run")
     assert outcome.summary["episodes"] == 100
     assert outcome.summary["average_reward"] == 1.0
     assert outcome.export.kept == 100
@@ -62,8 +63,8 @@ async def test_scripted_run_over_tau2_tasks_keeps_every_gold_episode(tmp_path: P
 async def test_same_seed_same_results_at_concurrency_1_and_1000(tmp_path: Path) -> None:
     # Over HTTP, so that episodes really interleave at concurrency 1000.
     http = {"agent": "scripted-http", "user": "scripted-http", "mistake_rate": 0.5}
-    one = await simulate(tau2_config("retail", concurrency=1, **http), out=tmp_path / "c1")
-    many = await simulate(tau2_config("retail", concurrency=1000, **http),
+    one = await simulate(plan_of(tau2_config("retail", concurrency=1, **http)), out=tmp_path / "c1")
+    many = await simulate(plan_of(tau2_config("retail", concurrency=1000, **http)),
                           out=tmp_path / "c1000")
     assert results_without_timing(one.run_dir) == results_without_timing(many.run_dir)
     for name in ("sft_openai.jsonl", "sft_sharegpt.jsonl"):
@@ -74,9 +75,10 @@ async def test_same_seed_same_results_at_concurrency_1_and_1000(tmp_path: Path) 
 
 @pytest.mark.asyncio
 async def test_scripted_over_http_matches_in_process(tmp_path: Path) -> None:
-    local = await simulate(tau2_config("airline"), out=tmp_path / "local")
-    remote = await simulate(tau2_config("airline", agent="scripted-http", user="scripted-http"),
-                            out=tmp_path / "http")
+    local = await simulate(plan_of(tau2_config("airline")), out=tmp_path / "local")
+    remote = await simulate(
+        plan_of(tau2_config("airline", agent="scripted-http", user="scripted-http")),
+        out=tmp_path / "http")
     assert (local.run_dir / "export" / "sft_openai.jsonl").read_bytes() == (
         remote.run_dir / "export" / "sft_openai.jsonl").read_bytes()
     assert remote.records[0].model_calls > 0 and local.records[0].model_calls == 0
@@ -84,22 +86,22 @@ async def test_scripted_over_http_matches_in_process(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
-    await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+    await simulate(plan_of(tau2_config("airline", trials=1)), out=tmp_path / "run")
     with pytest.raises(RunDirError):
-        await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+        await simulate(plan_of(tau2_config("airline", trials=1)), out=tmp_path / "run")
 
 
 @pytest.mark.asyncio
 async def test_resume_with_different_settings_is_refused(tmp_path: Path) -> None:
-    await simulate(tau2_config("airline", trials=1), out=tmp_path / "run")
+    await simulate(plan_of(tau2_config("airline", trials=1)), out=tmp_path / "run")
     with pytest.raises(RunDirError, match="trials"):
-        await simulate(tau2_config("airline", trials=2), out=tmp_path / "run", resume=True)
+        await simulate(plan_of(tau2_config("airline", trials=2)), out=tmp_path / "run", resume=True)
 
 
 @pytest.mark.asyncio
 async def test_resuming_a_finished_run_redoes_nothing(tmp_path: Path) -> None:
-    first = await simulate(tau2_config("airline"), out=tmp_path / "run")
-    again = await simulate(tau2_config("airline"), out=tmp_path / "run", resume=True)
+    first = await simulate(plan_of(tau2_config("airline")), out=tmp_path / "run")
+    again = await simulate(plan_of(tau2_config("airline")), out=tmp_path / "run", resume=True)
     assert again.progress is None  # nothing was left to run
     assert results_without_timing(first.run_dir) == results_without_timing(again.run_dir)
 
@@ -158,7 +160,7 @@ ttft_ms = 3.0
 async def test_a_judge_that_answers_nonsense_leaves_nl_assertions_not_graded(
         tmp_path: Path) -> None:
     # The embedded mock's default policy answers with prose, not the verdict JSON.
-    outcome = await simulate(tau2_config("retail", judge="judge"), out=tmp_path / "run")
+    outcome = await simulate(plan_of(tau2_config("retail", judge="judge")), out=tmp_path / "run")
     judged = [r for r in outcome.records if r.reward_info and r.reward_info.not_graded]
     assert judged, "retail tasks carry NL assertions"
     assert all("judge" in r.reward_info.note for r in judged)
@@ -216,7 +218,7 @@ async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
     mix = BehaviourMix(weights={"one_fact_when_asked": 1.0, "verbose": 1.0,
                                 "correctable_id_mistake": 1.0, "forbidden_first": 1.0},
                        per_task=2)
-    local = await simulate(tau2_config("airline", behaviours=mix), out=tmp_path / "local")
+    local = await simulate(plan_of(tau2_config("airline", behaviours=mix)), out=tmp_path / "local")
     assert local.summary["episodes"] == 100
     assert local.summary["average_reward"] == 1.0
     ids = [r.episode_id for r in local.records]
@@ -224,8 +226,8 @@ async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
     assert all(r.behaviours and r.episode_id.startswith(f"{r.task_id}@") for r in local.records)
     row = json.loads((local.run_dir / "export" / "sft_openai.jsonl").read_text().splitlines()[0])
     assert row["metadata"]["behaviours"]
-    remote = await simulate(tau2_config("airline", behaviours=mix, agent="scripted-http",
-                                        user="scripted-http"), out=tmp_path / "http")
+    remote = await simulate(plan_of(tau2_config("airline", behaviours=mix, agent="scripted-http",
+                                        user="scripted-http")), out=tmp_path / "http")
     assert (local.run_dir / "export" / "sft_openai.jsonl").read_bytes() == (
         remote.run_dir / "export" / "sft_openai.jsonl").read_bytes()
 
@@ -240,7 +242,7 @@ async def test_tool_arguments_that_are_not_json_become_error_results(tmp_path: P
     config = msgspec.structs.replace(config, simulate=msgspec.structs.replace(
         config.simulate, tasks=None, task_count=5))
     config = msgspec.structs.replace(config, domains=default_config().domains)
-    outcome = await simulate(config, out=tmp_path / "run")
+    outcome = await simulate(plan_of(config), out=tmp_path / "run")
     assert outcome.summary["episodes"] == 5
     # never an agent error: the model's bad arguments are answered, and the error limit
     # ends the episode the way tau2-bench's does
@@ -260,7 +262,7 @@ async def test_answers_cut_at_max_tokens_are_kept_not_fatal(tmp_path: Path) -> N
     config = msgspec.structs.replace(config, simulate=msgspec.structs.replace(
         config.simulate, tasks=None, task_count=3))
     config = msgspec.structs.replace(config, domains=default_config().domains)
-    outcome = await simulate(config, out=tmp_path / "run")
+    outcome = await simulate(plan_of(config), out=tmp_path / "run")
     reasons = outcome.summary["termination_reasons"]
     assert "agent_error" not in reasons and "user_error" not in reasons
     texts = [m.content for r in outcome.records for m in r.messages[1:]
@@ -284,7 +286,7 @@ async def test_the_progress_line_counts_kept_as_the_runs_export_filter_does(
     config = replace(config, simulate=replace(config.simulate, task_count=3),
                      export=replace(config.export, terminations=["max_steps"]))
     stream = Terminal()
-    outcome = await simulate(config, out=tmp_path / "run", progress_stream=stream)
+    outcome = await simulate(plan_of(config), out=tmp_path / "run", progress_stream=stream)
     assert outcome.export.written == 0
     final = stream.getvalue().rstrip().split("\r")[-1]
     assert "done 3/3" in final and "kept 0" in final

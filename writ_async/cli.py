@@ -763,10 +763,13 @@ def simulate_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from writ_async.plan import resolve_plan
     from writ_async.simulate import simulate
 
     config = simulate_config(args)
     configure_logging(config.logging.level, config.logging.format)
+    # The one lookup of the configured domain: the engine is given the resolved plan.
+    plan = resolve_plan(config, get_domain(config.run.domain))
     if args.resume:
         out, resume = Path(args.resume), True
     elif args.out:
@@ -778,7 +781,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from writ_async.cluster.ray_run import RayOptions, simulate_on_ray
 
         options = RayOptions(address=args.ray, workers=args.ray_workers)
-        cluster = _run_async(simulate_on_ray(config, out=out, resume=resume, options=options,
+        cluster = _run_async(simulate_on_ray(plan, out=out, resume=resume, options=options,
                                              progress_stream=sys.stderr))
         print(render_summary(cluster.run))
         print(f"ray: {cluster.shards} shards on {cluster.workers} workers, "
@@ -788,7 +791,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from writ_async.scheduler import StopRequest
 
     stop = StopRequest()
-    outcome = _run_async(simulate(config, out=out, resume=resume, progress_stream=sys.stderr,
+    outcome = _run_async(simulate(plan, out=out, resume=resume, progress_stream=sys.stderr,
                                   stop=stop))
     print(render_summary(outcome))
     # A run a signal stopped exits as the shell expects of a process that signal stopped,
@@ -890,7 +893,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     elif args.full_hash:
         raise ReplayError("--full-hash applies to verification only")
 
-    run = replay.open_run(args.run_dir)
+    run = open_replay(args.run_dir)
     configure_logging(run.config.logging.level, run.config.logging.format)
     _warn_if_corrupt(run)
     if not continuing:
@@ -928,10 +931,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from writ_async import replay, show
+def open_replay(run_dir: str | Path) -> Any:
+    """A run directory opened for replay, on the domain its manifest's config names: the
+    registry is looked up here, the replay engine is given the ``Domain``."""
+    from writ_async import replay
 
-    run = replay.open_run(args.run_dir)
+    _, config = replay.run_config(run_dir)
+    return replay.open_run(run_dir, get_domain(config.run.domain))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from writ_async import show
+
+    run = open_replay(args.run_dir)
     _warn_if_corrupt(run)
     print(show.render_episode(run, args.episode, full=args.full))
     return 0

@@ -127,7 +127,7 @@ class GoldCache:
     ``gold_must_succeed``: the base is not the database the run's unsynthesized tasks
     were written for (tau2-bench tasks on a generated database), so their replays are
     marked ``must_succeed``. Synthesized tasks are never marked: their base is checked by
-    hash before the run (``simulate.prepare``).
+    hash before the run (``plan.resolve_plan``).
     """
 
     __slots__ = ("_entries", "gold_must_succeed", "hits", "misses")

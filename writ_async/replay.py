@@ -49,6 +49,7 @@ import msgspec
 
 from writ_async.behaviours import parse_scenario_id, scenario_id
 from writ_async.config import Config, check_config, load_config
+from writ_async.domain import Domain
 from writ_async.episode import FAILURES, Finished, Termination
 from writ_async.errors import (
     ConfigError,
@@ -78,9 +79,12 @@ from writ_async.journal import (
     read_journal,
 )
 from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
+from writ_async.outputs import TASKS, save_tasks, write_outputs
 from writ_async.participants import ParticipantError, Turn
+from writ_async.plan import RunPlan, resolve_plan, run_scenarios
 from writ_async.records import Check, EpisodeRecord, Lineage, Timing, episode_id
 from writ_async.results import summary
+from writ_async.run_participants import open_participants
 from writ_async.rundir import (
     JOURNAL,
     Manifest,
@@ -93,16 +97,6 @@ from writ_async.rundir import (
 from writ_async.runner import EpisodeSpec, first_difference, restore, run_episode
 from writ_async.scheduler import Progress, StopRequest, run_many
 from writ_async.seeds import episode_seed
-from writ_async.simulate import (
-    TASKS,
-    Prepared,
-    export_filter,
-    open_participants,
-    prepare,
-    run_scenarios,
-    save_tasks,
-    write_outputs,
-)
 from writ_async.tasks import Task
 from writ_async.tools import ToolKind
 
@@ -137,14 +131,17 @@ class RecordedEpisode:
 class ReplayRun:
     """A run directory opened for replay: manifest, config, rebuilt base, tasks, journal."""
 
-    def __init__(self, path: Path, manifest: Manifest, config: Config, prepared: Prepared,
+    def __init__(self, path: Path, manifest: Manifest, plan: RunPlan,
                  contents: JournalContents) -> None:
         self.path = path
         self.manifest = manifest
-        self.config = config
-        self.prepared = prepared
+        self.config = plan.config
+        self.plan = plan
+        # The setup verification and forks restore on (their caches and judge are this
+        # replay's own, not the frozen plan's).
+        self.setup = plan.episode_setup()
         self.contents = contents
-        self._tasks = {t.id: t for t in prepared.tasks}
+        self._tasks = {t.id: t for t in plan.tasks}
 
     def task(self, task_id: str) -> Task:
         task = self._tasks.get(task_id)
@@ -184,19 +181,26 @@ class ReplayRun:
                 f"episodes={len(self.contents.attempts)} finished={len(self.contents.finished)}>")
 
 
-def open_run(path: Path | str) -> ReplayRun:
-    """Open a run directory for replay; a clear ``WritError`` if it cannot be replayed.
+def run_config(path: Path | str) -> tuple[Manifest, Config]:
+    """A run directory's manifest and the config it was run with (whose ``[run] domain``
+    the command looks up for ``open_run``)."""
+    manifest = load_manifest(Path(path))  # RunDirError: not a run directory
+    try:
+        return manifest, msgspec.convert(manifest.config, Config)
+    except msgspec.ValidationError as exc:
+        raise RunDirError(path, f"the manifest's config cannot be used: {exc}") from None
+
+
+def open_run(path: Path | str, domain: Domain) -> ReplayRun:
+    """Open a run directory of ``domain`` for replay; a clear ``WritError`` if it cannot
+    be replayed.
 
     The base database is rebuilt from the manifest's config as the run built it and must
     have the manifest's hash; the tasks are the run's own ``tasks.json`` (or, for runs
     without one, reloaded or re-synthesized and checked against the manifest's hash).
     """
     path = Path(path)
-    manifest = load_manifest(path)  # RunDirError: not a run directory
-    try:
-        config = msgspec.convert(manifest.config, Config)
-    except msgspec.ValidationError as exc:
-        raise RunDirError(path, f"the manifest's config cannot be used: {exc}") from None
+    manifest, config = run_config(path)
     stored = path / TASKS
     tasks = None
     if stored.exists():
@@ -205,21 +209,20 @@ def open_run(path: Path | str) -> ReplayRun:
                      manifest.tasks_file_sha256)
         except msgspec.DecodeError as exc:
             raise RunDirError(path, f"{TASKS} is not a task list: {exc}") from None
-    prepared = prepare(config, tasks=tasks)
-    if prepared.base.db_hash() != manifest.base_db_hash:
+    plan = resolve_plan(config, domain, tasks=tasks)
+    if plan.base.db_hash() != manifest.base_db_hash:
         raise ReplayError(f"{path}: the database rebuilt from the run's config has hash "
-                          f"{prepared.base.db_hash()[:12]}, the run's had "
+                          f"{plan.base.db_hash()[:12]}, the run's had "
                           f"{manifest.base_db_hash[:12]}: it changed since the run")
-    if tasks is None and prepared.tasks_hash != manifest.tasks_file_sha256:
+    if tasks is None and plan.tasks_hash != manifest.tasks_file_sha256:
         raise ReplayError(f"{path}: the run's tasks changed since the run (sha256 "
-                          f"{prepared.tasks_hash[:12]} != {manifest.tasks_file_sha256[:12]})")
+                          f"{plan.tasks_hash[:12]} != {manifest.tasks_file_sha256[:12]})")
     journal = path / JOURNAL
     if not journal.exists():
         raise ReplayError(f"{path}: no {JOURNAL}: the run recorded no episode")
     # Damage in the middle ends the read there: the episodes before it are still served
     # (``corruption_warning`` says what was lost and how to salvage the run).
-    return ReplayRun(path, manifest, config, prepared,
-                     read_journal(journal, stop_at_corruption=True))
+    return ReplayRun(path, manifest, plan, read_journal(journal, stop_at_corruption=True))
 
 
 def corruption_warning(run: ReplayRun) -> str | None:
@@ -510,7 +513,7 @@ async def verify_episode(run: ReplayRun, episode: str | RecordedEpisode, *,
     started = ep.started
     task_id, trial, seed = ((started.task_id, started.trial, started.seed) if started
                             else (record.task_id, record.trial, record.seed))
-    setup = run.prepared.setup
+    setup = run.setup
     # One known final state: the recorded one. Equal delta hashes mean equal tau2
     # hashes, so the full hash is computed only when the replayed state differs.
     setup.known_hashes = ({} if full_hash or not record.final_delta_hash
@@ -532,7 +535,7 @@ async def verify_episode(run: ReplayRun, episode: str | RecordedEpisode, *,
         setup.known_hashes, setup.judge = {}, None
     calls = [c for m in record.messages if isinstance(m, AssistantMessage)
              for c in m.tool_calls or ()]
-    toolbox = run.prepared.toolbox
+    toolbox = run.plan.toolbox
     info = record.reward_info
     return Verdict(
         episode_id=ep.episode_id, attempt=ep.attempt, messages=len(record.messages),
@@ -720,7 +723,7 @@ def first_wrong_write(record: EpisodeRecord, task: Task, run: ReplayRun,
     None. A write (one that succeeded) is wrong when its evidence or confirmation check
     failed, or when no gold write not yet matched matches it (``grading.action_matches``).
     """
-    toolbox = run.prepared.toolbox
+    toolbox = run.plan.toolbox
     info = record.reward_info
     failed = {c.name for c in (info.evidence_checks if info else []) if not c.passed}
     gold_writes = [a for i, a in enumerate(task.gold_actions)
@@ -780,7 +783,7 @@ def check_fork(run: ReplayRun, ep: RecordedEpisode, step: int) -> None:
         raise ReplayError(f"episode {ep.episode_id!r} has {len(messages)} messages: a step "
                           f"must be within 0..{len(messages)}, not {step}")
     try:
-        restored = restore(run.prepared.setup, messages[:step])
+        restored = restore(run.setup, messages[:step])
     except ReplayDivergence as divergence:
         raise ReplayError(f"cannot fork episode {ep.episode_id!r} at step {step}: the "
                           f"recorded episode does not reproduce up to it: {divergence}"
@@ -813,8 +816,8 @@ async def rerun_failed(run: ReplayRun, *, mode: str = FROM_START, out: Path,
         raise ValueError(f"unknown mode {mode!r}")
     overrides = overrides or Overrides()
     config = continuation_config(run.config, overrides)
-    setup = run.prepared.setup
-    parent_filter = export_filter(run.config)
+    setup = run.setup
+    parent_filter = run.plan.export_filter
     specs, notes = [], {}
     for ep_id in run.episode_ids():
         record = run.contents.finished[ep_id]
@@ -855,9 +858,10 @@ class _LineageFile(msgspec.Struct, frozen=True, kw_only=True):
 async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], out: Path,
                     mode: str, progress_stream: IO[str] | None, stop: StopRequest | None,
                     notes: dict[str, str] | None = None) -> ReplayOutcome:
-    parent = run.prepared
-    prepared = prepare(config, tasks=(parent.tasks, parent.tasks_hash), base=parent.base)
-    kept_by = export_filter(config)  # "kept" in the new run: its progress, summary, export
+    parent = run.plan
+    plan = resolve_plan(config, parent.domain, tasks=(parent.tasks, parent.tasks_hash),
+                        base=parent.base)
+    kept_by = plan.export_filter  # "kept" in the new run: its progress, summary, export
     order = {t.id: i for i, t in enumerate(parent.tasks)}
     task_ids = sorted({s.task.id for s in specs}, key=order.__getitem__)
     manifest = new_manifest(
@@ -871,11 +875,12 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
                            mode=mode, episodes=[s.lineage for s in specs if s.lineage])
     atomic_write(new_run.path / LINEAGE,
                  msgspec.json.format(msgspec.json.encode(lineage), indent=2) + b"\n")
-    async with open_participants(prepared) as participants:
+    setup = plan.episode_setup()
+    async with open_participants(plan, setup) as participants:
         journal = new_run.open_journal()
         try:
             if specs:
-                await run_many(prepared.setup, specs, participants, journal,
+                await run_many(setup, specs, participants, journal,
                                concurrency=config.simulate.concurrency, stop=stop,
                                progress_stream=progress_stream,
                                progress=Progress(total=len(specs), export_filter=kept_by))
@@ -896,7 +901,7 @@ async def _continue(run: ReplayRun, config: Config, specs: list[EpisodeSpec], ou
                                   recovered=is_kept(record, kept_by),
                                   note=notes.get(spec.lineage.parent_episode, "")))
     tasks = [t for t in parent.tasks if t.id in set(task_ids)]
-    report = write_outputs(new_run, prepared, records, tasks)
+    report = write_outputs(new_run, plan, records, tasks)
     return ReplayOutcome(run_dir=new_run.path, mode=mode, episodes=episodes, export=report,
                          summary=summary(records, tasks, kept_by),
                          stopped_early=len(records) < len(specs),

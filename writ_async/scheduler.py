@@ -42,7 +42,7 @@ class Progress:
     started_at: float = field(default_factory=time.monotonic)
     counters: Counters = field(default_factory=Counters)
     # "kept" is the export's one decision (``export.keep``) under the run's own filter
-    # (``simulate.export_filter``), so that it counts what the export will write.
+    # (``plan.export_filter``), so that it counts what the export will write.
     export_filter: ExportFilter = field(default_factory=ExportFilter)
 
     def record(self, record: EpisodeRecord) -> None:

@@ -115,8 +115,8 @@ def _header(run: ReplayRun, ep: RecordedEpisode) -> list[str]:
 def _transcript(run: ReplayRun, ep: RecordedEpisode, full: bool) -> list[str]:
     record = ep.record
     messages: list[Message] = record.messages if record is not None else ep.messages
-    prepared = run.prepared
-    env = prepared.setup.domain.environment(prepared.base, prepared.toolbox)
+    plan = run.plan
+    env = plan.domain.environment(plan.base, plan.toolbox)
     lines: list[str] = []
     i = 0
     while i < len(messages):
@@ -136,8 +136,8 @@ def _transcript(run: ReplayRun, ep: RecordedEpisode, full: bool) -> list[str]:
             for j, call in enumerate(calls):
                 result = block[j] if j < len(block) and isinstance(block[j], ToolMessage) \
                     else None
-                lines += _tool(i + 1 + j, call, result, env.overlay, prepared.base, env, full,
-                               prepared.toolbox.kind(call.name) is ToolKind.WRITE)
+                lines += _tool(i + 1 + j, call, result, env.overlay, plan.base, env, full,
+                               plan.toolbox.kind(call.name) is ToolKind.WRITE)
             i += 1 + sum(1 for m in block if isinstance(m, ToolMessage))
             continue
         i += 1

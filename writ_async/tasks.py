@@ -5,7 +5,7 @@
 Synthesized tasks use the same Structs plus the WRIT axes and their provenance.
 
 Two checks need what the file alone does not say, and run where tasks meet a domain
-(``simulate.prepare``): ``check_gold_actions`` (every gold action is a call the domain's
+(``plan.resolve_plan``): ``check_gold_actions`` (every gold action is a call the domain's
 toolbox can bind) and ``check_base`` (synthesized tasks run on the database they were
 synthesized on).
 """
@@ -176,7 +176,7 @@ def check_base(tasks: Sequence[Task], db_hash: str, source: Path | str) -> None:
     against a plan that means nothing there.
 
     Tasks without provenance (tau2-bench's) are not checked here: nothing records their
-    database (see ``simulate.prepare`` for what happens to them).
+    database (see ``plan.resolve_plan`` for what happens to them).
     """
     recorded: dict[str, Task] = {}
     for task in tasks:

@@ -1,12 +1,12 @@
 """`writ simulate --ray ADDRESS`: one run spread over the worker processes of a Ray cluster.
 
-The driver (this process) prepares the run as ``writ simulate`` does (run directory,
-manifest, tasks), splits the episodes not yet finished into shards (``shards``), and
-submits one Ray task per shard, each taking one CPU and running the ordinary asyncio
-engine with its share of the run's concurrency. One ``Coordinator`` actor holds the
-rate-limit ledger of every rate-limited endpoint (``budget``), which the workers draw on
-in batches (``feeder``), and the latest counts of every shard, from which the driver
-prints the usual progress line.
+The driver (this process) opens the run of the command's plan as ``writ simulate`` does
+(run directory, manifest, tasks), splits the episodes not yet finished into shards
+(``shards``), and submits one Ray task per shard, each taking one CPU and running the
+ordinary asyncio engine, on the driver's plan, with its share of the run's concurrency.
+One ``Coordinator`` actor holds the rate-limit ledger of every rate-limited endpoint
+(``budget``), which the workers draw on in batches (``feeder``), and the latest counts of
+every shard, from which the driver prints the usual progress line.
 
 The first Ctrl-C (or SIGTERM, or ``RayOptions.stop``) stops the run: shards still running
 are cancelled, what they finished is merged, and the run says to resume. A shard whose
@@ -29,6 +29,7 @@ Ray is imported here only, and only when a run asks for it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import socket
@@ -58,20 +59,12 @@ from writ_async.config import Config, EndpointConfig
 from writ_async.errors import ClusterError
 from writ_async.logs import configure_logging, get_logger
 from writ_async.models.setup import MOCK, mock_model_names
+from writ_async.outputs import RunOutcome, open_run_dir, records_in_run_order, write_outputs
+from writ_async.plan import RunPlan
 from writ_async.results import summary
+from writ_async.run_participants import SCRIPTED_HTTP, needs_pool
 from writ_async.rundir import Manifest
 from writ_async.scheduler import Progress, StopRequest, install_stop_signals
-from writ_async.simulate import (
-    SCRIPTED_HTTP,
-    Prepared,
-    RunOutcome,
-    export_filter,
-    open_run,
-    records_in_run_order,
-    run_scenarios,
-    write_outputs,
-)
-from writ_async.tasks import Task
 
 Limits = dict[str, tuple[float | None, float | None]]
 
@@ -175,19 +168,20 @@ class ActorSource:
 # -- the worker side -------------------------------------------------------------------------
 
 
-def shard_task(config: Config, manifest: Manifest, tasks: tuple[list[Task], str], path: str,
+def shard_task(plan: RunPlan, manifest: Manifest, path: str,
                episode_ids: list[str], shard: int, attempt: int, concurrency: int,
                coordinator: Any, lease: float, limited: list[str]) -> ShardProgress:
-    """Body of the Ray task that runs one shard (in a worker process)."""
+    """Body of the Ray task that runs one shard (in a worker process), on the driver's
+    plan: the worker resolves nothing itself (no registry, no base database to rebuild)."""
     pid = os.getpid()
     worker = f"shard{shard:02d}.{attempt}@{pid}"
-    configure_logging(config.logging.level, "json")
+    configure_logging(plan.config.logging.level, "json")
 
     async def report(progress: ShardProgress) -> None:
         await _get(coordinator.report.remote(progress))
 
     async def body(rate_limiter: MakeLimiter) -> ShardProgress:
-        return await run_shard(config, manifest, tasks, Path(path), episode_ids,
+        return await run_shard(plan, manifest, Path(path), episode_ids,
                                shard=shard, attempt=attempt, worker=worker, pid=pid,
                                concurrency=concurrency, rate_limiter=rate_limiter,
                                report=report)
@@ -241,14 +235,14 @@ def _used_endpoints(config: Config) -> dict[str, EndpointConfig]:
 
 
 @asynccontextmanager
-async def _one_endpoint_for_all(config: Config, prepared: Prepared) -> AsyncIterator[Config]:
-    """``config`` for the workers: endpoints served by the embedded mock point at one mock
+async def _one_endpoint_for_all(plan: RunPlan) -> AsyncIterator[RunPlan]:
+    """The plan for the workers: endpoints served by the embedded mock point at one mock
     served here, not at a mock of their own per worker."""
+    config = plan.config
     sim = config.simulate
     mocked = [n for n, e in _used_endpoints(config).items() if e.base_url == MOCK]
-    needs_pool = not (sim.agent == "scripted" and sim.user == "scripted") or bool(sim.judge)
-    if not mocked or not needs_pool:
-        yield config
+    if not mocked or not needs_pool(plan):
+        yield plan
         return
     from writ_async.models.mock_server import open_mock_server
 
@@ -256,28 +250,28 @@ async def _one_endpoint_for_all(config: Config, prepared: Prepared) -> AsyncIter
     if SCRIPTED_HTTP in (sim.agent, sim.user):
         from writ_async.models.scripted_policy import ScriptedPolicy
 
-        policy = ScriptedPolicy({t.id: t for t in prepared.tasks},
-                                {prepared.domain_name: prepared.setup.domain},
-                                prepared.mistakes)
+        policy = ScriptedPolicy({t.id: t for t in plan.tasks}, {plan.domain.name: plan.domain},
+                                plan.mistakes)
     async with open_mock_server(config.mock, policy,  # type: ignore[arg-type]
                                 listed_models=mock_model_names(config.models)) as server:
         replace = msgspec.structs.replace
         endpoints = {n: (replace(e, base_url=server.url) if n in mocked else e)
                      for n, e in config.models.endpoints.items()}
-        yield replace(config, models=replace(config.models, endpoints=endpoints))
+        # Only the endpoints differ: nothing the plan derived depends on them.
+        yield dataclasses.replace(plan, config=replace(
+            config, models=replace(config.models, endpoints=endpoints)))
 
 
-async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
+async def simulate_on_ray(plan: RunPlan, *, out: Path, options: RayOptions,
                           resume: bool = False,
                           progress_stream: IO[str] | None = None) -> ClusterOutcome:
     """``simulate.simulate`` over a Ray cluster; the same run directory at the end."""
     ray = _import_ray()
     started = time.monotonic()
-    sim = config.simulate
     out = Path(out).resolve()
-    prepared, run = open_run(config, out, resume=resume)
-    tasks = prepared.tasks
-    order = run_order(config, tasks)
+    run = open_run_dir(plan, out, resume=resume)
+    tasks = list(plan.tasks)
+    order = run_order(plan)
     already = run.read_journal().finished
     remaining = [eid for eid in order if eid not in already]
 
@@ -291,16 +285,16 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
                                f"{exc}") from None
     attempts: dict[int, int] = {}
     status = ClusterStatus({}, (), ())
-    plan: list[list[str]] = []
+    shards: list[list[str]] = []
     workers = 0
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, options.workers or cpus)
-        plan = load_or_save_plan(run.path, plan_shards(remaining, options.shards or workers))
+        shards = load_or_save_plan(run.path, plan_shards(remaining, options.shards or workers))
         # A resumed run: episodes already merged are not the shards' to count or run.
-        todo = [[eid for eid in ids if eid not in already] for ids in plan]
+        todo = [[eid for eid in ids if eid not in already] for ids in shards]
         if remaining:
-            status = await _run_shards(ray, config, prepared, run.manifest, run.path, todo,
+            status = await _run_shards(ray, plan, run.manifest, run.path, todo,
                                        workers, options, attempts, started,
                                        len(order) - len(remaining), len(order),
                                        progress_stream)
@@ -308,47 +302,48 @@ async def simulate_on_ray(config: Config, *, out: Path, options: RayOptions,
         if connected_here:
             ray.shutdown()
 
-    merged = merge_shards(run, plan, order) if plan else 0
-    records = records_in_run_order(run.read_journal().finished, run_scenarios(config, tasks),
-                                   sim.trials)
-    report = write_outputs(run, prepared, records, tasks)
+    merged = merge_shards(run, shards, order) if shards else 0
+    records = records_in_run_order(run.read_journal().finished, plan)
+    report = write_outputs(run, plan, records, tasks)
     complete = len(records) == len(order)
     if complete and (run.path / "shards").exists():
         remove_shards(run.path)
     outcome = RunOutcome(run_dir=run.path, records=records,
                          progress=progress_of(len(order), len(already), status.shards,
                                               started),
-                         summary=summary(records, tasks, export_filter(config)),
+                         summary=summary(records, tasks, plan.export_filter),
                          export=report, stopped_early=not complete, expected=len(order),
-                         warnings=tuple(prepared.warnings))
-    return ClusterOutcome(run=outcome, shards=len(plan), workers=workers,
+                         warnings=plan.warnings)
+    return ClusterOutcome(run=outcome, shards=len(shards), workers=workers,
                           attempts=attempts, lost=status.lost, budget=status.budget,
                           merged=merged, seconds=time.monotonic() - started,
                           statuses=list(status.shards.values()))
 
 
-async def _run_shards(ray: Any, config: Config, prepared: Prepared, manifest: Manifest,
-                      run_path: Path, plan: list[list[str]], workers: int,
+async def _run_shards(ray: Any, plan: RunPlan, manifest: Manifest,
+                      run_path: Path, shards: list[list[str]], workers: int,
                       options: RayOptions, attempts: dict[int, int], started: float,
                       already: int, total: int,
                       progress_stream: IO[str] | None) -> ClusterStatus:
     log = get_logger(component="ray")
     lost_errors = _lost_worker_errors(ray)
-    running = [i for i, ids in enumerate(plan) if ids]
-    concurrency = math.ceil(config.simulate.concurrency / max(1, min(workers, len(running))))
-    async with _one_endpoint_for_all(config, prepared) as worker_config:
+    running = [i for i, ids in enumerate(shards) if ids]
+    concurrency = math.ceil(plan.config.simulate.concurrency
+                            / max(1, min(workers, len(running))))
+    async with _one_endpoint_for_all(plan) as worker_plan:
+        worker_config = worker_plan.config
         limits: Limits = {n: (e.requests_per_minute, e.tokens_per_minute)
                           for n, e in _used_endpoints(worker_config).items()
                           if e.requests_per_minute is not None or e.tokens_per_minute is not None}
         coordinator = ray.remote(num_cpus=0)(Coordinator).remote(limits, options.lease_s)
-        tasks_ref = ray.put((prepared.tasks, prepared.tasks_hash))
+        plan_ref = ray.put(worker_plan)  # once, shared by every shard
         remote_shard = ray.remote(num_cpus=1, max_retries=0)(shard_task)
         refs: dict[int, Any] = {}
 
         def submit(index: int) -> asyncio.Future[Any]:
             attempts[index] = attempts.get(index, 0) + 1
-            ref = remote_shard.remote(worker_config, manifest, tasks_ref,
-                                      str(shard_path(run_path, index)), plan[index], index,
+            ref = remote_shard.remote(plan_ref, manifest,
+                                      str(shard_path(run_path, index)), shards[index], index,
                                       attempts[index] - 1, concurrency, coordinator,
                                       options.lease_s, sorted(limits))
             refs[index] = ref

@@ -4,7 +4,7 @@ and the shards merged back into the run directory.
 Episode ids are deterministic (``records.episode_id``) and each is assigned to exactly
 one shard, dealt round-robin over the run's order so that every shard gets the same mix
 of tasks. A shard is an ordinary run directory under the run (``shards/NN/``, with the
-run's manifest), run by the ordinary engine (``simulate.episode_specs``, ``run_many``,
+run's manifest), run by the ordinary engine (``plan.episode_specs``, ``run_many``,
 the journal), so a shard whose worker died is resumed from its own journal like any
 run: finished episodes kept, unfinished ones started over. They start over rather than
 going on from their recorded prefix so that their records (model calls and tokens
@@ -12,7 +12,7 @@ included) are exactly those of an uninterrupted run.
 
 Merging copies every event of each newly finished episode, in the run's order, into the
 run's journal; results and exports are then derived from the run's journal exactly as
-``writ simulate`` derives them (``simulate.write_outputs``), which is why the merged run
+``writ simulate`` derives them (``outputs.write_outputs``), which is why the merged run
 directory matches a single-process run of the same configuration and seed.
 """
 
@@ -25,18 +25,10 @@ from pathlib import Path
 
 import msgspec
 
-from writ_async.config import Config
-from writ_async.records import episode_id
+from writ_async.plan import RunPlan, episode_specs
+from writ_async.run_participants import open_participants
 from writ_async.rundir import MANIFEST, Manifest, RunDir, atomic_write, create_run, open_for_resume
 from writ_async.scheduler import Progress, StopRequest, run_many
-from writ_async.simulate import (
-    episode_specs,
-    export_filter,
-    open_participants,
-    prepare,
-    run_scenarios,
-)
-from writ_async.tasks import Task
 
 SHARDS = "shards"  # under the run directory
 PLAN = "plan.json"  # shards/plan.json: the episode ids of each shard
@@ -60,10 +52,9 @@ class ShardProgress(msgspec.Struct, frozen=True, kw_only=True):
     finished: bool = False  # the attempt ran to its end
 
 
-def run_order(config: Config, tasks: Sequence[Task]) -> list[str]:
+def run_order(plan: RunPlan) -> list[str]:
     """Every episode id of the run, in the order results list them."""
-    return [episode_id(s.id, trial) for s in run_scenarios(config, tasks)
-            for trial in range(config.simulate.trials)]
+    return plan.episode_ids
 
 
 def plan_shards(episode_ids: Sequence[str], shards: int) -> list[list[str]]:
@@ -91,9 +82,8 @@ Report = Callable[[ShardProgress], Awaitable[None]]
 
 
 async def run_shard(
-    config: Config,
+    plan: RunPlan,
     manifest: Manifest,
-    tasks: tuple[list[Task], str],
     path: Path,
     episode_ids: Sequence[str],
     *,
@@ -108,15 +98,14 @@ async def run_shard(
 ) -> ShardProgress:
     """Run the shard's episodes not yet finished in its journal at ``path``; the last
     counts. ``rate_limiter`` goes to ``open_pool``; ``report`` gets counts as they move."""
-    prepared = prepare(config, tasks=tasks)
     run: RunDir = (open_for_resume(path, manifest) if (path / MANIFEST).exists()
                    else create_run(path, manifest))
     previous = run.read_journal()
-    scenarios = run_scenarios(config, prepared.tasks)
-    specs = episode_specs(prepared, scenarios, previous, only=set(episode_ids),
+    setup = plan.episode_setup()
+    specs = episode_specs(plan, setup, previous, only=set(episode_ids),
                           continue_unfinished=False)
     # kept as the run's export keeps it, so the driver's line matches a plain run's
-    progress = Progress(total=len(episode_ids), export_filter=export_filter(config))
+    progress = Progress(total=len(episode_ids), export_filter=plan.export_filter)
     progress.done = len(episode_ids) - len(specs)  # finished by an earlier attempt
 
     def snapshot(finished: bool = False) -> ShardProgress:
@@ -139,11 +128,11 @@ async def run_shard(
     async with asyncio.TaskGroup() as group:
         reporting = group.create_task(reporter()) if report is not None else None
         try:
-            async with open_participants(prepared, rate_limiter=rate_limiter) as participants:  # type: ignore[arg-type]
+            async with open_participants(plan, setup, rate_limiter=rate_limiter) as participants:  # type: ignore[arg-type]
                 journal = run.open_journal()
                 try:
                     if specs:
-                        await run_many(prepared.setup, specs, participants, journal,
+                        await run_many(setup, specs, participants, journal,
                                        concurrency=concurrency, stop=StopRequest(),
                                        progress=progress)
                 finally:

@@ -126,9 +126,13 @@ def add_parser(subcommands: Any) -> None:
 
 def build_traffic(args: argparse.Namespace) -> Traffic:
     if args.from_run:
+        from domains import get_domain
         from writ_async.loadtest.recorded import RecordedTraffic
+        from writ_async.replay import run_config
 
-        return RecordedTraffic(args.from_run)
+        # The registry is looked up here, on the domain the run's manifest names.
+        _, config = run_config(args.from_run)
+        return RecordedTraffic(args.from_run, get_domain(config.run.domain))
     try:
         if args.traffic == "synthetic":
             return SyntheticTraffic(turns=parse_range(args.turns),

@@ -4,7 +4,7 @@ The journal does not keep request bodies; it keeps every message (``MessageAdded
 for each model turn, a ``ModelCalled`` event written just before the message that call
 produced. The request of a call is therefore a pure function of the messages before it
 and of how the run built its participants. ``RecordedTraffic`` rebuilds each one with
-the run's own participants (``simulate.participants_factory``, from the run's
+the run's own participants (``run_participants.participants_factory``, from the run's
 config as ``writ replay`` reopens it: same system prompt, tools, seed, tag, behaviours,
 temperature and ``max_tokens``), handing their ``reply`` a pool that keeps the request
 instead of sending it. Nothing of the request building is duplicated here.
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from writ_async.domain import Domain
 from writ_async.errors import ModelCallError, ReplayError
 from writ_async.journal import MessageAdded, ModelCalled
 from writ_async.messages import Message, UserMessage
@@ -62,11 +63,11 @@ async def _request_of(participant: Participant, messages: Sequence[Message]) -> 
 class RecordedTraffic:
     """The recorded requests of a run directory's finished episodes (module doc)."""
 
-    def __init__(self, run_dir: Path | str) -> None:
+    def __init__(self, run_dir: Path | str, domain: Domain) -> None:
         from writ_async.replay import behaviours_of, open_run
 
         self.path = Path(run_dir)
-        run = open_run(self.path)
+        run = open_run(self.path, domain)
         self.conversations: list[list[tuple[str, ChatRequest]]] = []
         self.turns: list[int] = []
         self.episode_ids: list[str] = []
@@ -128,10 +129,10 @@ class RecordedTraffic:
 def _participants_factory(run: Any) -> Any:
     """The run's participants per episode, built exactly as ``writ simulate`` built them,
     over a pool that captures requests."""
-    from writ_async.simulate import participants_factory
+    from writ_async.run_participants import participants_factory
 
     pool: Any = _Capture()
-    return participants_factory(run.prepared, pool)
+    return participants_factory(run.plan, pool)
 
 
 def _run_sync(coro: Any) -> ChatRequest:
