@@ -23,14 +23,10 @@ PACKAGE = Path(writ_async.__file__).parent
 # Private control flow of one module, never raised past it; each keeps the builtin base
 # the code around it relies on, which is why it is not an errors.py type:
 PRIVATE = {
-    # argparse turns a ValueError from a `type=` callable into its usage message
-    "writ_async.cli._NumberError",
     # raised inside a fake participant to capture its request, caught in the same module
     "writ_async.loadtest.recorded._Captured",
     # unwinds one load-test conversation when the run stops; caught by its task wrapper
     "writ_async.loadtest.run._Stopped",
-    # raised inside a pydantic validator, which reports ValueErrors as validation issues
-    "writ_async.validation._Refused",
 }
 
 

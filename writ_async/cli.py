@@ -43,6 +43,7 @@ from writ_async.errors import (
     DataError,
     ReplayError,
     ToolCallFormatError,
+    ToolError,
     WritError,
 )
 from writ_async.loadtest.cli import add_parser as add_loadtest
@@ -50,6 +51,7 @@ from writ_async.logs import configure_logging, get_logger
 from writ_async.overlay import BaseDB
 from writ_async.seeds import run_seed, walk_rng
 from writ_async.tools import Toolbox
+from writ_async.validation import strict_json_loads
 
 Clock = Callable[[], float]
 
@@ -383,12 +385,10 @@ def read_tool_calls(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, 
         if not text.strip():
             continue
         try:
-            # The stdlib parser keeps 100 and 100.0 distinct, as tau2 sees them.
-            call = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                              parse_int=_bounded_int)
+            call = strict_json_loads(text, _bounded_int)
         except json.JSONDecodeError as exc:
             raise ToolCallFormatError(source, line_no, f"not valid JSON: {exc.msg}") from None
-        except _NumberError as exc:
+        except ToolError as exc:  # a number JSON cannot carry
             raise ToolCallFormatError(source, line_no, str(exc)) from None
         except RecursionError:
             # The stdlib parser recurses once per array or object level.
@@ -405,35 +405,12 @@ def read_tool_calls(lines: Iterable[bytes], source: str) -> Iterator[tuple[str, 
         yield call["name"], arguments
 
 
-class _NumberError(ValueError):
-    """A number in tool-call input that no tool argument can be: it becomes the
-    line's ToolCallFormatError in ``read_tool_calls`` and never leaves this module."""
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json reads NaN and Infinity, but they are not JSON (RFC 8259), and an
-    # amount of NaN or inf would be stored and hashed as if it were money.
-    raise _NumberError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # e.g. 1e400: valid JSON, but beyond any 64-bit float
-        raise _NumberError(f"number {_clip(text)} is too large: it is beyond the range of a "
-                           "64-bit float and would be read as infinity")
-    return value
-
-
 def _bounded_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:  # Python refuses to convert more than sys.get_int_max_str_digits()
-        raise _NumberError(f"integer of {len(text.lstrip('-'))} digits is too long to read "
-                           f"(at most {sys.get_int_max_str_digits()} digits)") from None
+        raise ToolError(f"integer of {len(text.lstrip('-'))} digits is too long to read "
+                        f"(at most {sys.get_int_max_str_digits()} digits)") from None
 
 
 # -- db ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,30 +270,37 @@ def _too_deep() -> str:
     return f"cannot be read: arrays or objects nested more than {MAX_ARGUMENT_DEPTH} levels deep"
 
 
-class _Refused(ValueError):
-    """A number JSON cannot carry, met while ``_unreadable_why`` reparses the text."""
+def strict_json_loads(text: str, parse_int: Callable[[str], int]) -> Any:
+    """``json.loads`` that refuses the numbers JSON cannot carry: NaN and Infinity (not
+    JSON, though Python reads them) and floats beyond 64 bits (1e400 would be read as
+    infinity) raise a ``ToolError`` naming the number; ``parse_int`` reads each integer
+    and raises ``ToolError`` to refuse one. The stdlib parser keeps 100 and 100.0
+    distinct, as tau2 sees them; it raises RecursionError past its nesting depth."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                      parse_int=parse_int)
 
 
 def _refuse_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+    # An amount of NaN or inf would be stored and hashed as if it were money.
+    raise ToolError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):  # e.g. 1e400: valid JSON, beyond any 64-bit float
         clipped = text if len(text) <= _EXCERPT else f"{text[:_EXCERPT - 3]}..."
-        raise _Refused(f"number {clipped} is too large: it is beyond the range of a 64-bit "
-                       "float and would be read as infinity")
+        raise ToolError(f"number {clipped} is too large: it is beyond the range of a 64-bit "
+                        "float and would be read as infinity")
     return value
 
 
 def _int_in_range(text: str) -> int:
     digits = len(text.lstrip("-"))
     if digits > 20:  # beyond 64 bits whatever the digits; int() refuses over 4,300 anyway
-        raise _Refused(_int_out_of_range(digits))
+        raise ToolError(_int_out_of_range(digits))
     value = int(text)
     if not INT_MIN <= value <= INT_MAX:
-        raise _Refused(_int_out_of_range(digits))
+        raise ToolError(_int_out_of_range(digits))
     return value
 
 
@@ -306,9 +313,8 @@ def _unreadable_why(text: str) -> str:
     name the cause: it reports NaN, Infinity and out-of-range floats by their hooks,
     where the decoder says only "malformed" or "out of range"."""
     try:
-        json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
-                   parse_int=_int_in_range)
-    except _Refused as exc:
+        strict_json_loads(text, _int_in_range)
+    except ToolError as exc:
         return f"cannot be read: {exc}"
     except RecursionError:
         return _too_deep()
