@@ -215,8 +215,13 @@ async def test_a_stopped_ray_run_resumes_on_the_cluster_to_the_same_run(
         ray_address: str, tmp_path: Path) -> None:
     config = default_config()
     replace = msgspec.structs.replace
-    config = replace(config, simulate=replace(config.simulate, task_count=60, trials=2,
-                                              concurrency=8, mistake_rate=0.3))
+    # Over HTTP to a mock that takes 20 ms a call, so the 120 episodes take seconds: the
+    # in-process scripted pair can finish a 60-episode shard between two progress reports,
+    # and then there is nothing left to stop.
+    config = replace(config, mock=replace(config.mock, ttft_ms=20.0),
+                     simulate=replace(config.simulate, task_count=60, trials=2,
+                                      concurrency=8, mistake_rate=0.3,
+                                      agent="scripted-http", user="scripted-http"))
     stop = StopRequest()
 
     def stop_after_some(status: ClusterStatus) -> None:
