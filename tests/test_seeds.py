@@ -141,31 +141,31 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "6f5a047144b9d5dd07e33cb2413a52eb94fed5535d83be1ed22c8bd13df9121f",
-        "results": "94105e95a7b7688a85798f7389acd65cc9b75f5239b64d408c70083a6f070ebe",
+        "journal": "c826072eca7f698c6a8a67419453e2c7a016ef5c1f301b9f21766fb0131c3490",
+        "results": "e7f5b571878f91f0afbec9fe8a5e68d298fb4b7641af481b1291bf109d28061c",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "efa0b0b32b1e9edca8ca335cddcf681cdf671cead64428c5937ac6f9416e560d",
+            "23bb36d0fa696283c3bce7477b18da893b21c28c2e95b9ee233fe187bc395793",
         "export/sft_sharegpt.jsonl":
-            "1d4a5ec272aa35c912760f69b24995f884127c525bd53fd9fe0d4bf094528cad",
+            "88dc40590172f3920fa801e374e8a3ccf79392414112459e34f146128697dc88",
         "export/sft_trl.jsonl":
-            "ca4fe19f0937f08bc9df4e1435e055fe537660191ce4d3714f587a55beec4add",
-        "export/stats.json": "275ceef1ce7b78eda281c802116979f221f5ea25c5691c4b5a6bdb017e1ebe6b",
+            "e4b2584367a5a78aefd4afe72e2ed754be8037587fee3fef39fd249ee67fdac6",
+        "export/stats.json": "1be99683931cf425957734defbc8b51a008ccfd5daf82396a74afeecc92441fa",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",
                        "--mistake-rate", "0.3", "--agent", "scripted-http",
                        "--user", "scripted-http"], {
-        "journal": "df09d4e8b9773a4b045dac389732bec6ab4859087c8861c5cca2170e62e29198",
-        "results": "b177037fa4689399106786e509db96506d3bacf5499e3bbcf8ed9bbad0bca617",
+        "journal": "435c7e7164a804807f71c728a02eb0183ac2b4ce7d2aecd500458f4cec1c6ca8",
+        "results": "1a66f23ad96d7bf12077eb55d0c42695dea7cb58f255afd718a65f0d8de25dbb",
         "tasks.json": "cf945974a1a45ab353d328268e5a827f2cc01f6a8082695daea2a0a1eff1cc3d",
         "export/sft_openai.jsonl":
-            "93e2438cedb35df1af98b341e5ba649330f0a6a2a920a72e366a9ef4c4aca8b6",
+            "dc20c34e41ccbd218da0c3d92e93ac7e7780843d9738b87fd15d858a753b2d0a",
         "export/sft_sharegpt.jsonl":
-            "5ae216cba3df05baddcf81c7ec48001781692ac181eaa1de5df09967efc2eeb5",
+            "1523bf42bec32c0572b6cd6acb7b8cb1ac91aa783b3305608040567769e8c6b4",
         "export/sft_trl.jsonl":
-            "93db0d148ca4c8f0202beaa32a23022df8bea9837784225b9584e804cdcb5372",
-        "export/stats.json": "1f2af479070aae282cbe683150db217f37b5eae51abf27251a9faa6debc0d01b",
+            "4042b4ee9d21847d4a78a18ad768955d3468df23d0053e338e2b55fa3066fbba",
+        "export/stats.json": "b6e343946981a2a39a829feed75d3ccb0b38f5396b4e3af9261f374280d08c87",
     }),
 }
 

@@ -196,12 +196,14 @@ def decode(text: str) -> Any:
 
 class Seen:
     """The tool results in front of the agent, in order, with the records they showed
-    (users, reservations, orders by id) for describing what a write will do."""
+    (users, reservations, orders by id) for describing what a write will do, and whether
+    the user may be addressed by first name (not once they asked to keep it formal)."""
 
-    __slots__ = ("by_id", "records")
+    __slots__ = ("by_id", "first_name_ok", "records")
 
-    def __init__(self, records: Sequence[Record]) -> None:
+    def __init__(self, records: Sequence[Record], *, first_name_ok: bool = True) -> None:
         self.records = list(records)
+        self.first_name_ok = first_name_ok
         self.by_id: dict[str, dict[str, Any]] = {}
         for r in self.records:
             out = r.output
@@ -224,6 +226,11 @@ class Seen:
             if not r.error and isinstance(out, dict) and "payment_methods" in out:
                 return out
         return None
+
+    def first_name(self, record: Any) -> str:
+        """The first name to address the user by, from their profile; "" when they asked
+        not to be called by it."""
+        return person(record).split(" ")[0] if self.first_name_ok else ""
 
     def before(self, key: str, record: Record) -> dict[str, Any] | None:
         """The last state of record ``key`` shown before ``record``'s result."""

@@ -503,7 +503,7 @@ class ScriptedAgent:
         """What each write since the agent's last plan text did, read from its result."""
         start = self._since_last_text(messages)
         records = self._records(messages)
-        seen = pb.Seen(records)
+        seen = pb.Seen(records, first_name_ok=_first_name_ok(messages))
         recent = self._records(messages[start:])
         out: list[tuple[str, str | None]] = []
         for r in recent:
@@ -528,7 +528,7 @@ class ScriptedAgent:
         in the order they were made (not the record the write changes: the confirmation
         describes it). An agent that gathered evidence says what it found."""
         start = self._since_last_text(messages)
-        seen = pb.Seen(self._records(messages))
+        seen = pb.Seen(self._records(messages), first_name_ok=_first_name_ok(messages))
         reads = [r for r in self._records(messages[start:])
                  if self._kind_of.get(r.name) is ToolKind.READ and not r.error]
         if not reads or rng.random() < 0.2:
@@ -557,7 +557,7 @@ class ScriptedAgent:
     def _confirm(self, index: int, messages: Sequence[Message], rng: random.Random) -> str:
         action = self.actions[index]
         args = self._arguments(index, messages)
-        seen = pb.Seen(self._records(messages))
+        seen = pb.Seen(self._records(messages), first_name_ok=_first_name_ok(messages))
         described = self._phrases.describe(action.name, args, seen, rng) or _describe(
             action.name, args)
         generic = f"go ahead with the {pb.words(action.name)} request we discussed"
@@ -683,6 +683,23 @@ def _said(messages: Sequence[Message]) -> str:
     """The agent's text so far, lower-cased (what its phrase choices avoid repeating)."""
     return "\n".join((m.content or "").lower() for m in messages
                      if isinstance(m, AssistantMessage) and m.content)
+
+
+def _first_name_ok(messages: Sequence[Message]) -> bool:
+    """Whether the user may be called by their first name: yes unless their latest word on
+    it asks otherwise ("keep it formal instead of using my first name", "don't call me by
+    my first name"); a later "call me by my first name" makes it yes again."""
+    ok = True
+    for m in messages:
+        text = (m.content or "").lower() if isinstance(m, UserMessage) else ""
+        if "first name" in text or "formal" in text:
+            asks_not = any(w in text for w in ("formal", "instead of", "don't", "do not",
+                                                "rather not", "not by"))
+            if asks_not:
+                ok = False
+            elif "call me" in text:  # not "my first name is ...", which only gives it
+                ok = True
+    return ok
 
 
 def _info_index(path: str) -> int:

@@ -375,7 +375,7 @@ class AirlinePhrases(DomainPhrases):
                                rng.choice(("no insurance", "no travel insurance"))))
             return text + "."
         if name == "get_user_details" and isinstance(out, Mapping):
-            first = person(out).split(" ")[0]
+            first = seen.first_name(out)
             tier = out.get("membership")
             text = compose(rng, ("I have your profile up", "I've pulled up your profile",
                                  "Your profile is open here", "I can see your account"),

@@ -22,7 +22,6 @@ from writ_async.phrasebank import (
     extend,
     listing,
     money,
-    person,
 )
 
 
@@ -243,7 +242,7 @@ class RetailPhrases(DomainPhrases):
                                  "Your account comes up as", "I've located your account"),
                            f"({record.text})." if rng.random() < 0.5 else record.text + ".")
         if name == "get_user_details" and isinstance(out, Mapping):
-            first = person(out).split(" ")[0]
+            first = seen.first_name(out)
             orders = out.get("orders") if isinstance(out.get("orders"), list) else []
             text = compose(rng, ("I have your account up", "I've pulled up your account",
                                  "Your profile is open here"), f", {first}" if first else "")
