@@ -249,9 +249,13 @@ def test_real_rows_render_with_every_assistant_turn_trained(arms_out: Path) -> N
 
 @pytest.fixture
 def mock_url() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "writ_async", "mock-server", "--port", "0"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    yield from _serve_mock()
+
+
+def _serve_mock(*flags: str) -> Iterator[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "writ_async", "mock-server", "--port", "0",
+                             *flags], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -263,6 +267,12 @@ def mock_url() -> Iterator[str]:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def slow_mock_url() -> Iterator[str]:
+    """A mock whose every answer takes a second: an evaluation cannot finish in a few."""
+    yield from _serve_mock("--ttft-ms", "1000")
 
 
 def evaluate(arms_out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -278,7 +288,7 @@ def evaluate(arms_out: Path, *args: str) -> tuple[subprocess.CompletedProcess[st
 
 def test_evaluate_against_the_mock_endpoint(arms_out: Path, mock_url: str) -> None:
     done, summary = evaluate(arms_out, "--label", "mock", "--agent-url", mock_url,
-                             "--agent-model", "writ-mock")
+                             "--agent-model", "writ-mock", "--parallel")
     assert done.returncode == 0, done.stderr
     assert set(summary["sets"]) == {"airline/test", "retail/test", "airline/read_heavy",
                                     "retail/read_heavy"}
@@ -286,6 +296,8 @@ def test_evaluate_against_the_mock_endpoint(arms_out: Path, mock_url: str) -> No
         assert part["episodes"] == 2 and part["infrastructure_errors"] == 0
         assert part["model_calls"] > 0  # the agent really was the endpoint
         assert part["pass_1"] == 0.0  # the mock's plausible answers solve nothing
+        assert part["agent_answers"] > 0
+        assert part["replay_exit"] == 0  # every episode re-ran from its journal, the same
     assert summary["overall"]["test"]["episodes"] == 4
     assert "Pass^1" in done.stdout and "read-heavy (held out) | both" in done.stdout
 
@@ -298,6 +310,9 @@ def test_evaluate_reads_the_grader_rewards(arms_out: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert {k: (v["episodes"], v["pass_1"]) for k, v in summary["overall"].items()} == {
         "test": (4, 1.0), "read_heavy": (4, 1.0)}
+    for part in summary["sets"].values():  # the gold plan's calls, every one well formed
+        assert part["tool_calls"] >= part["episodes"] and part["tool_calls_bad_arguments"] == 0
+        assert part["replay_exit"] == 0
 
 
 def test_evaluate_leaves_infrastructure_errors_out(arms_out: Path) -> None:
@@ -312,3 +327,17 @@ def test_evaluate_leaves_infrastructure_errors_out(arms_out: Path) -> None:
     assert (part["episodes"], part["infrastructure_errors"], part["pass_1"]) == (0, 2, None)
     assert part["exit"] != 0  # writ said no episode could run
     assert "n/a" in done.stdout
+
+
+def test_evaluate_stops_at_its_deadline_and_scores_what_finished(
+        arms_out: Path, slow_mock_url: str) -> None:
+    done, summary = evaluate(arms_out, "--label", "late", "--agent-url", slow_mock_url,
+                             "--agent-model", "writ-mock", "--sets", "test", "--domains",
+                             "airline", "--deadline", "4", "--concurrency", "1")
+    assert done.returncode == 0, done.stderr
+    part = summary["sets"]["airline/test"]
+    assert part["stopped_at_deadline"] is True
+    assert part["exit"] == 130  # writ's exit for a run stopped by Ctrl-C
+    # the episode in flight finished and is scored; the second was never admitted
+    assert (part["tasks"], part["episodes"]) == (2, 1)
+    assert part["replay_exit"] == 1  # what finished verifies; the run is incomplete

@@ -76,25 +76,41 @@ EOF
     done
     ;;
   eval)
-    mkdir -p $OUT
+    # One server per model, each on its own port, all evaluated at once: a 270M model takes
+    # a sliver of the GPU, and the slowest episode, not the sum of them, bounds the wall time.
+    mkdir -p $OUT /tmp/logs
+    servers=()
+    port=8000
     for label in "$@"; do
       setsid transformers serve $MODELS/$label --continuous-batching --host 127.0.0.1 \
-        --port 8000 > $OUT/serve_$label.log 2>&1 &
-      server=$!
+        --port $port > /tmp/logs/serve_$label.log 2>&1 &
+      servers+=($!)
+      port=$((port + 1))
+    done
+    port=8000
+    for label in "$@"; do
       # Up once it answers at all: with a preloaded model, transformers 5.17's /v1/models
       # fails (500, scanning the Hugging Face cache) while chat completions work.
       for _ in $(seq 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/models || true)
         [ "$code" != 000 ] && break
         sleep 1
       done
-      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
-        --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json $EVAL_FLAGS \
-        > $OUT/eval_$label.json || echo "evaluate.py failed for $label" >&2
-      cat $OUT/eval_$label.json
-      kill -- -$server 2>/dev/null || kill $server || true
-      wait $server 2>/dev/null || true
+      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:$port/v1 \
+        --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json --parallel \
+        $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log &
+      port=$((port + 1))
     done
+    wait_status=0
+    for job in $(jobs -p); do
+      case " ${servers[*]} " in *" $job "*) continue ;; esac
+      wait $job || wait_status=1
+    done
+    for label in "$@"; do cat $OUT/eval_$label.json; tail -3 /tmp/logs/eval_$label.log; done
+    for server in "${servers[@]}"; do kill -- -$server 2>/dev/null || kill $server || true; done
+    # At most 8 files come back: the logs and every run (journals aside) as one archive.
+    tar czf $OUT/eval_runs.tgz --exclude=journal.bin -C /tmp logs eval
+    [ $wait_status = 0 ] || echo "evaluate.py failed for a label (see logs/eval_*.log)" >&2
     ;;
   *)
     echo "unknown step: $step" >&2

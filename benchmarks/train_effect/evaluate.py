@@ -22,7 +22,7 @@ The sets, read from ``--data`` (``arms.py``'s ``carry/`` folder, or any folder l
     python benchmarks/train_effect/evaluate.py --label base --agent-url http://127.0.0.1:8000/v1
         [--agent-model NAME] [--data runs/train_effect/carry] [--out runs/train_effect/eval]
         [--domains airline,retail] [--sets test,read_heavy] [--limit N] [--concurrency 32]
-        [--max-steps 100] [--max-tokens 512] [--json]
+        [--max-steps 100] [--max-tokens 512] [--parallel] [--deadline SECONDS] [--json]
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,10 @@ DOMAINS = ("airline", "retail")
 SETS = ("test", "read_heavy")
 SET_LABELS = {"test": "tau2 test", "read_heavy": "read-heavy (held out)"}
 INFRA = "infrastructure_error"  # writ_async.results.NOT_EVALUABLE
+# How writ words the result of a call whose arguments could not be held (episode.py).
+BAD_ARGUMENTS = "Error: the arguments of "
 ENDPOINT = "finetuned"
+GRACE = 30.0  # seconds a stopped run may take to finish its episodes in flight
 
 
 class EvalError(RuntimeError):
@@ -106,7 +112,26 @@ def score(results: Mapping[str, Any]) -> dict[str, Any]:
                                     .items())),
         "model_calls": sum(((s.get("info") or {}).get("writ") or {}).get("model_calls", 0)
                            for s in sims),
+        **tool_use(sims),
     }
+
+
+def tool_use(sims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """What the agent did with the tools: its answers, the calls it issued, and how the
+    tools took them (a call whose arguments could not be held, any other error)."""
+    answers = calls = bad_arguments = errors = 0
+    for sim in sims:
+        for message in sim.get("messages") or []:
+            if message.get("role") == "assistant":
+                answers += 1
+                calls += len(message.get("tool_calls") or [])
+            elif message.get("role") == "tool" and message.get("requestor") != "user":
+                if str(message.get("content") or "").startswith(BAD_ARGUMENTS):
+                    bad_arguments += 1
+                elif message.get("error"):
+                    errors += 1
+    return {"agent_answers": answers, "tool_calls": calls,
+            "tool_calls_bad_arguments": bad_arguments, "tool_errors": errors}
 
 
 def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -117,6 +142,26 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "infrastructure_errors": sum(p["infrastructure_errors"] for p in parts),
             "passed": sum(p["passed"] for p in parts),
             "pass_1": total / episodes if episodes else None}
+
+
+def _wait_until(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
+    """Wait for a writ run; at the deadline stop it as an operator would (SIGINT: finish
+    the episodes in flight; a second SIGINT after ``GRACE`` seconds cancels them). The
+    run writes the results of what finished either way. True when it was stopped."""
+    if deadline is None:
+        proc.wait()
+        return False
+    try:
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=GRACE)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+    return True
 
 
 def run_set(domain: str, which: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -132,15 +177,24 @@ def run_set(domain: str, which: str, args: argparse.Namespace) -> dict[str, Any]
     run = work / "run"
     command = [sys.executable, "-m", "writ_async", "simulate", "--config", str(config),
                "--out", str(run)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    (work / "simulate.log").write_text(done.stdout + done.stderr)
+    log = work / "simulate.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        stopped = _wait_until(proc, args.deadline)
+    done = subprocess.CompletedProcess(command, proc.returncode, "", log.read_text())
     results_path = run / "results.json"
     if not results_path.is_file():
         raise EvalError(f"{domain} {which}: `{' '.join(command)}` exited {done.returncode} "
                         f"without results.json:\n{done.stderr[-2000:]}")
     # writ exits non-zero when no episode could run: the result says so (all infra errors)
     out = score(json.loads(results_path.read_text(encoding="utf-8")))
-    out.update({"tasks": len(tasks), "run": str(run), "exit": done.returncode})
+    out.update({"tasks": len(tasks), "run": str(run), "exit": done.returncode,
+                "stopped_at_deadline": stopped})
+    # Every journaled episode re-run from its journal and compared (0: complete, verified).
+    replay = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), "--all"],
+                            cwd=REPO, capture_output=True, text=True)
+    (work / "replay.log").write_text(replay.stdout + replay.stderr)
+    out["replay_exit"] = replay.returncode
     return out
 
 
@@ -151,12 +205,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         bad = [g for g in given if g not in known]
         if bad:
             raise EvalError(f"unknown {name} {bad[0]!r} (known: {', '.join(known)})")
+    keys = [(domain, which) for which in sets for domain in domains]
+    # The sets are independent runs: at once, a slow set does not hold the others back.
+    with ThreadPoolExecutor(max_workers=len(keys) if args.parallel else 1) as pool:
+        done = list(pool.map(lambda key: run_set(*key, args), keys))
     per: dict[str, dict[str, Any]] = {}
-    for which in sets:
-        for domain in domains:
-            per[f"{domain}/{which}"] = run_set(domain, which, args)
-            print(f"  {domain} {which}: {per[f'{domain}/{which}']['episodes']} episodes",
-                  file=sys.stderr, flush=True)
+    for (domain, which), part in zip(keys, done, strict=True):
+        per[f"{domain}/{which}"] = part
+        print(f"  {domain} {which}: {part['episodes']} episodes, {part['tool_calls']} tool "
+              f"calls, replay exit {part['replay_exit']}", file=sys.stderr, flush=True)
     overall = {which: combine([per[f"{d}/{which}"] for d in domains]) for which in sets}
     agent = f"{args.agent_url} ({args.agent_model})" if args.agent_url else args.agent
     return {"label": args.label, "agent": agent,
@@ -207,8 +264,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="tokens per agent answer (0: the server's limit)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds per model call (first token and total)")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                        help="stop each run this long after the start (Pass^1 then counts "
+                             "the episodes that finished; the summary says it stopped)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the domains' sets at once (one writ run each)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
+    if args.deadline is not None:  # from here on, an absolute time
+        args.deadline = time.monotonic() + args.deadline
     args.data = args.data.resolve()
     args.out = args.out.resolve()
     try:
