@@ -26,6 +26,8 @@ export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 PATH=$SITE/bin:$PATH
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
 EVAL_FLAGS=${EVAL_FLAGS:-}
+# Continuous batching reserves most of the GPU for its KV cache: one such server at a time.
+SERVE_FLAGS=${SERVE_FLAGS---continuous-batching}
 
 step=${1:?a step: setup, part N, assemble, check, train ARM..., eval LABEL...}
 shift
@@ -82,7 +84,7 @@ EOF
     servers=()
     port=8000
     for label in "$@"; do
-      setsid transformers serve $MODELS/$label --continuous-batching --host 127.0.0.1 \
+      setsid transformers serve $MODELS/$label $SERVE_FLAGS --host 127.0.0.1 \
         --port $port > /tmp/logs/serve_$label.log 2>&1 &
       servers+=($!)
       port=$((port + 1))

@@ -76,6 +76,18 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def keep_tokenizer_as_saved(folder: Path) -> None:
+    """Have every later load (training, ``transformers serve``) use ``tokenizer.json`` as
+    saved. Left as ``GemmaTokenizer``, transformers 5.17 rebuilds the tokenizer from the
+    vocabulary alone on load, without what the GGUF conversion made of it, and splits text
+    into single characters: a prompt then runs to several times its tokens, and the
+    assistant turns fall past any length cut."""
+    path = folder / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "TokenizersBackend"
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
 def prepare_tokenizer(tokenizer: Any) -> None:
     """Make the turn markers atomic special tokens (a GGUF-converted tokenizer may treat
     them as text), and set the templates this format is served with."""
@@ -259,6 +271,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     model.to(torch.bfloat16).save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
+    keep_tokenizer_as_saved(args.out)
     (args.out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"saved {args.out}", flush=True)
     return log
