@@ -26,7 +26,6 @@ export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 PATH=$SITE/bin:$PATH
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
 EVAL_FLAGS=${EVAL_FLAGS:-}
-# Continuous batching reserves most of the GPU for its KV cache: one such server at a time.
 SERVE_FLAGS=${SERVE_FLAGS---continuous-batching}
 
 step=${1:?a step: setup, part N, assemble, check, train ARM..., eval LABEL...}
@@ -78,41 +77,31 @@ EOF
     done
     ;;
   eval)
-    # One server per model, each on its own port, all evaluated at once: a 270M model takes
-    # a sliver of the GPU, and the slowest episode, not the sum of them, bounds the wall time.
+    # One model at a time: a continuous-batching server reserves most of the GPU for its KV
+    # cache (a second one beside it fails with CUDA out of memory). Within a model, the four
+    # sets run at once (--parallel), and EVAL_FLAGS' --deadline bounds each.
     mkdir -p $OUT /tmp/logs
-    servers=()
-    port=8000
     for label in "$@"; do
-      setsid transformers serve $MODELS/$label $SERVE_FLAGS --host 127.0.0.1 \
-        --port $port > /tmp/logs/serve_$label.log 2>&1 &
-      servers+=($!)
-      port=$((port + 1))
-    done
-    port=8000
-    for label in "$@"; do
+      setsid transformers serve $MODELS/$label $SERVE_FLAGS --host 127.0.0.1 --port 8000 \
+        > /tmp/logs/serve_$label.log 2>&1 &
+      server=$!
       # Up once it answers at all: with a preloaded model, transformers 5.17's /v1/models
       # fails (500, scanning the Hugging Face cache) while chat completions work.
       for _ in $(seq 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/models || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
         [ "$code" != 000 ] && break
         sleep 1
       done
-      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:$port/v1 \
+      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
         --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json --parallel \
-        $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log &
-      port=$((port + 1))
+        $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log \
+        || echo "evaluate.py failed for $label (see logs/eval_$label.log)" >&2
+      tail -6 /tmp/logs/eval_$label.log
+      kill -- -$server 2>/dev/null || kill $server || true
+      wait $server 2>/dev/null || true
     done
-    wait_status=0
-    for job in $(jobs -p); do
-      case " ${servers[*]} " in *" $job "*) continue ;; esac
-      wait $job || wait_status=1
-    done
-    for label in "$@"; do cat $OUT/eval_$label.json; tail -3 /tmp/logs/eval_$label.log; done
-    for server in "${servers[@]}"; do kill -- -$server 2>/dev/null || kill $server || true; done
     # At most 8 files come back: the logs and every run (journals aside) as one archive.
     tar czf $OUT/eval_runs.tgz --exclude=journal.bin -C /tmp logs eval
-    [ $wait_status = 0 ] || echo "evaluate.py failed for a label (see logs/eval_*.log)" >&2
     ;;
   *)
     echo "unknown step: $step" >&2
