@@ -109,10 +109,10 @@ def add_parser(subcommands: Any) -> None:
                         "(default: %(default)s)")
     p.add_argument("--params", metavar="CONFIG",
                    help="send the request parameters of this config.toml's roles "
-                        "([models.params.<role>], under the endpoint's own; default: none)")
+                        "([models.params.<role>], under the endpoint's own) (default: none)")
     p.add_argument("--endpoint", metavar="NAME",
                    help="with --params: the endpoint whose parameters apply (default: each "
-                        "role's first)")
+                        "role's first endpoint)")
     p.add_argument("--no-stream", action="store_true",
                    help="non-streaming requests (default: streaming)")
     p.add_argument("--retries", type=int, default=0,
