@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from writ_async.models.policies import CHARS_PER_TOKEN
+from writ_async.models.policies import CHARS_PER_TOKEN, completion_tokens
 from writ_async.models.protocol import ChatRequest, Message, Usage, encoder
 from writ_async.models.responses_wire import chat_request_of
 
@@ -116,8 +116,8 @@ async def answer(service: MockService, request: web.Request, chat: ChatRequest,
     final = _response(chat, ident, created, items, finish, usage)
     if not chat.stream:
         if service.paced:
-            delay = service._delay(service.ttft + service.tpot * (usage.completion_tokens
-                                                                   if usage else 0))
+            # paced by what was generated, even when usage is withheld (no_usage)
+            delay = service._delay(service.ttft + service.tpot * completion_tokens(message))
             if delay:
                 await asyncio.sleep(delay)
         return web.Response(body=encoder.encode(final), headers=headers, content_type=_JSON)
