@@ -24,7 +24,7 @@ import msgspec
 from writ_async.behaviours import BehaviourMix
 from writ_async.errors import ConfigError
 from writ_async.models.mock_server import MockConfig
-from writ_async.models.protocol import ModelParams
+from writ_async.models.protocol import Api, ModelParams
 
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -82,6 +82,8 @@ class EndpointConfig(Section):
 
     base_url: str = "mock"
     model: str = "writ-mock"
+    # "chat": /v1/chat/completions; "responses": OpenAI's Responses API, /v1/responses
+    api: Api = "chat"
     api_key_env: str | None = None  # name of the environment variable holding the key
     requests_per_minute: PositiveFloat | None = None
     tokens_per_minute: PositiveFloat | None = None

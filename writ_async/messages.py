@@ -53,6 +53,10 @@ class AssistantMessage(msgspec.Struct, frozen=True, tag="assistant", tag_field="
     # The kinds of tool-call parse failures met while this message was being made (calls
     # retried, and the one kept as an error-result call); UNSET (never encoded): none.
     parse_failures: tuple[str, ...] | msgspec.UnsetType = msgspec.UNSET
+    # The Responses API's reasoning items behind this message, verbatim (encrypted content
+    # included), sent back in later turns' input; UNSET (never encoded): none, so chat
+    # runs' journals are the bytes they were.
+    reasoning_items: tuple[dict[str, Any], ...] | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def is_tool_call(self) -> bool:

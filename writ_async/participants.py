@@ -169,7 +169,7 @@ def _parse_failure_message(failure: ToolCallParseFailure, turn: int, usage: Usag
                       for i, (name, text) in enumerate(found))
     return AssistantMessage(content=content, tool_calls=calls, turn_idx=turn, usage=usage,
                             reasoning=msgspec.UNSET if reasoning is None else reasoning,
-                            parse_failures=tuple(kinds))
+                            parse_failures=tuple(kinds), reasoning_items=_reasoning_items(wire))
 
 
 def _kept_call(error: MalformedResponse) -> CallResult | None:
@@ -209,7 +209,12 @@ def _assistant(choice: WireMessage, turn: int, usage: Usage | None) -> Assistant
                       for c in choice.tool_calls)
     content, reasoning = split_reasoning(choice)
     return AssistantMessage(content=content, tool_calls=calls, turn_idx=turn, usage=usage,
-                            reasoning=msgspec.UNSET if reasoning is None else reasoning)
+                            reasoning=msgspec.UNSET if reasoning is None else reasoning,
+                            reasoning_items=_reasoning_items(choice))
+
+
+def _reasoning_items(choice: WireMessage) -> tuple[dict[str, Any], ...] | msgspec.UnsetType:
+    return tuple(choice.reasoning_items) if choice.reasoning_items else msgspec.UNSET
 
 
 def _tool_call(call_id: str, name: str, text: str, kind: str | None = None) -> ToolCall:

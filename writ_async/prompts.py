@@ -123,7 +123,8 @@ def agent_view(system: str, messages: list[Message]) -> list[protocol.Message]:
                         name=c.name, arguments=_arguments_text(c)))
                     for c in m.tool_calls]
             out.append(protocol.Message(role="assistant", content=m.content, tool_calls=calls,
-                                        reasoning_content=reasoning_of(m)))
+                                        reasoning_content=reasoning_of(m),
+                                        reasoning_items=list(m.reasoning_items or ()) or None))
         elif isinstance(m, ToolMessage):
             out.append(protocol.Message(role="tool", content=m.content, tool_call_id=m.id))
         else:

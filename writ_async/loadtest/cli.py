@@ -34,6 +34,7 @@ from writ_async.loadtest.report import CONVERSATIONS_JSONL, REQUESTS_JSONL, writ
 from writ_async.loadtest.run import INTERRUPTED, UNREACHABLE, LoadConfig, LoadRun, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.traffic import AgentTraffic, SyntheticTraffic, Traffic, parse_range
+from writ_async.models.protocol import ModelParams
 from writ_async.scheduler import StopRequest, install_stop_signals
 
 DEFAULT_DURATION_S = 30.0  # measured seconds per step when neither bound is given
@@ -106,6 +107,12 @@ def add_parser(subcommands: Any) -> None:
     p.add_argument("--output-tokens", default="20-100",
                    help="synthetic: max_tokens per request, N or LOW-HIGH "
                         "(default: %(default)s)")
+    p.add_argument("--params", metavar="CONFIG",
+                   help="send the request parameters of this config.toml's roles "
+                        "([models.params.<role>], under the endpoint's own) (default: none)")
+    p.add_argument("--endpoint", metavar="NAME",
+                   help="with --params: the endpoint whose parameters apply (default: each "
+                        "role's first endpoint)")
     p.add_argument("--no-stream", action="store_true",
                    help="non-streaming requests (default: streaming)")
     p.add_argument("--retries", type=int, default=0,
@@ -174,6 +181,7 @@ def build_configs(args: argparse.Namespace) -> list[LoadConfig]:
             raise ConfigError("<command line>", f"--sweep: not numbers: {args.sweep}") from None
     else:
         loads = [args.rate if mode == "rate" else float(args.concurrency or 16)]
+    params = _role_params(args.params, args.endpoint) if args.params else {}
     duration = (args.duration if args.duration is not None or args.requests is not None
                 else DEFAULT_DURATION_S)
     configs = []
@@ -187,10 +195,32 @@ def build_configs(args: argparse.Namespace) -> list[LoadConfig]:
                 duration_s=duration, requests=args.requests, warmup_s=args.warmup,
                 drain_s=args.drain, retries=args.retries, ramp_s=args.ramp, seed=args.seed,
                 objectives=Objectives(ttft_ms=args.slo_ttft_ms, e2e_ms=args.slo_e2e_ms,
-                                      tpot_ms=args.slo_tpot_ms)))
+                                      tpot_ms=args.slo_tpot_ms), params=params))
         except ValueError as exc:
             raise ConfigError("<command line>", str(exc)) from None
     return configs
+
+
+def _role_params(path: str, endpoint: str | None) -> dict[str, ModelParams]:
+    """Each role's parameters in the config at ``path``: the endpoint's (``endpoint``,
+    or the role's first) over the role's, as the engine's pool sends them."""
+    from writ_async.config import load_config
+
+    models = load_config(Path(path)).models
+    if endpoint is not None and endpoint not in models.endpoints:
+        raise ConfigError("<command line>", f"--endpoint: no endpoint `{endpoint}` in "
+                          f"{path} (it has: {', '.join(sorted(models.endpoints))})",
+                          "--endpoint")
+    out: dict[str, ModelParams] = {}
+    for role in ("agent", "user"):
+        name = endpoint or next(iter(models.roles.get(role, ())), None)
+        settings = None if name is None else models.endpoints.get(name)
+        base = models.params.get(role)
+        top = None if settings is None else settings.params
+        merged = base if top is None else top.over(base)
+        if merged is not None:
+            out[role] = merged
+    return out
 
 
 def public_config(config: LoadConfig) -> dict[str, Any]:
@@ -315,6 +345,15 @@ def _errors(step: dict[str, Any]) -> str:
     return f"errors {total} (" + ", ".join(f"{k} {n}" for k, n in errors.items()) + ")"
 
 
+def _tools(step: dict[str, Any]) -> str:
+    """``, tool calls R (parse failures F)`` for a step whose requests offered tools."""
+    tools = step.get("tools") or {}
+    if not tools.get("answers"):
+        return ""
+    return (f", tool calls {tools['tool_call_rate']:.1%} of {tools['answers']} answers "
+            f"(parse failures {tools['parse_failure_rate']:.1%})")
+
+
 def failure_cause(report: dict[str, Any]) -> str | None:
     """The one-line cause when not one measured request was answered, else None."""
     for step in report["steps"]:
@@ -384,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
               f"/s, TTFT p50/p99 {_ms(lat['ttft_from_intended'], 'p50', 'p99')}, "
               f"e2e p50/p99 {_ms(lat['e2e_from_intended'], 'p50', 'p99')}, {_errors(step)}, "
               f"conversations completed {conv['completed_measured']} (duration p50 "
-              f"{_ms(conv['duration_ms'], 'p50', digits=0)})"
+              f"{_ms(conv['duration_ms'], 'p50', digits=0)})" + _tools(step)
               + (" [stopped early]" if step["stop_reason"] == INTERRUPTED else "")
               + (" [stopped early: unreachable]" if step["stop_reason"] == UNREACHABLE
                  else "")

@@ -324,8 +324,9 @@ class LoadClient:
                 call.hand_back()
             raise
         start = call.start
+        # offered tools: a tool call the server left in the text is a parse failure
         check_completion(completion, require_usage=False, endpoint=self.name,
-                         cut_is_usable=True)
+                         cut_is_usable=True, offered_tools=bool(request.tools))
         usage = completion.usage
         if usage is None:
             self.usage_estimated += 1

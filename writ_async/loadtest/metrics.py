@@ -66,6 +66,11 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     slo_ok: bool = False
     warmup: bool = False
     step: int = 0  # the sweep step (0 outside sweeps)
+    # the request offered tools: its answer's tool calls (parsed), or the kind of tool
+    # call the server passed through as text (assemble.tool_call_parse_failure_of)
+    tools_offered: bool = False
+    tool_calls: int = 0
+    parse_failure: str | None = None
 
 
 class ConversationRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,6 +114,19 @@ def error_class(error: ModelCallError) -> str:
     if error.status is not None:
         return "server_error" if error.status >= 500 else f"http_{error.status}"
     return "connection"
+
+
+def tool_summary(c: Collector) -> dict[str, object]:
+    """The answers to requests that offered tools: how many called a tool, how many
+    held a tool call the server did not parse (rates: of those answers; None: none)."""
+    n, failed = c.tool_answers, sum(c.parse_failures.values())
+    return {
+        "answers": n, "with_tool_calls": c.tool_call_answers,
+        "tool_call_rate": round(c.tool_call_answers / n, 6) if n else None,
+        "parse_failures": failed,
+        "parse_failure_rate": round(failed / n, 6) if n else None,
+        "parse_failure_kinds": dict(sorted(c.parse_failures.items())),
+    }
 
 
 class Objectives(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -167,6 +185,11 @@ class Collector:
         self.conversation_duration = LogHistogram()  # completed ones, seconds
         self.conversation_requests = LogHistogram()  # completed ones, requests each
         self.conversation_turns = 0  # completed ones, summed
+        # answers to requests that offered tools: those with tool calls, those whose
+        # tool calls the server failed to parse (by kind)
+        self.tool_answers = 0
+        self.tool_call_answers = 0
+        self.parse_failures: dict[str, int] = {}
 
     def add_conversation(self, record: ConversationRecord) -> None:
         """Count one ended conversation whose first request was measured."""
@@ -192,6 +215,12 @@ class Collector:
         self.requests += 1
         self.retries += record.attempts - 1
         self.lag.record(record.lag_ms / 1000.0)
+        if record.tools_offered and (record.ok or record.parse_failure is not None):
+            self.tool_answers += 1
+            self.tool_call_answers += record.tool_calls > 0
+            if record.parse_failure is not None:
+                kind = record.parse_failure
+                self.parse_failures[kind] = self.parse_failures.get(kind, 0) + 1
         slot = self.window(record.intended - measured_from)
         slot.sent += 1
         if not record.ok:

@@ -197,6 +197,21 @@ def render_html(report: dict[str, Any]) -> str:
                 conv["turns_mean"], per.get("mean"), duration.get("p50"), duration.get("p90"),
                 duration.get("p99"), duration.get("max"),
                 ", ".join(f"{k}: {n}" for k, n in conv["outcomes"].items()))) + "</tr>")
+    tool_rows = []
+    for s in steps:
+        tools = s.get("tools") or {}
+        if tools.get("answers"):
+            tool_rows.append("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in (
+                f"{s['mode']} {s['load']:g}", tools["answers"], tools["with_tool_calls"],
+                tools["tool_call_rate"], tools["parse_failures"], tools["parse_failure_rate"],
+                ", ".join(f"{k}: {n}" for k, n in tools["parse_failure_kinds"].items())))
+                + "</tr>")
+    tool_table = "" if not tool_rows else (
+        "<h2>Tool calls</h2>\n<p>Answers to requests that offered tools: the share that "
+        "called a tool, and the share whose tool call the server passed through as text "
+        "(a parse failure).</p>\n<table><tr><th>load</th><th>answers</th>"
+        "<th>with tool calls</th><th>tool-call rate</th><th>parse failures</th>"
+        "<th>parse-failure rate</th><th>kinds</th></tr>" + "".join(tool_rows) + "</table>")
     knee = report.get("knee")
     partial = ""
     if report.get("partial"):
@@ -226,6 +241,7 @@ answered. Duration: first intended send to the last response (ms).</p>
 <th>completed/s</th><th>turns (mean)</th><th>requests (mean)</th><th>duration p50</th>
 <th>p90</th><th>p99</th><th>max</th><th>outcomes</th></tr>
 {"".join(conversation_rows)}</table>
+{tool_table}
 {"".join(plots)}
 <h2>Configuration</h2><pre>{config}</pre>
 <script>

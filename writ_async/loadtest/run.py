@@ -49,7 +49,7 @@ from typing import IO, Any, Literal
 
 import msgspec
 
-from writ_async.errors import ModelCallError, RateLimited
+from writ_async.errors import ModelCallError, RateLimited, ToolCallParseFailure
 from writ_async.loadtest.client import Gate, LoadClient, NotSent
 from writ_async.loadtest.histogram import LogHistogram
 from writ_async.loadtest.metrics import (
@@ -60,10 +60,16 @@ from writ_async.loadtest.metrics import (
     error_class,
     record_encoder,
     request_id,
+    tool_summary,
 )
 from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts
-from writ_async.models.protocol import ChatRequest
+from writ_async.models.protocol import (
+    ChatRequest,
+    ModelParams,
+    ParseFailurePolicy,
+    apply_params,
+)
 from writ_async.models.retry import Retry, RetryPolicy, decide
 from writ_async.scopes import CancelScope
 from writ_async.seeds import arrivals_rng, loadtest_rng
@@ -102,6 +108,8 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     spin_ms: float = 1.5  # rate mode: yield instead of sleeping this close to a send
     lead_ms: float = 10.0  # rate mode: start a conversation (and ready its request) this early
     ramp_s: float = 0.0  # concurrency mode: spread the first conversations over this long
+    # request parameters per role (agent, user), as a config.toml gives them (--params)
+    params: dict[str, ModelParams] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.duration_s is None and self.requests is None:
@@ -203,8 +211,17 @@ class _ConversationSender:
         run.in_flight += 1
         return measured
 
+    def parse_failure_handling(self, role: str,
+                               endpoint: str) -> tuple[ParseFailurePolicy, int]:
+        """What the agent does with a tool call passed through as text (the pool's
+        ``parse_failure_handling``, from ``--params``)."""
+        return (self.run.config.params.get(role) or ModelParams()).parse_failure_handling()
+
     async def complete(self, role: str, request: ChatRequest) -> CallResult:
         run = self.run
+        params = run.config.params.get(role)
+        if params is not None:  # else as the traffic made it (the bytes of before)
+            request = apply_params(request, params)
         gate = self.go
         turn = self.turns
         verdict: list[bool | None] = [None]
@@ -259,11 +276,13 @@ class _ConversationSender:
                             continue
                     end = _now()
                     self.tally(run.finish(self.index, turn, role, intended, first_sent, end,
-                                          None, error, attempt, bool(verdict[0])), end)
+                                          None, error, attempt, bool(verdict[0]),
+                                          bool(request.tools)), end)
                     raise
                 end = _now()
                 self.tally(run.finish(self.index, turn, role, intended, first_sent, end,
-                                      result, None, attempt, bool(verdict[0])), end)
+                                      result, None, attempt, bool(verdict[0]),
+                                      bool(request.tools)), end)
                 return result
         except asyncio.CancelledError:
             if verdict[0] is not None:
@@ -356,7 +375,8 @@ class LoadRun:
 
     def finish(self, index: int, turn: int, role: str, intended: float, first_sent: float,
                end: float, result: CallResult | None,
-               error: ModelCallError | None, attempts: int, measured: bool) -> RequestRecord:
+               error: ModelCallError | None, attempts: int, measured: bool,
+               tools: bool = False) -> RequestRecord:
         self.finished += 1
         t0 = self.t0
         lag = (first_sent - intended) * 1000.0
@@ -369,7 +389,8 @@ class LoadRun:
                 ok=False, error=error_class(error), detail=str(error)[:300],
                 status=error.status, attempts=attempts,
                 e2e_intended_ms=(end - intended) * 1000.0, warmup=not measured,
-                step=self.step)
+                step=self.step, tools_offered=tools,
+                parse_failure=error.kind if isinstance(error, ToolCallParseFailure) else None)
             gaps: tuple[float, ...] = ()
         else:
             start = end - result.latency  # the client's own start of the last attempt
@@ -389,7 +410,8 @@ class LoadRun:
                 max_gap_ms=max(gaps) * 1000.0 if gaps else None,
                 prompt_tokens=result.usage.prompt_tokens, completion_tokens=out,
                 slo_ok=self.config.objectives.met(ttft_intended, e2e_intended, tpot),
-                warmup=not measured, step=self.step)
+                warmup=not measured, step=self.step, tools_offered=tools,
+                tool_calls=len(result.completion.choices[0].message.tool_calls or ()))
         self._watch_reachable(record)
         if measured:
             if record.error is not None and record.error not in self.error_examples:
@@ -683,6 +705,7 @@ class LoadRun:
                 "goodput_requests_per_s": round(goodput, 4),
                 "goodput_fraction": round(c.slo_ok / c.ok, 6) if c.ok else 0.0,
             },
+            "tools": tool_summary(c),
             "objectives": msgspec.to_builtins(config.objectives),
             "conversations": {
                 # started: first request measured; ended: ended on its own (any outcome)

@@ -20,8 +20,10 @@ import aiohttp
 import msgspec
 
 from writ_async.errors import CallTimeout, MalformedResponse, TransientError
+from writ_async.models import responses_wire
 from writ_async.models.assemble import StreamAssembler, check_completion
 from writ_async.models.protocol import (
+    Api,
     ChatCompletion,
     ChatRequest,
     StreamOptions,
@@ -111,9 +113,13 @@ class EndpointClient:
         require_usage: bool = True,
         wall_clock: Callable[[], float] = time.time,
         on_feedback: Callable[[RateFeedback], None] | None = None,
+        api: Api = "chat",
     ) -> None:
         self.name = name
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        # "responses": OpenAI's Responses API, translated at this edge (responses_wire.py)
+        self.api = api
+        self.url = base_url.rstrip("/") + ("/responses" if api == "responses"
+                                           else "/chat/completions")
         self.model = model  # overrides the request's model: the caller knows roles only
         self.stream = stream  # None: as the request says
         self.session = session
@@ -141,9 +147,13 @@ class EndpointClient:
                 model=request.model if self.model is None else self.model,
                 stream=request.stream if self.stream is None else self.stream,
             )
-        if request.stream and request.stream_options is None:
-            request = msgspec.structs.replace(request, stream_options=StreamOptions())
-        body = encode_request(request)
+        responses = self.api == "responses"
+        if responses:
+            body = responses_wire.request_body(request)
+        else:
+            if request.stream and request.stream_options is None:
+                request = msgspec.structs.replace(request, stream_options=StreamOptions())
+            body = encode_request(_without_reasoning_items(request))
         loop = asyncio.get_running_loop()
         start = loop.time()
         timer = asyncio.timeout(None)
@@ -174,7 +184,8 @@ class EndpointClient:
             raise  # an enclosing scope's timeout: not ours to convert
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
-        completion = decode_completion(raw, resp.headers.get("Content-Type", ""), self.name)
+        decode = responses_wire.decode_response if responses else decode_completion
+        completion = decode(raw, resp.headers.get("Content-Type", ""), self.name)
         return _checked(CallResult(
             completion=completion, endpoint=self.name, latency=loop.time() - start,
             usage=completion.usage or Usage(),
@@ -185,7 +196,9 @@ class EndpointClient:
     ) -> CallResult:
         loop = phase.loop
         parser = SSEParser()
-        assembler = StreamAssembler(started=start, endpoint=self.name)
+        assembler: StreamAssembler | responses_wire.ResponsesStreamAssembler = (
+            responses_wire.ResponsesStreamAssembler(started=start, endpoint=self.name)
+            if self.api == "responses" else StreamAssembler(started=start, endpoint=self.name))
         try:
             async for data in resp.content.iter_any():
                 now = loop.time()
@@ -210,6 +223,15 @@ class EndpointClient:
             chunk_gaps=tuple(assembler.gaps),
         ), self.require_usage, offered_tools)
 
+
+def _without_reasoning_items(request: ChatRequest) -> ChatRequest:
+    """``request`` without Responses reasoning items (a role may fail over from a
+    Responses endpoint to a chat one): no chat server knows the field."""
+    if not any(m.reasoning_items for m in request.messages):
+        return request
+    return msgspec.structs.replace(request, messages=[
+        msgspec.structs.replace(m, reasoning_items=None) if m.reasoning_items else m
+        for m in request.messages])
 
 
 def decode_completion(raw: bytes, content_type: str, endpoint: str) -> ChatCompletion:

@@ -49,7 +49,7 @@ import msgspec
 from aiohttp import web
 
 from writ_async.errors import ConfigError
-from writ_async.models import mock_quirks
+from writ_async.models import mock_quirks, mock_responses
 from writ_async.models.mock_quirks import Quirks
 from writ_async.models.policies import (
     CHARS_PER_TOKEN,
@@ -475,7 +475,10 @@ class _MockService:
 
     # -- chat completions ------------------------------------------------------------------
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.chat(request, responses=True)  # mock_responses.py
+
+    async def chat(self, request: web.Request, responses: bool = False) -> web.StreamResponse:
         started = time.perf_counter()
         if self.arrivals is not None:
             self.arrivals.append(self.clock())
@@ -486,7 +489,7 @@ class _MockService:
         if task is not None:
             self.tasks.add(task)
         try:
-            response = await self._chat(request)
+            response = await self._chat(request, responses)
         finally:
             counters.in_flight -= 1
             self.tasks.discard(task)  # type: ignore[arg-type]
@@ -497,11 +500,13 @@ class _MockService:
         counters.latency.record(time.perf_counter() - started)
         return response
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse | None:
+    async def _chat(self, request: web.Request,
+                    responses: bool = False) -> web.StreamResponse | None:
         if self.auth is not None and not self._authorized(request):
             return self._unauthorized()
         try:
-            chat = request_decoder.decode(await request.read())
+            decode = mock_responses.decode_request if responses else request_decoder.decode
+            chat = decode(await request.read())
         except msgspec.ValidationError as exc:
             return self._refuse(422, f"invalid request: {exc}", "bad_request")
         except msgspec.DecodeError as exc:
@@ -545,7 +550,7 @@ class _MockService:
             early = await self._early_fault(request, chat, faults, headers)
             if early is not False:
                 return early
-        return await self._answer(request, chat, prompt, faults, headers)
+        return await self._answer(request, chat, prompt, faults, headers, responses)
 
     def _authorized(self, request: web.Request) -> bool:
         given = request.headers.get("Authorization", "").encode()
@@ -635,8 +640,8 @@ class _MockService:
         return seconds if seconds > 0.0 else 0.0
 
     async def _answer(self, request: web.Request, chat: ChatRequest, prompt: int,
-                      faults: tuple[str, ...],
-                      headers: dict[str, str] | None) -> web.StreamResponse | None:
+                      faults: tuple[str, ...], headers: dict[str, str] | None,
+                      responses: bool = False) -> web.StreamResponse | None:
         rng = self.rng if chat.seed is None else mock_request_rng(self.config.seed, chat.seed)
         message = self.policy.respond(chat, rng)
         finish = "tool_calls" if message.tool_calls else "stop"
@@ -677,6 +682,9 @@ class _MockService:
         self.serial += 1
         ident = f"chatcmpl-mock{self.serial:08d}"
         created = int(time.time())
+        if responses:
+            return await mock_responses.answer(self, request, chat, message, finish, usage,
+                                               ident, created, faults, headers)
         if chat.stream:
             if quirks is not None and quirks.stream_writer:
                 options = chat.stream_options
@@ -806,6 +814,7 @@ def build_app(config: MockConfig | None = None, policy: ResponsePolicy | None = 
     app = web.Application(client_max_size=_MAX_BODY)
     app[SERVICE_KEY] = service
     app.router.add_post("/v1/chat/completions", service.chat)
+    app.router.add_post("/v1/responses", service.responses)
     app.router.add_get("/v1/models", service.list_models)
     app.router.add_get("/health", service.health)
     app.router.add_get("/stats", service.stats)

@@ -37,6 +37,10 @@ class Message(msgspec.Struct, omit_defaults=True):
     # ``reasoning_content``, the name the Qwen3 and DeepSeek chat templates read.
     reasoning_content: str | None = None
     reasoning: str | None = None
+    # The Responses API's reasoning items behind an assistant message, verbatim (their
+    # ``encrypted_content`` included): responses_wire.py reads and sends them; the chat
+    # path never sends them (EndpointClient strips them).
+    reasoning_items: list[dict[str, Any]] | None = None
 
 
 class StreamOptions(msgspec.Struct, omit_defaults=True):
@@ -169,6 +173,9 @@ def encode_request(request: ChatRequest) -> bytes:
 # -- per-role and per-endpoint parameters ------------------------------------------------
 
 ReasoningPolicy = Literal["strip", "keep", "inline"]
+# The wire API an endpoint speaks: chat completions, or OpenAI's Responses API
+# (responses_wire.py)
+Api = Literal["chat", "responses"]
 # What the agent does with a tool call the server passed through as text
 # (errors.ToolCallParseFailure): call again, or answer it with an error tool result.
 ParseFailurePolicy = Literal["retry", "error_result"]

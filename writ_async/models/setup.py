@@ -99,7 +99,7 @@ def _endpoint(name: str, settings: EndpointConfig, base_url: str, session: objec
         client=EndpointClient(
             name, base_url, session,  # type: ignore[arg-type]
             model=settings.model, stream=settings.stream, api_key=api_key,
-            require_usage=settings.require_usage,
+            require_usage=settings.require_usage, api=settings.api,
             timeouts=Timeouts(connect=t.connect, first_token=t.first_token, idle=t.idle,
                               total=t.total),
         ),
