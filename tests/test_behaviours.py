@@ -637,3 +637,24 @@ def test_a_bank_says_every_core_before_composing_new_lines() -> None:
     # A pure function of the seed and what was said before.
     again = [FILLERS.pick(random.Random(f"7:user:{turn}"), said[:turn]) for turn in range(5)]
     assert again == said[:5]
+
+
+def test_directions_to_the_user_are_never_told_as_facts() -> None:
+    # An instruction line may state a fact and then tell the simulated user how to play
+    # it; the user says the fact, never the direction.
+    task = msgspec.convert({"id": "t", "user_scenario": {"instructions": {
+        "domain": "airline", "reason_for_call": "You want to add a bag.",
+        "task_instructions": (
+            "You do not know the reservation code: describe the trip as above and let the "
+            "agent find it among your reservations.\n"
+            "You do not know flight numbers or schedules: let the agent search every "
+            "airport. If offered a choice, ask for the cheapest.\n"
+            "You have no preference between the dates; what matters is price.\n"
+            "If asked for the order id, say you do not have it; the agent can find it.\n"
+            "Your user id is ab_12: it is on your card.")}}}, Task)
+    _, _, extra = fact_units(task)
+    assert extra == ["You do not know the reservation code.",
+                     "You do not know flight numbers or schedules.",
+                     "You have no preference between the dates; what matters is price.",
+                     "Your user id is ab_12: it is on your card."]
+    assert first_person(extra[0]) == "I do not know the reservation code."

@@ -141,16 +141,16 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "c826072eca7f698c6a8a67419453e2c7a016ef5c1f301b9f21766fb0131c3490",
-        "results": "e7f5b571878f91f0afbec9fe8a5e68d298fb4b7641af481b1291bf109d28061c",
+        "journal": "d1b7147bfa3317f98de7c30bd78bb5c34945b66214fdec509bfdda12c925698d",
+        "results": "48d0b3b3c24d2bb76aa579b8da079e269ac58f7fed8e6e25115fc8d356672040",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "23bb36d0fa696283c3bce7477b18da893b21c28c2e95b9ee233fe187bc395793",
+            "7803ab8b89b6bf6c324985af6f2728f218e8a098922a2a54f3643eaa1432774d",
         "export/sft_sharegpt.jsonl":
-            "88dc40590172f3920fa801e374e8a3ccf79392414112459e34f146128697dc88",
+            "9529d433ec098be49f1ee8b7c7194935416d4c22bc4918ab697a8afa24824f59",
         "export/sft_trl.jsonl":
-            "e4b2584367a5a78aefd4afe72e2ed754be8037587fee3fef39fd249ee67fdac6",
-        "export/stats.json": "1be99683931cf425957734defbc8b51a008ccfd5daf82396a74afeecc92441fa",
+            "76109d7115d8350eb645e0f4ea93d0411428aff141a4a914cedd9d19681c11a9",
+        "export/stats.json": "005da74d4bd9eecaa75030b95979458db4fca396d1b88703fcb88d0fd18a946c",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",

@@ -862,11 +862,38 @@ def fact_units(task: Task, *, sentences: bool = False) -> tuple[list[str], list[
     else:
         reason = _lines(ins.reason_for_call)
         known = _sentences(_lines(ins.known_info or ""))
-        extra = [line for line in _lines(ins.task_instructions)
-                 if not line.lower().startswith(_META_STARTS)]
+        extra = [fact for fact in map(_facts_only, _lines(ins.task_instructions)) if fact]
     if sentences:
         return _sentences(reason), known, _sentences(extra)
     return reason, known, extra
+
+
+# A clause after ":" or ";" that starts so tells the user how to play, not what is true
+# ("You do not know the order number: let the agent look through your orders").
+_DIRECTIVE_STARTS = (*_META_STARTS, "let ", "describe ", "the agent ")
+_CLAUSE = re.compile(r"\s*[:;]\s+")
+
+
+def _facts_only(line: str) -> str:
+    """The sentences of an instruction line that state facts, each cut before a clause
+    that directs the play; "" when the line only directs."""
+    kept = []
+    for sentence in _SENTENCE.split(line):
+        if sentence.lower().startswith(_META_STARTS):
+            continue
+        clauses = _CLAUSE.split(sentence)
+        cut = next((i for i, c in enumerate(clauses)
+                    if i and c.lower().startswith(_DIRECTIVE_STARTS)), None)
+        if cut is not None:
+            head = sentence[:_clause_start(sentence, cut)].rstrip()
+            sentence = head if head.endswith((".", "!", "?")) else head + "."
+        kept.append(sentence)
+    return " ".join(kept)
+
+
+def _clause_start(sentence: str, index: int) -> int:
+    """Where the ``index``-th clause's separator begins in ``sentence``."""
+    return [m.start() for m in _CLAUSE.finditer(sentence)][index - 1]
 
 
 def _sentences(lines: list[str]) -> list[str]:
