@@ -134,3 +134,54 @@ def test_the_report_and_console_carry_the_rates(mock_url: str, tmp_path: Path,
     assert step["tools"]["answers"] == 30 and step["tools"]["tool_call_rate"] > 0
     assert "<h2>Tool calls</h2>" in (out / REPORT_HTML).read_text()
     assert "tool calls " in capsys.readouterr().out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [True, False])
+async def test_loadtest_over_the_responses_api(stream: bool) -> None:
+    from aiohttp import web
+
+    from writ_async.models.mock_server import build_app
+
+    traffic, policy = _traffic()
+    paths: list[str] = []
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        paths.append(request.path)
+        return await handler(request)
+
+    app = build_app(MockConfig(), policy)
+    app.middlewares.append(count)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        load = LoadConfig(base_url=f"http://127.0.0.1:{port}/v1", model="m", concurrency=4,
+                          requests=30, drain_s=10, api="responses", stream=stream)
+        buffer = io.BytesIO()
+        run = await run_load(load, traffic, records=buffer)
+        summary = run.summary()
+    finally:
+        await runner.cleanup()
+    records = [record_decoder.decode(x) for x in buffer.getvalue().splitlines()]
+    assert paths and set(paths) == {"/v1/responses"}
+    assert summary["requests"]["ok"] == len(records) > 0 and all(r.ok for r in records)
+    # the agent traffic's tool calls come back as function_call items, read as tool calls
+    assert summary["tools"]["with_tool_calls"] > 0
+    assert summary["tools"]["parse_failures"] == 0
+    if stream:
+        assert summary["latency_ms"]["ttft"]["count"] == summary["requests"]["measured"]
+
+
+def test_the_api_flag_reaches_the_load_config() -> None:
+    parser = argparse.ArgumentParser(prog="writ")
+    loadtest_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    base = ["loadtest", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--report", "r"]
+    assert [c.api for c in loadtest_cli.build_configs(parser.parse_args(base))] == ["chat"]
+    args = parser.parse_args([*base, "--api", "responses"])
+    assert [c.api for c in loadtest_cli.build_configs(args)] == ["responses"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--api", "completions"])

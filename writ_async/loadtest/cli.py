@@ -115,6 +115,9 @@ def add_parser(subcommands: Any) -> None:
                         "role's first endpoint)")
     p.add_argument("--no-stream", action="store_true",
                    help="non-streaming requests (default: streaming)")
+    p.add_argument("--api", choices=("chat", "responses"), default="chat",
+                   help="chat completions (POST .../chat/completions) or OpenAI's Responses "
+                        "API (POST .../responses) (default: %(default)s)")
     p.add_argument("--retries", type=int, default=0,
                    help="retries of a failed request (default: %(default)s)")
     p.add_argument("--slo-ttft-ms", type=float, metavar="MS",
@@ -188,7 +191,7 @@ def build_configs(args: argparse.Namespace) -> list[LoadConfig]:
     for load in loads:
         try:
             configs.append(LoadConfig(
-                base_url=args.base_url, model=args.model, api_key=api_key,
+                base_url=args.base_url, model=args.model, api_key=api_key, api=args.api,
                 stream=not args.no_stream, mode=mode,
                 concurrency=int(load) if mode == "concurrency" else 1,
                 rate=load if mode == "rate" else 1.0, arrivals=args.arrivals,

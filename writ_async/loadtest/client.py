@@ -9,7 +9,9 @@ completion cut by ``max_tokens`` (``finish_reason: length``) or withheld by a fi
 a success to measure, not a failure; and a server that sends no usage still yields token
 counts, estimated (``usage_estimated``): output tokens as the stream's content chunks,
 or from the text of an unstreamed answer. Answers an agent could not use (no
-choices, tool arguments that are not a JSON object) stay errors.
+choices, tool arguments that are not a JSON object) stay errors. With ``api="responses"``
+it speaks OpenAI's Responses API (``/responses``), through the same wire mapping as the
+engine's client (``models.responses_wire``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import msgspec
 from writ_async.errors import CallTimeout, ModelCallError, NotSent, TransientError
 from writ_async.loadtest.events import FastSSE
 from writ_async.loadtest.http import Connection, Origin, Pool
+from writ_async.models import responses_wire
 from writ_async.models.assemble import StreamAssembler, check_completion, chunk_decoder
 from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts, decode_completion
 from writ_async.models.policies import completion_tokens, prompt_tokens
 from writ_async.models.protocol import (
+    Api,
     ChatCompletion,
     ChatRequest,
     StreamOptions,
@@ -37,12 +41,18 @@ from writ_async.models.protocol import (
 from writ_async.models.retry import classify_status
 
 _DONE = b"[DONE]"
+Assembler = StreamAssembler | responses_wire.ResponsesStreamAssembler
 
 
-def _feed_many(assembler: StreamAssembler, raw: list[bytes], now: float) -> None:
+def _feed_many(assembler: Assembler, raw: list[bytes], now: float) -> None:
     """Feed the ``data`` of ``message`` events that arrived together, each decoded
     straight from its bytes; anything but a plain chunk (``[DONE]``, blank data, bad
-    JSON, an error object) goes through ``feed_event``, whose rules it is."""
+    JSON, an error object) goes through ``feed_event``, whose rules it is. A Responses
+    stream has no plain chunks: each event's type is in its data."""
+    if not isinstance(assembler, StreamAssembler):
+        for data in raw:
+            assembler.feed_event(data.decode("utf-8", "replace"), now)
+        return
     decode, feed_chunk = chunk_decoder.decode, assembler.feed_chunk
     for data in raw:
         if not assembler.done and data != _DONE:
@@ -114,7 +124,7 @@ class _Call:
                  "unused")
 
     def __init__(self, client: LoadClient, conn: Connection, start: float,
-                 future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]]
+                 future: asyncio.Future[tuple[ChatCompletion, float, Assembler | None]]
                  ) -> None:
         self.client, self.conn, self.start, self.future = client, conn, start, future
         self.status = 0
@@ -124,8 +134,9 @@ class _Call:
         self.last_at = start
         if client.stream:
             self.parser: FastSSE | None = FastSSE(endpoint=client.name)
-            self.assembler: StreamAssembler | None = StreamAssembler(started=start,
-                                                                     endpoint=client.name)
+            assemble = (responses_wire.ResponsesStreamAssembler if client.api == "responses"
+                        else StreamAssembler)
+            self.assembler: Assembler | None = assemble(started=start, endpoint=client.name)
         else:
             self.parser = self.assembler = None
         self.timer: asyncio.TimerHandle | None = None
@@ -208,9 +219,10 @@ class _Call:
                 raise classify_status(self.status, self.headers, bytes(self.body),
                                       endpoint=client.name, now_epoch=time.time())
             if self.parser is None:
-                completion = decode_completion(bytes(self.body),
-                                               self.headers.get("content-type", ""),
-                                               client.name)
+                decode = (responses_wire.decode_response if client.api == "responses"
+                          else decode_completion)
+                completion = decode(bytes(self.body), self.headers.get("content-type", ""),
+                                    client.name)
             else:
                 assert self.assembler is not None
                 for event in self.parser.finish():
@@ -266,10 +278,12 @@ class LoadClient:
 
     def __init__(self, base_url: str, *, model: str, stream: bool = True,
                  api_key: str | None = None, timeouts: Timeouts | None = None,
-                 name: str = "loadtest", max_connections: int = 10_000) -> None:
-        self.name = name
-        self.origin = Origin(base_url.rstrip("/") + "/chat/completions")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+                 name: str = "loadtest", max_connections: int = 10_000,
+                 api: Api = "chat") -> None:
+        self.name, self.api = name, api
+        self.url = base_url.rstrip("/") + ("/responses" if api == "responses"
+                                           else "/chat/completions")
+        self.origin = Origin(self.url)
         self.model, self.stream = model, stream
         self.timeouts = timeouts or Timeouts()
         self.pool = Pool(self.origin, limit=max_connections,
@@ -284,7 +298,7 @@ class LoadClient:
         self._stream_options = StreamOptions() if stream else None
 
     def __repr__(self) -> str:
-        return f"<LoadClient {self.url} stream={self.stream}>"
+        return f"<LoadClient {self.url} api={self.api} stream={self.stream}>"
 
     def close(self) -> None:
         self.pool.close()
@@ -295,7 +309,8 @@ class LoadClient:
                 or request.stream_options != self._stream_options):
             request = msgspec.structs.replace(request, model=self.model, stream=self.stream,
                                               stream_options=self._stream_options)
-        body = encoder.encode(request)
+        body = (responses_wire.request_body(request) if self.api == "responses"
+                else encoder.encode(request))
         rid = b"" if request_id is None else b"X-Request-Id: %s\r\n" % request_id.encode()
         return b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, rid, len(body), body)
 
@@ -306,7 +321,7 @@ class LoadClient:
         is withdrawn)."""
         payload = self.encode(request, request_id)
         conn = await self.pool.acquire()
-        future: asyncio.Future[tuple[ChatCompletion, float, StreamAssembler | None]] = \
+        future: asyncio.Future[tuple[ChatCompletion, float, Assembler | None]] = \
             asyncio.get_running_loop().create_future()
         call = _Call(self, conn, 0.0, future)
         call.payload = payload

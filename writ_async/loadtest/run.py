@@ -65,6 +65,7 @@ from writ_async.loadtest.metrics import (
 from writ_async.loadtest.traffic import Traffic
 from writ_async.models.client import CallResult, Timeouts
 from writ_async.models.protocol import (
+    Api,
     ChatRequest,
     ModelParams,
     ParseFailurePolicy,
@@ -89,6 +90,7 @@ class LoadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     base_url: str  # an OpenAI base URL, e.g. http://127.0.0.1:8000/v1
     model: str
     api_key: str | None = None
+    api: Api = "chat"  # "responses": OpenAI's Responses API (POST .../responses)
     stream: bool = True
     mode: Literal["concurrency", "rate"] = "concurrency"
     concurrency: int = 16  # conversations in flight (concurrency mode)
@@ -833,7 +835,7 @@ async def _run_load(config: LoadConfig, traffic: Traffic, records: IO[bytes] | N
     width = config.concurrency if config.mode == "concurrency" else config.max_conversations
     client = LoadClient(config.base_url, model=config.model, stream=config.stream,
                         api_key=config.api_key, timeouts=timeouts,
-                        max_connections=max(256, width))
+                        max_connections=max(256, width), api=config.api)
     try:
         run = LoadRun(config, traffic, client, records=records, progress=progress, step=step,
                       conversations=conversations)
