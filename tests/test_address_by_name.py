@@ -4,8 +4,8 @@ honoured from the turn it is stated on."""
 
 from __future__ import annotations
 
-from writ_async.messages import AssistantMessage, UserMessage
-from writ_async.scripted import _first_name_ok
+from writ_async.conversation.messages import AssistantMessage, UserMessage
+from writ_async.participants.scripted import _first_name_ok
 
 
 def _user(text: str) -> UserMessage:

@@ -16,11 +16,11 @@ import pytest
 import domains
 from writ_async import cli
 from writ_async.cli import main
-from writ_async.domain import Domain
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import Overlay
+from writ_async.environment.tools import Toolbox, read, write
 from writ_async.errors import ToolError
 from writ_async.logs import reset_logging
-from writ_async.overlay import Overlay
-from writ_async.tools import Toolbox, read, write
 
 REPO = Path(__file__).resolve().parents[1]
 

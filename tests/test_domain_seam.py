@@ -23,17 +23,17 @@ import pytest
 from planning import plan_of
 
 import domains
-from writ_async.behaviours import BehaviourMix
 from writ_async.config import default_config
-from writ_async.domain import Domain, Environment
+from writ_async.conversation.messages import AssistantMessage, UserMessage
+from writ_async.engine.simulate import simulate
+from writ_async.environment.domain import Domain, Environment
+from writ_async.environment.overlay import BaseDB, Overlay
+from writ_async.environment.tools import Toolbox, read, write
 from writ_async.errors import ConfigError, SynthesisError, ToolError
 from writ_async.logs import reset_logging
-from writ_async.messages import AssistantMessage, UserMessage
-from writ_async.overlay import BaseDB, Overlay
-from writ_async.simulate import simulate
+from writ_async.participants.behaviours import BehaviourMix
 from writ_async.synthesis.drafts import Draft, Shape, Step, execute
-from writ_async.synthesis.tasks import generate_tasks
-from writ_async.tools import Toolbox, read, write
+from writ_async.synthesis.driver import generate_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = "Could you reset every counter in the building to zero?"

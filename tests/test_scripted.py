@@ -17,13 +17,8 @@ import pytest
 from conftest import require, tau2_dir
 
 from domains import get_domain
-from writ_async import grading
-from writ_async import phrasebank as pb
-from writ_async.datastats import mask_sentence, split_sentences
-from writ_async.domain import Domain
-from writ_async.drive import drive, on
-from writ_async.episode import Episode, Limits
-from writ_async.messages import (
+from writ_async.conversation.episode import Episode, Limits
+from writ_async.conversation.messages import (
     STOP,
     TRANSFER,
     AssistantMessage,
@@ -32,6 +27,14 @@ from writ_async.messages import (
     ToolMessage,
     UserMessage,
 )
+from writ_async.conversation.records import derive_seed, episode_id
+from writ_async.conversation.task import Instructions, Task, load_tasks
+from writ_async.engine.drive import drive, on
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import BaseDB
+from writ_async.environment.tools import ToolKind
+from writ_async.export.datastats import mask_sentence, split_sentences
+from writ_async.grading import grade as grading
 from writ_async.models import protocol
 from writ_async.models.mock_server import open_mock_server
 from writ_async.models.scripted_policy import (
@@ -40,10 +43,9 @@ from writ_async.models.scripted_policy import (
     parse_request_tag,
     request_tag,
 )
-from writ_async.overlay import BaseDB
-from writ_async.participants import Turn
-from writ_async.records import derive_seed, episode_id
-from writ_async.scripted import (
+from writ_async.participants import phrasebank as pb
+from writ_async.participants.llm import Turn
+from writ_async.participants.scripted import (
     TRANSFER_LINE,
     MistakeConfig,
     MistakeKind,
@@ -55,9 +57,7 @@ from writ_async.scripted import (
     is_confirmation,
     run_scripted_episode,
 )
-from writ_async.synthesis.tasks import generate_tasks
-from writ_async.tasks import Instructions, Task, load_tasks
-from writ_async.tools import ToolKind
+from writ_async.synthesis.driver import generate_tasks
 
 DOMAINS = ("airline", "retail")
 RUN_SEED = 300
@@ -714,7 +714,7 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
 
 
 def test_every_forbidden_request_has_a_reason() -> None:
-    from writ_async.behaviours import GENERIC_FORBIDDEN_REQUESTS, forbidden_reason
+    from writ_async.participants.behaviours import GENERIC_FORBIDDEN_REQUESTS, forbidden_reason
 
     checked = 0
     for domain in (*(get_domain(name) for name in DOMAINS), None):

@@ -36,8 +36,11 @@ import msgspec
 from domains import get_domain
 from domains import names as domain_names
 from writ_async.config import Config, check_domains, default_config, load_config
-from writ_async.domain import Domain
-from writ_async.episode import Termination
+from writ_async.conversation.episode import Termination
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import BaseDB
+from writ_async.environment.tau2.validation import strict_json_loads
+from writ_async.environment.tools import Toolbox
 from writ_async.errors import (
     ConfigError,
     DataError,
@@ -48,10 +51,7 @@ from writ_async.errors import (
 )
 from writ_async.loadtest.cli import add_parser as add_loadtest
 from writ_async.logs import configure_logging, get_logger
-from writ_async.overlay import BaseDB
 from writ_async.seeds import run_seed, walk_rng
-from writ_async.tools import Toolbox
-from writ_async.validation import strict_json_loads
 
 Clock = Callable[[], float]
 
@@ -342,7 +342,7 @@ def _database(domain: Domain, db: str | None, seed: int, scale: float) -> BaseDB
     """The domain's base database: loaded from ``db``, or generated once the scale is
     known to fit in memory."""
     if db is None:
-        from writ_async.capacity import check_scale
+        from writ_async.environment.capacity import check_scale
 
         check_scale(domain, scale, "<command line>", "--scale")
     return domain.base(db, seed, scale)
@@ -429,7 +429,7 @@ def cmd_db_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_db_generate(args: argparse.Namespace) -> int:
-    from writ_async.capacity import check_scale
+    from writ_async.environment.capacity import check_scale
 
     domain = get_domain(args.domain)
     check_scale(domain, args.scale, "<command line>", "--scale")
@@ -531,7 +531,7 @@ def cmd_walk(args: argparse.Namespace, clock: Clock = time.perf_counter) -> int:
 
     domain = get_domain(name)
     if settings.db_path is None:
-        from writ_async.capacity import check_scale
+        from writ_async.environment.capacity import check_scale
 
         check_scale(domain, settings.scale, args.config or "<defaults>",
                     f"domains.{name}.scale")
@@ -600,7 +600,7 @@ def _behaviours_arg(value: str | None) -> tuple[str, ...] | None:
     """``a+b`` as checked behaviour names; None when not given."""
     if value is None:
         return None
-    from writ_async.behaviours import canonical
+    from writ_async.participants.behaviours import canonical
 
     names = [n for n in value.split("+") if n]
     try:
@@ -613,8 +613,8 @@ def _behaviours_arg(value: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_tasks_generate(args: argparse.Namespace) -> int:
-    from writ_async.synthesis.tasks import format_distribution, tasks_from_config
-    from writ_async.tasks import load_tasks
+    from writ_async.conversation.task import load_tasks
+    from writ_async.synthesis.driver import format_distribution, tasks_from_config
 
     config = _config(args.config)
     if args.domain is None and not args.config:
@@ -679,7 +679,7 @@ def simulate_config(args: argparse.Namespace) -> Any:
     elif getattr(args, "resume", None):
         # A resumed run goes on with the configuration it started with; flags may still
         # change what cannot change results (the manifest check refuses the rest).
-        from writ_async.rundir import config_from_manifest, load_manifest
+        from writ_async.engine.rundir import config_from_manifest, load_manifest
 
         config = config_from_manifest(args.resume, load_manifest(args.resume))
     else:
@@ -729,7 +729,7 @@ def simulate_config(args: argparse.Namespace) -> Any:
     config = check_domains(config, args.config or "<command line>", known)
     settings = config.domain_settings(run.domain)
     if settings.db_path is None:
-        from writ_async.capacity import check_scale
+        from writ_async.environment.capacity import check_scale
 
         resumed = getattr(args, "resume", None)
         source = args.config or (f"{resumed}/manifest.json" if resumed else "<defaults>")
@@ -740,8 +740,8 @@ def simulate_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from writ_async.plan import resolve_plan
-    from writ_async.simulate import simulate
+    from writ_async.engine.plan import resolve_plan
+    from writ_async.engine.simulate import simulate
 
     config = simulate_config(args)
     configure_logging(config.logging.level, config.logging.format)
@@ -765,7 +765,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               f"{len(cluster.lost)} workers lost, {cluster.merged} episodes merged"
               + (f"; resume with --ray {args.ray}" if cluster.run.stopped_early else ""))
         return 0
-    from writ_async.scheduler import StopRequest
+    from writ_async.engine.scheduler import StopRequest
 
     stop = StopRequest()
     outcome = _run_async(simulate(plan, out=out, resume=resume, progress_stream=sys.stderr,
@@ -828,7 +828,7 @@ def render_summary(outcome: Any) -> str:
 
 def _data_stats_lines(run_dir: Path) -> list[str]:
     """The headline figures of the run's export/stats.json (written with the export)."""
-    from writ_async import datastats
+    from writ_async.export import datastats
 
     path = run_dir / "export" / datastats.STATS_FILE
     if not path.exists():
@@ -846,7 +846,7 @@ DIVERGED = 2  # exit status of `writ replay` when an episode does not reproduce
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from writ_async import replay
+    from writ_async.engine import replay
     from writ_async.errors import ReplayError
 
     continuing = args.from_step is not None or args.failed
@@ -911,14 +911,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def open_replay(run_dir: str | Path) -> Any:
     """A run directory opened for replay, on the domain its manifest's config names: the
     registry is looked up here, the replay engine is given the ``Domain``."""
-    from writ_async import replay
+    from writ_async.engine import replay
 
     _, config = replay.run_config(run_dir)
     return replay.open_run(run_dir, get_domain(config.run.domain))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from writ_async import show
+    from writ_async.engine import show
 
     run = open_replay(args.run_dir)
     _warn_if_corrupt(run)
@@ -933,7 +933,7 @@ def _verify_all(run: Any, *, full_hash: bool) -> int:
     """`writ replay --all`: verify every finished episode, then hold the journal against
     the manifest. Exit 0 only for a whole run that reproduces; DIVERGED wins over
     INCOMPLETE (a divergence is the worse news)."""
-    from writ_async import replay
+    from writ_async.engine import replay
 
     start = time.perf_counter()
     verdicts = _run_async(replay.verify_all(run, full_hash=full_hash))
@@ -948,7 +948,7 @@ def _verify_all(run: Any, *, full_hash: bool) -> int:
 
 def _warn_if_corrupt(run: Any) -> None:
     """On stderr, before what is served: the journal is damaged and how to salvage it."""
-    from writ_async import replay
+    from writ_async.engine import replay
 
     warning = replay.corruption_warning(run)
     if warning is not None:
@@ -972,7 +972,7 @@ def _add_journal_parser(commands: Any) -> None:
 def cmd_journal_salvage(args: argparse.Namespace) -> int:
     import shlex
 
-    from writ_async.rundir import salvage_run
+    from writ_async.engine.rundir import salvage_run
 
     report = salvage_run(args.run_dir, args.out)
     if report.corrupt_at is not None:
@@ -992,7 +992,7 @@ def cmd_journal_salvage(args: argparse.Namespace) -> int:
 
 
 def cmd_data_stats(args: argparse.Namespace) -> int:
-    from writ_async import datastats
+    from writ_async.export import datastats
 
     if args.split and not args.against:
         raise ConfigError("<command line>", "--split goes with --against")
