@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from writ_async.cli import nothing_ran
+from writ_async.commands.simulate import nothing_ran
 from writ_async.conversation.records import EpisodeRecord
 
 REPO = Path(__file__).resolve().parents[1]
