@@ -23,7 +23,7 @@ def plan_of(config: Any) -> Any:
 
 def open_replay(run_dir: Path) -> Any:
     """A run directory opened for replay as ``writ replay`` opens it."""
-    from writ_async.engine.replay import open_run, run_config
+    from writ_async.engine.replay.run import open_run, run_config
 
     _, config = run_config(run_dir)
     return open_run(run_dir, get_domain(config.run.domain))

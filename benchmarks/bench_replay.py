@@ -29,7 +29,7 @@ from _common import SHARED_TAU2, open_replay, plan_of, table
 from writ_async.config import default_config
 from writ_async.conversation.messages import AssistantMessage
 from writ_async.engine.journal import EpisodeFinished
-from writ_async.engine.replay import iter_events, verify_all
+from writ_async.engine.replay.verify import iter_events, verify_all
 from writ_async.engine.simulate import simulate
 from writ_async.environment.tools import ToolKind
 

@@ -39,7 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.models.protocol",  # the wire format (as messages is ours): no I/O
         # the subpackages' own modules only say what is in them
         "writ_async.conversation", "writ_async.environment", "writ_async.engine",
-        "writ_async.participants", "writ_async.grading", "writ_async.export",
+        "writ_async.engine.replay", "writ_async.participants", "writ_async.grading",
+        "writ_async.export",
         "writ_async.models", "writ_async.synthesis", "writ_async.cluster",
         "writ_async.loadtest")),
     ("llm", (  # endpoints: protocol, client, pool, limits, retry, the mock server
@@ -200,7 +201,7 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     # TYPE_CHECKING one, and the registry's string imports.
     assert "writ_async.engine.scheduler" in GRAPH["writ_async.engine.simulate"]
     # imported inside a command
-    assert "writ_async.engine.replay" in GRAPH["writ_async.commands.replay"]
+    assert "writ_async.engine.replay.verify" in GRAPH["writ_async.commands.replay"]
     assert "writ_async.conversation.episode" in GRAPH["writ_async.errors"]  # TYPE_CHECKING
     assert {"domains.airline", "domains.retail"} <= GRAPH["domains"]  # import_module
     assert len(GRAPH) == len(MODULES) > 50

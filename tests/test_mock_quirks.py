@@ -24,7 +24,7 @@ from writ_async.config import EndpointConfig, ModelsConfig, RetryConfig, default
 from writ_async.conversation.episode import Termination
 from writ_async.conversation.messages import AssistantMessage, UserMessage
 from writ_async.engine.journal import ModelCalled, read_journal
-from writ_async.engine.replay import verify_all
+from writ_async.engine.replay.verify import verify_all
 from writ_async.engine.simulate import simulate
 from writ_async.errors import (
     ContextLengthExceeded,

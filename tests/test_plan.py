@@ -68,7 +68,7 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [ROOT / "engine" / "replay.py",
+@pytest.mark.parametrize("path", [*sorted((ROOT / "engine" / "replay").glob("*.py")),
                                   *sorted((ROOT / "cluster").glob("*.py")),
                                   *sorted((ROOT / "loadtest").glob("*.py"))],
                          ids=lambda p: str(p.relative_to(ROOT)))
@@ -77,8 +77,9 @@ def test_replay_cluster_and_loadtest_take_the_plan_not_simulate(path: Path) -> N
 
 
 def test_only_the_commands_look_the_domain_up() -> None:
-    engine = ["engine/simulate.py", "engine/plan.py", "engine/replay.py", "engine/outputs.py",
+    engine = ["engine/simulate.py", "engine/plan.py", "engine/outputs.py",
               "engine/run_participants.py", "cluster/shards.py", "cluster/ray_run.py",
-              "loadtest/recorded.py"]
+              "loadtest/recorded.py", *(f"engine/replay/{p.name}"
+                                        for p in sorted((ROOT / "engine/replay").glob("*.py")))]
     assert all(not any(m == "domains" or m.startswith("domains.")
                        for m in _imports(ROOT / name)) for name in engine)

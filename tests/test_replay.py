@@ -30,18 +30,11 @@ from writ_async.engine.journal import (
     read_journal,
 )
 from writ_async.engine.plan import resumable_prefix
-from writ_async.engine.replay import (
-    FROM_FIRST_WRONG_WRITE,
-    FROM_START,
-    Overrides,
-    RecordedEpisode,
-    ReplayRun,
-    fork,
-    iter_events,
-    rerun_failed,
-    verify_all,
-    verify_episode,
-)
+from writ_async.engine.replay.continuation import FROM_FIRST_WRONG_WRITE, FROM_START, Overrides
+from writ_async.engine.replay.fork import fork
+from writ_async.engine.replay.rerun import rerun_failed
+from writ_async.engine.replay.run import RecordedEpisode, ReplayRun
+from writ_async.engine.replay.verify import iter_events, verify_all, verify_episode
 from writ_async.engine.rundir import new_manifest
 from writ_async.engine.runner import Counters, EpisodeSpec, restore, run_episode
 from writ_async.engine.simulate import simulate

@@ -235,7 +235,7 @@ class ClusterError(WritError):
 
 
 # -- replay --------------------------------------------------------------------------------
-# `writ replay` and `writ show` (writ_async/engine/replay.py): a run or episode that cannot be
+# `writ replay` and `writ show` (writ_async/engine/replay/): a run or episode that cannot be
 # replayed, and a recorded episode that the environment does not reproduce.
 
 

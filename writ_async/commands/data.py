@@ -8,9 +8,7 @@ from typing import Any
 
 from domains import get_domain
 from domains import names as domain_names
-from writ_async.errors import (
-    ConfigError,
-)
+from writ_async.errors import ConfigError
 
 
 def add_parser(commands: Any) -> None:

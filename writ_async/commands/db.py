@@ -13,9 +13,7 @@ import msgspec
 from domains import get_domain
 from writ_async.commands.args import add_database_args, open_database
 from writ_async.environment.overlay import BaseDB
-from writ_async.errors import (
-    DataError,
-)
+from writ_async.errors import DataError
 
 
 def add_parser(commands: Any) -> None:

@@ -9,9 +9,7 @@ from typing import Any
 import msgspec
 
 from writ_async.commands.args import checked_config, run_async
-from writ_async.errors import (
-    ConfigError,
-)
+from writ_async.errors import ConfigError
 from writ_async.logs import configure_logging
 
 

@@ -12,9 +12,7 @@ from typing import Any
 
 from domains import get_domain
 from writ_async.commands.args import EPISODE_HELP, positive, probability, run_async
-from writ_async.errors import (
-    ReplayError,
-)
+from writ_async.errors import ReplayError
 from writ_async.logs import configure_logging
 
 
@@ -69,7 +67,15 @@ DIVERGED = 2  # exit status of `writ replay` when an episode does not reproduce
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from writ_async.engine import replay
+    from writ_async.engine.replay.continuation import (
+        FROM_FIRST_WRONG_WRITE,
+        FROM_START,
+        Overrides,
+        render_outcome,
+    )
+    from writ_async.engine.replay.fork import fork
+    from writ_async.engine.replay.rerun import rerun_failed
+    from writ_async.engine.replay.verify import render_verdict, verify_episode
     from writ_async.errors import ReplayError
 
     continuing = args.from_step is not None or args.failed
@@ -99,14 +105,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not continuing:
         if args.all:
             return _verify_all(run, full_hash=args.full_hash)
-        verdict = run_async(replay.verify_episode(run, args.episode, full_hash=args.full_hash))
-        print(replay.render_verdict(verdict))
+        verdict = run_async(verify_episode(run, args.episode, full_hash=args.full_hash))
+        print(render_verdict(verdict))
         return 0 if verdict.ok else DIVERGED
 
-    overrides = replay.Overrides(seed=args.seed, agent=args.agent, user=args.user,
-                                 config_path=args.config, mistake_rate=args.mistake_rate,
-                                 concurrency=args.concurrency,
-                                 behaviours=_behaviours_arg(args.behaviours))
+    overrides = Overrides(seed=args.seed, agent=args.agent, user=args.user,
+                          config_path=args.config, mistake_rate=args.mistake_rate,
+                          concurrency=args.concurrency,
+                          behaviours=_behaviours_arg(args.behaviours))
     if args.out:
         out = Path(args.out)
         if out.is_dir() and any(out.iterdir()):
@@ -120,24 +126,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out = Path(args.run_dir).parent / f"{Path(args.run_dir).name}-{kind}-" \
             f"{time.strftime('%Y%m%d-%H%M%S')}"
     if args.from_step is not None:
-        outcome = run_async(replay.fork(run, args.episode, args.from_step, out=out,
-                                         overrides=overrides, progress_stream=sys.stderr))
+        outcome = run_async(fork(run, args.episode, args.from_step, out=out,
+                                  overrides=overrides, progress_stream=sys.stderr))
     else:
-        mode = replay.FROM_FIRST_WRONG_WRITE if args.from_first_wrong_write else \
-            replay.FROM_START
-        outcome = run_async(replay.rerun_failed(run, mode=mode, out=out, overrides=overrides,
-                                                 progress_stream=sys.stderr))
-    print(replay.render_outcome(run, outcome))
+        mode = FROM_FIRST_WRONG_WRITE if args.from_first_wrong_write else FROM_START
+        outcome = run_async(rerun_failed(run, mode=mode, out=out, overrides=overrides,
+                                          progress_stream=sys.stderr))
+    print(render_outcome(run, outcome))
     return 0
 
 
 def open_replay(run_dir: str | Path) -> Any:
     """A run directory opened for replay, on the domain its manifest's config names: the
     registry is looked up here, the replay engine is given the ``Domain``."""
-    from writ_async.engine import replay
+    from writ_async.engine.replay.run import open_run, run_config
 
-    _, config = replay.run_config(run_dir)
-    return replay.open_run(run_dir, get_domain(config.run.domain))
+    _, config = run_config(run_dir)
+    return open_run(run_dir, get_domain(config.run.domain))
 
 
 INCOMPLETE = 1  # exit status of `writ replay --all` when all verified but the run is not whole
@@ -147,14 +152,15 @@ def _verify_all(run: Any, *, full_hash: bool) -> int:
     """`writ replay --all`: verify every finished episode, then hold the journal against
     the manifest. Exit 0 only for a whole run that reproduces; DIVERGED wins over
     INCOMPLETE (a divergence is the worse news)."""
-    from writ_async.engine import replay
+    from writ_async.engine.replay.completeness import completeness, render_completeness
+    from writ_async.engine.replay.verify import render_table, verify_all
 
     start = time.perf_counter()
-    verdicts = run_async(replay.verify_all(run, full_hash=full_hash))
-    print(replay.render_table(verdicts, time.perf_counter() - start,
-                              unfinished=len(run.contents.unfinished)))
-    whole = replay.completeness(run)
-    print("\n".join(replay.render_completeness(run, whole)))
+    verdicts = run_async(verify_all(run, full_hash=full_hash))
+    print(render_table(verdicts, time.perf_counter() - start,
+                       unfinished=len(run.contents.unfinished)))
+    whole = completeness(run)
+    print("\n".join(render_completeness(run, whole)))
     if not all(v.ok for v in verdicts):
         return DIVERGED
     return 0 if whole.complete else INCOMPLETE
@@ -162,8 +168,8 @@ def _verify_all(run: Any, *, full_hash: bool) -> int:
 
 def warn_if_corrupt(run: Any) -> None:
     """On stderr, before what is served: the journal is damaged and how to salvage it."""
-    from writ_async.engine import replay
+    from writ_async.engine.replay.run import corruption_warning
 
-    warning = replay.corruption_warning(run)
+    warning = corruption_warning(run)
     if warning is not None:
         print(f"writ: warning: {warning}", file=sys.stderr, flush=True)

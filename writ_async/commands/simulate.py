@@ -20,9 +20,7 @@ from domains import names as domain_names
 from writ_async.commands.args import add_domain_arg, positive, probability, run_async
 from writ_async.config import check_domains, default_config, load_config
 from writ_async.conversation.episode import Termination
-from writ_async.errors import (
-    ConfigError,
-)
+from writ_async.errors import ConfigError
 from writ_async.logs import configure_logging
 from writ_async.seeds import run_seed
 

@@ -18,10 +18,7 @@ from writ_async.commands.args import (
     positive,
     run_async,
 )
-from writ_async.errors import (
-    ConfigError,
-    DataError,
-)
+from writ_async.errors import ConfigError, DataError
 
 
 def add_parser(commands: Any) -> None:

@@ -14,11 +14,7 @@ from typing import IO, Any
 from domains import get_domain
 from writ_async.commands.args import add_database_args, add_domain_arg, open_database
 from writ_async.environment.tau2.validation import strict_json_loads
-from writ_async.errors import (
-    DataError,
-    ToolCallFormatError,
-    ToolError,
-)
+from writ_async.errors import DataError, ToolCallFormatError, ToolError
 
 
 def add_parser(commands: Any) -> None:

@@ -28,7 +28,7 @@ from writ_async.conversation.messages import (
     UserMessage,
 )
 from writ_async.conversation.records import Check, RewardInfo
-from writ_async.engine.replay import RecordedEpisode, ReplayRun
+from writ_async.engine.replay.run import RecordedEpisode, ReplayRun
 from writ_async.environment.overlay import BaseDB, Overlay
 from writ_async.environment.tools import ToolKind
 from writ_async.grading.grade import GRADED, INVALID_TASK, NOT_GRADED

@@ -127,7 +127,7 @@ def add_parser(subcommands: Any) -> None:
 def build_traffic(args: argparse.Namespace) -> Traffic:
     if args.from_run:
         from domains import get_domain
-        from writ_async.engine.replay import run_config
+        from writ_async.engine.replay.run import run_config
         from writ_async.loadtest.recorded import RecordedTraffic
 
         # The registry is looked up here, on the domain the run's manifest names.

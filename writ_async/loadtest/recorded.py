@@ -64,7 +64,7 @@ class RecordedTraffic:
     """The recorded requests of a run directory's finished episodes (module doc)."""
 
     def __init__(self, run_dir: Path | str, domain: Domain) -> None:
-        from writ_async.engine.replay import behaviours_of, open_run
+        from writ_async.engine.replay.run import behaviours_of, open_run
 
         self.path = Path(run_dir)
         run = open_run(self.path, domain)
