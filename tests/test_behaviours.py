@@ -70,13 +70,10 @@ from writ_async.participants.prompts import (
     user_system_prompt,
     user_view,
 )
-from writ_async.participants.scripted import (
-    DEFAULT_MAX_USER_TURNS,
-    HEARD_SUFFIX,
-    ScriptedAgent,
-    ScriptedUser,
-    run_scripted_episode,
-)
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.reading import HEARD_SUFFIX
+from writ_async.participants.scripted.user import DEFAULT_MAX_USER_TURNS, ScriptedUser
 
 DOMAINS = ("airline", "retail")
 RUN_SEED = 500

@@ -39,8 +39,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.models.protocol",  # the wire format (as messages is ours): no I/O
         # the subpackages' own modules only say what is in them
         "writ_async.conversation", "writ_async.environment", "writ_async.engine",
-        "writ_async.engine.replay", "writ_async.participants", "writ_async.grading",
-        "writ_async.export",
+        "writ_async.engine.replay", "writ_async.participants",
+        "writ_async.participants.scripted", "writ_async.grading", "writ_async.export",
         "writ_async.models", "writ_async.synthesis", "writ_async.cluster",
         "writ_async.loadtest")),
     ("llm", (  # endpoints: protocol, client, pool, limits, retry, the mock server
@@ -55,7 +55,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("synthesis", ("writ_async.synthesis.*",)),
     ("conversation", (  # one episode: the sans-IO episode, participants, grading, journal
         "writ_async.conversation.episode", "writ_async.participants.llm",
-        "writ_async.engine.drive", "writ_async.participants.scripted",
+        "writ_async.engine.drive", "writ_async.participants.scripted.*",
         "writ_async.engine.journal", "writ_async.grading.grade", "writ_async.grading.judge",
         "writ_async.models.scripted_policy")),
     ("engine", (  # many episodes: runs, run directories, outputs, replay

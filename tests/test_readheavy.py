@@ -23,7 +23,8 @@ from writ_async.conversation.task import Action, Task, load_tasks
 from writ_async.environment.overlay import Overlay
 from writ_async.environment.tools import ToolKind
 from writ_async.grading import grade as grading
-from writ_async.participants.scripted import MistakeConfig, MistakeKind, run_scripted_episode
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
 from writ_async.synthesis.driver import (
     DEFAULT_MIX,
     WRITE_INTENSIVE,

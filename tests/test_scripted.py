@@ -45,18 +45,17 @@ from writ_async.models.scripted_policy import (
 )
 from writ_async.participants import phrasebank as pb
 from writ_async.participants.llm import Turn
-from writ_async.participants.scripted import (
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.markers import (
     TRANSFER_LINE,
-    MistakeConfig,
-    MistakeKind,
-    ScriptedAgent,
-    ScriptedUser,
-    _ask_for,
-    _intent,
+    ask_for,
+    intent_of,
     is_closing,
     is_confirmation,
-    run_scripted_episode,
 )
+from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
+from writ_async.participants.scripted.user import ScriptedUser
 from writ_async.synthesis.driver import generate_tasks
 
 DOMAINS = ("airline", "retail")
@@ -773,7 +772,7 @@ def test_the_agent_asks_only_for_what_it_lacks(world: World) -> None:
             reply = agent.reply([AssistantMessage(content="Hi!"), UserMessage(content=said)])
             content = reply.content or ""
             assert not reply.tool_calls and agent._identity() not in content, (task.id, content)
-            assert _ask_for(others[0][0]) in content, (task.id, content)
+            assert ask_for(others[0][0]) in content, (task.id, content)
             named += 1
     assert skipped >= 5 and asked >= 5 and named >= 1, (skipped, asked, named)
 
@@ -791,13 +790,13 @@ def test_the_phrase_bank_keeps_intents_recognisable() -> None:
     # An empty family would pass the loops below with nothing checked.
     assert closers and confirms and asks and refusals
     for closer in closers:
-        assert _intent(closer) == "closing", closer
+        assert intent_of(closer) == "closing", closer
     for text in confirms:
-        assert _intent(text) == "confirm", text
+        assert intent_of(text) == "confirm", text
     for ask in asks:
-        assert _intent(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
+        assert intent_of(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
     for text in refusals:
-        assert _intent(text) == "other", text
+        assert intent_of(text) == "other", text
     # Plan messages never open like a detour (the agent counts its place by that).
     openings = pb.alternatives(pb.ASK_OPENERS, pb.ASK_MORE_OPENERS, pb.CONFIRM_STEMS,
                                pb.CONFIRM_LEADS, pb.OUTCOME_LEADS, pb.OUTCOME_GENERIC,

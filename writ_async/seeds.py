@@ -17,7 +17,7 @@ be "harmonised":
   processes and Python versions; the key is a purpose prefix and the seed.
 
 The scripted agent and user draw their own choices from the episode seed
-(``random.Random(f"{seed}:<purpose>")``, in scripted.py and behaviours.py); those are
+(``random.Random(f"{seed}:<purpose>")``, in participants/scripted/ and behaviours.py); those are
 streams *within* one episode rather than seeds of the run.
 """
 

@@ -30,7 +30,7 @@ from writ_async.export.preference import Reference, write_preferences
 from writ_async.export.sft import ExportContext, ExportReport, write_exports
 from writ_async.export.trl_format import write_trl_export
 from writ_async.grading.results import to_tau2_results
-from writ_async.participants.scripted import ScriptedAgent
+from writ_async.participants.scripted.agent import ScriptedAgent
 
 TASKS = "tasks.json"  # the run's tasks, kept in the run directory
 

@@ -21,7 +21,9 @@ from writ_async.models.setup import RateLimiterFactory, open_pool
 from writ_async.participants.behaviours import with_behaviours
 from writ_async.participants.llm import InProcess, LLMAgent, LLMUser, Participant
 from writ_async.participants.prompts import user_system_prompt
-from writ_async.participants.scripted import MistakeConfig, ScriptedAgent, ScriptedUser
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.mistakes import MistakeConfig
+from writ_async.participants.scripted.user import ScriptedUser
 
 SCRIPTED_HTTP = "scripted-http"
 

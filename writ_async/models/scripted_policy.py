@@ -48,12 +48,9 @@ from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.protocol import ToolCall as WireToolCall
 from writ_async.participants.behaviours import parse_scenario_id
-from writ_async.participants.scripted import (
-    DEFAULT_MAX_USER_TURNS,
-    MistakeConfig,
-    ScriptedAgent,
-    ScriptedUser,
-)
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.mistakes import MistakeConfig
+from writ_async.participants.scripted.user import DEFAULT_MAX_USER_TURNS, ScriptedUser
 
 AGENT = "agent"
 USER = "user"

@@ -8,7 +8,7 @@ everything up front and reveal one fact at a time, nor be both terse and verbose
 
 The catalogue drives both kinds of user:
 
-* the scripted user (``scripted.ScriptedUser(..., behaviours=...)``) implements each one
+* the scripted user (``scripted.user.ScriptedUser(..., behaviours=...)``) implements each one
   in its replies, with the content defined here (preferences, fillers, the identifier it
   mistypes, the phrasing rules) and the domain's own (``Domain.forbidden_requests`` and
   ``Domain.vague_openers``; generic ones for a domain without);

@@ -12,7 +12,7 @@ its intents recognisable: every closing line holds "anything else", every confir
 holds one of ``CONFIRM_CUES``, and every detour opens with one of ``DETOUR_LEADS``
 (``REASK_LEADS``, ``NOT_FOUND_LEADS``, ``REFUSAL_LEADS``), which no plan message opens
 with. The fixed wording holds no digit, so a number the agent states always comes from
-the task or the tool results (see ``scripted._reportable``).
+the task or the tool results (see ``scripted.mistakes.reportable_values``).
 """
 
 from __future__ import annotations
