@@ -28,7 +28,7 @@ from writ_async.models.client import CallResult, EndpointClient, open_session
 from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
 from writ_async.models.protocol import ChatRequest
 from writ_async.models.scripted_policy import ScriptedPolicy
-from writ_async.participants.llm import InProcess
+from writ_async.participants.base import InProcess
 from writ_async.synthesis.driver import generate_tasks
 
 LOOKUP = ToolCall(id="c1", name="get_user_details", arguments={"user_id": "x"},

@@ -54,7 +54,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domains", ("domains", "domains.*")),
     ("synthesis", ("writ_async.synthesis.*",)),
     ("conversation", (  # one episode: the sans-IO episode, participants, grading, journal
-        "writ_async.conversation.episode", "writ_async.participants.llm",
+        "writ_async.conversation.episode", "writ_async.participants.base",
+        "writ_async.participants.llm",
         "writ_async.engine.drive", "writ_async.participants.scripted.*",
         "writ_async.engine.journal", "writ_async.grading.grade", "writ_async.grading.judge",
         "writ_async.models.scripted_policy")),

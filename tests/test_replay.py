@@ -42,7 +42,8 @@ from writ_async.environment.tools import ToolKind
 from writ_async.errors import ReplayDivergence, ReplayError
 from writ_async.export.sft import is_kept
 from writ_async.logs import reset_logging
-from writ_async.participants.llm import ParticipantError, Turn
+from writ_async.participants.base import Turn
+from writ_async.participants.llm import ParticipantError
 
 replace = msgspec.structs.replace
 

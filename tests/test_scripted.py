@@ -44,7 +44,7 @@ from writ_async.models.scripted_policy import (
     request_tag,
 )
 from writ_async.participants import phrasebank as pb
-from writ_async.participants.llm import Turn
+from writ_async.participants.base import Turn
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.inprocess import run_scripted_episode
 from writ_async.participants.scripted.markers import (

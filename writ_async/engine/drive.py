@@ -23,7 +23,7 @@ from writ_async.conversation.episode import (
 )
 from writ_async.conversation.messages import AssistantMessage, ToolCall, ToolMessage, UserMessage
 from writ_async.errors import ParticipantError, ProtocolError
-from writ_async.participants.llm import Participant, Turn
+from writ_async.participants.base import Participant, Turn
 
 # How one tool call runs (on the episode's environment): ``Environment.call`` on its parts.
 Execute = Callable[[ToolCall], ToolOutcome]

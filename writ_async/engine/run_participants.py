@@ -18,8 +18,9 @@ from writ_async.environment.domain import Domain
 from writ_async.grading.judge import Judge
 from writ_async.models.pool import ModelPool
 from writ_async.models.setup import RateLimiterFactory, open_pool
+from writ_async.participants.base import InProcess, Participant
 from writ_async.participants.behaviours import with_behaviours
-from writ_async.participants.llm import InProcess, LLMAgent, LLMUser, Participant
+from writ_async.participants.llm import LLMAgent, LLMUser
 from writ_async.participants.prompts import user_system_prompt
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.mistakes import MistakeConfig

@@ -61,8 +61,8 @@ from writ_async.grading.grade import GoldCache, grade
 from writ_async.grading.judge import nl_assertions_of
 from writ_async.logs import episode_context
 from writ_async.models.client import CallResult
+from writ_async.participants.base import Participant, Turn
 from writ_async.participants.behaviours import scenario_id
-from writ_async.participants.llm import Participant, Turn
 
 # What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
 JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]

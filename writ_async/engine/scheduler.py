@@ -24,7 +24,7 @@ from writ_async.conversation.records import EpisodeRecord
 from writ_async.engine.runner import Counters, EpisodeSetup, EpisodeSpec, Sink, run_episode
 from writ_async.export.sft import ExportFilter, is_kept
 from writ_async.logs import get_logger
-from writ_async.participants.llm import Participant
+from writ_async.participants.base import Participant
 from writ_async.scopes import CancelScope
 
 MakeParticipants = Callable[[EpisodeSpec], tuple[Participant, Participant]]

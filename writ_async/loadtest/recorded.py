@@ -31,7 +31,7 @@ from writ_async.environment.domain import Domain
 from writ_async.errors import ModelCallError, ReplayError
 from writ_async.models.client import CallResult
 from writ_async.models.protocol import ChatRequest
-from writ_async.participants.llm import InProcess, Participant
+from writ_async.participants.base import InProcess, Participant
 
 COMPLETED = "completed"  # every recorded request was sent and answered
 FAILED = "failed"  # a request failed: the conversation does not go on

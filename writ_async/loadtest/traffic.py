@@ -32,7 +32,8 @@ from writ_async.errors import ModelCallError
 from writ_async.models.client import CallResult
 from writ_async.models.policies import plausible_text
 from writ_async.models.protocol import ChatRequest, Message
-from writ_async.participants.llm import InProcess, LLMAgent, LLMUser, Participant
+from writ_async.participants.base import InProcess, Participant
+from writ_async.participants.llm import LLMAgent, LLMUser
 from writ_async.participants.prompts import agent_system_prompt, user_system_prompt
 from writ_async.participants.scripted.user import ScriptedUser
 from writ_async.seeds import episode_seed

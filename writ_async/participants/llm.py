@@ -1,20 +1,15 @@
-"""The agent and the user simulator, as the runner calls them.
+"""The LLM agent and the LLM user simulator, as the runner calls them.
 
-A participant turns the conversation so far into its next message. LLM participants
-build an OpenAI request (the agent's full view, or the user's role-flipped text view)
-and send it through the model pool under their role; scripted participants compute the
-message in-process. Each reply comes back as a ``Turn``: the message, and the model call
-that produced it when there was one (for the journal and the accounting).
-
-Failures are typed (writ_async/errors.py) and mapped to tau2-bench's termination reasons
-by ``termination_for``: the runner ends the episode with that reason.
+Each builds an OpenAI request (the agent's full view, or the user's role-flipped text
+view) and sends it through the model pool under its role. Failures are typed
+(writ_async/errors.py) and mapped to tau2-bench's termination reasons by
+``termination_for``: the runner ends the episode with that reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -35,21 +30,9 @@ from writ_async.models.pool import ModelPool
 from writ_async.models.protocol import ChatCompletion, ChatRequest
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.retry import RETRYABLE_MALFORMED
+from writ_async.participants.base import Turn
 from writ_async.participants.prompts import agent_view, user_view
 from writ_async.seeds import parse_retry_seed
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    message: AssistantMessage | UserMessage
-    call: CallResult | None = None
-    # calls made for this turn and thrown away (a tool call passed through as text,
-    # retried), in order: journaled and counted before ``call``
-    discarded: tuple[CallResult, ...] = ()
-
-
-class Participant(Protocol):
-    async def reply(self, messages: Sequence[Message]) -> Turn: ...
 
 
 def termination_for(error: ModelCallError, *, is_agent: bool) -> Termination:
@@ -252,14 +235,3 @@ class LLMUser:
                               usage=None if result is None else _usage(result),
                               reasoning=msgspec.UNSET if reasoning is None else reasoning)
         return Turn(message, result)
-
-
-class InProcess:
-    """A scripted participant (a pure function of the history), called in-process."""
-
-    def __init__(self, reply: Callable[[Sequence[Message]], AssistantMessage | UserMessage]):
-        self._reply = reply
-
-    async def reply(self, messages: Sequence[Message]) -> Turn:
-        message = self._reply(messages)
-        return Turn(msgspec.structs.replace(message, turn_idx=len(messages)))

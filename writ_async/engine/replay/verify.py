@@ -46,9 +46,9 @@ from writ_async.engine.journal import (
 from writ_async.engine.replay.run import RecordedEpisode, ReplayRun, behaviours_of
 from writ_async.engine.runner import EpisodeSpec, first_difference, run_episode
 from writ_async.environment.tools import ToolKind
-from writ_async.errors import JournalCorrupt, ReplayDivergence, ReplayError
+from writ_async.errors import JournalCorrupt, ParticipantError, ReplayDivergence, ReplayError
 from writ_async.grading.grade import NL_ASSERTION
-from writ_async.participants.llm import ParticipantError, Turn
+from writ_async.participants.base import Turn
 
 
 @dataclass(frozen=True, slots=True)

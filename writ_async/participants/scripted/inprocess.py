@@ -10,7 +10,7 @@ from writ_async.conversation.task import Task
 from writ_async.engine.drive import drive, finish_now, on
 from writ_async.environment.domain import Domain
 from writ_async.environment.overlay import BaseDB
-from writ_async.participants.llm import InProcess
+from writ_async.participants.base import InProcess
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.mistakes import MistakeConfig
 from writ_async.participants.scripted.user import ScriptedUser
