@@ -34,35 +34,35 @@ from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
 from writ_async.grading import grade as grading
 from writ_async.models.scripted_policy import agent_messages, user_messages
-from writ_async.participants.behaviours import (
+from writ_async.participants.behaviours.catalogue import (
     BEHAVIOURS,
     CATALOGUE,
-    FILLERS,
-    HURRIES,
     NAMES,
-    PHRASINGS,
-    BehaviourMix,
-    Scenario,
     canonical,
     compatible,
-    expand_scenarios,
-    fact_units,
-    first_person,
+)
+from writ_async.participants.behaviours.content import (
     forbidden_request,
     id_mistake,
     instruction_text,
     is_forbidden_request,
     mentions,
-    parse_scenario_id,
     preference,
     replace_value,
-    sample_behaviours,
-    scenario_id,
     string_leaves,
-    terse,
     user_prompt_block,
     with_behaviours,
 )
+from writ_async.participants.behaviours.phrasing import fact_units, first_person, terse
+from writ_async.participants.behaviours.scenarios import (
+    BehaviourMix,
+    Scenario,
+    expand_scenarios,
+    parse_scenario_id,
+    sample_behaviours,
+    scenario_id,
+)
+from writ_async.participants.behaviours.user_phrases import FILLERS, HURRIES, PHRASINGS
 from writ_async.participants.phrasebank import REASK_LEADS, REFUSAL_LEADS
 from writ_async.participants.prompts import (
     USER_GUIDELINES,

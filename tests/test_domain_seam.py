@@ -31,7 +31,7 @@ from writ_async.environment.overlay import BaseDB, Overlay
 from writ_async.environment.tools import Toolbox, read, write
 from writ_async.errors import ConfigError, SynthesisError, ToolError
 from writ_async.logs import reset_logging
-from writ_async.participants.behaviours import BehaviourMix
+from writ_async.participants.behaviours.scenarios import BehaviourMix
 from writ_async.synthesis.drafts import Draft, Shape, Step, execute
 from writ_async.synthesis.driver import generate_tasks
 

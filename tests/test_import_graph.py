@@ -40,7 +40,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         # the subpackages' own modules only say what is in them
         "writ_async.conversation", "writ_async.environment", "writ_async.engine",
         "writ_async.engine.replay", "writ_async.participants",
-        "writ_async.participants.scripted", "writ_async.grading", "writ_async.export",
+        "writ_async.participants.behaviours", "writ_async.participants.scripted",
+        "writ_async.grading", "writ_async.export",
         "writ_async.models", "writ_async.synthesis", "writ_async.cluster",
         "writ_async.loadtest")),
     ("llm", (  # endpoints: protocol, client, pool, limits, retry, the mock server
@@ -48,15 +49,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.models.*")),
     ("environment", (  # a domain's kit: overlay, tools, tasks, Domain, the draft protocols
         "writ_async.environment.*", "writ_async.conversation.task",
-        "writ_async.participants.behaviours", "writ_async.participants.prompts",
+        "writ_async.participants.behaviours.*", "writ_async.participants.prompts",
         "writ_async.synthesis.drafts", "writ_async.synthesis.readheavy",
         "writ_async.synthesis.wording")),
     ("domains", ("domains", "domains.*")),
     ("synthesis", ("writ_async.synthesis.*",)),
     ("conversation", (  # one episode: the sans-IO episode, participants, grading, journal
         "writ_async.conversation.episode", "writ_async.participants.base",
-        "writ_async.participants.llm",
-        "writ_async.engine.drive", "writ_async.participants.scripted.*",
+        "writ_async.participants.llm", "writ_async.engine.drive",
+        "writ_async.participants.scripted.*",
         "writ_async.engine.journal", "writ_async.grading.grade", "writ_async.grading.judge",
         "writ_async.models.scripted_policy")),
     ("engine", (  # many episodes: runs, run directories, outputs, replay
@@ -78,7 +79,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "cycle errors <-> episode, TYPE_CHECKING only",
     # issue 15: "config.py imports the aiohttp mock server for one Struct".
     ("writ_async.config", "writ_async.models.mock_server"): "MockConfig lives there",
-    ("writ_async.config", "writ_async.participants.behaviours"):
+    ("writ_async.config", "writ_async.participants.behaviours.scenarios"):
         "behaviour names checked in config",
 }
 

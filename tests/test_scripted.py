@@ -713,7 +713,10 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
 
 
 def test_every_forbidden_request_has_a_reason() -> None:
-    from writ_async.participants.behaviours import GENERIC_FORBIDDEN_REQUESTS, forbidden_reason
+    from writ_async.participants.behaviours.content import (
+        GENERIC_FORBIDDEN_REQUESTS,
+        forbidden_reason,
+    )
 
     checked = 0
     for domain in (*(get_domain(name) for name in DOMAINS), None):

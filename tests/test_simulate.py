@@ -213,7 +213,7 @@ ttft_ms = 5.0
 @pytest.mark.asyncio
 async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
         tmp_path: Path) -> None:
-    from writ_async.participants.behaviours import BehaviourMix
+    from writ_async.participants.behaviours.scenarios import BehaviourMix
 
     mix = BehaviourMix(weights={"one_fact_when_asked": 1.0, "verbose": 1.0,
                                 "correctable_id_mistake": 1.0, "forbidden_first": 1.0},

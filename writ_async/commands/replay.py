@@ -54,7 +54,7 @@ def _behaviours_arg(value: str | None) -> tuple[str, ...] | None:
     """``a+b`` as checked behaviour names; None when not given."""
     if value is None:
         return None
-    from writ_async.participants.behaviours import canonical
+    from writ_async.participants.behaviours.catalogue import canonical
 
     names = [n for n in value.split("+") if n]
     try:

@@ -19,7 +19,7 @@ from writ_async.grading.judge import Judge
 from writ_async.models.pool import ModelPool
 from writ_async.models.setup import RateLimiterFactory, open_pool
 from writ_async.participants.base import InProcess, Participant
-from writ_async.participants.behaviours import with_behaviours
+from writ_async.participants.behaviours.content import with_behaviours
 from writ_async.participants.llm import LLMAgent, LLMUser
 from writ_async.participants.prompts import user_system_prompt
 from writ_async.participants.scripted.agent import ScriptedAgent

@@ -62,7 +62,7 @@ from writ_async.grading.judge import nl_assertions_of
 from writ_async.logs import episode_context
 from writ_async.models.client import CallResult
 from writ_async.participants.base import Participant, Turn
-from writ_async.participants.behaviours import scenario_id
+from writ_async.participants.behaviours.scenarios import scenario_id
 
 # What grades NL assertions: ``(checks, "")`` or ``(None, why not graded)`` (judge.Judge).
 JudgeFn = Callable[[Sequence[Message], Sequence[str]], Awaitable[tuple[list[Check] | None, str]]]
@@ -100,7 +100,7 @@ class EpisodeSpec:
     attempt: int = 0
     prefix: tuple[Message, ...] = ()
     lineage: Lineage | None = None
-    behaviours: tuple[str, ...] = ()  # how the user behaves (writ_async/participants/behaviours.py)
+    behaviours: tuple[str, ...] = ()  # how the user behaves (participants/behaviours/)
 
     @property
     def episode_id(self) -> str:

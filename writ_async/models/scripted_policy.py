@@ -47,7 +47,7 @@ from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.protocol import ToolCall as WireToolCall
-from writ_async.participants.behaviours import parse_scenario_id
+from writ_async.participants.behaviours.scenarios import parse_scenario_id
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.mistakes import MistakeConfig
 from writ_async.participants.scripted.user import DEFAULT_MAX_USER_TURNS, ScriptedUser

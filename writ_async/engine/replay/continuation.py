@@ -30,7 +30,7 @@ from writ_async.engine.scheduler import Progress, StopRequest, run_many
 from writ_async.errors import ConfigError, ReplayError
 from writ_async.export.sft import ExportReport, is_kept
 from writ_async.grading.results import summary
-from writ_async.participants.behaviours import scenario_id
+from writ_async.participants.behaviours.scenarios import scenario_id
 from writ_async.seeds import episode_seed
 
 FROM_START = "from_start"

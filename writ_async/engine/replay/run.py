@@ -27,7 +27,7 @@ from writ_async.engine.plan import RunPlan, resolve_plan
 from writ_async.engine.rundir import JOURNAL, Manifest, load_manifest, salvage_advice
 from writ_async.environment.domain import Domain
 from writ_async.errors import ReplayError, RunDirError
-from writ_async.participants.behaviours import parse_scenario_id
+from writ_async.participants.behaviours.scenarios import parse_scenario_id
 
 LINEAGE = "lineage.json"  # in a run made by `writ replay`: its parent and fork steps
 

@@ -41,7 +41,11 @@ from writ_async.conversation.task import Action, Task
 from writ_async.environment.domain import Domain
 from writ_async.environment.tools import Toolbox, ToolKind
 from writ_async.participants import phrasebank as pb
-from writ_async.participants.behaviours import forbidden_reason, looks_like_id, string_leaves
+from writ_async.participants.behaviours.content import (
+    forbidden_reason,
+    looks_like_id,
+    string_leaves,
+)
 from writ_async.participants.scripted.markers import (
     IDENTITY_DEFAULT,
     TRANSFER_LINE,

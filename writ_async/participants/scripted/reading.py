@@ -16,7 +16,7 @@ from typing import Any
 from writ_async.conversation.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.conversation.task import Task
 from writ_async.participants import phrasebank as pb
-from writ_async.participants.behaviours import (
+from writ_async.participants.behaviours.content import (
     instruction_text,
     looks_like_id,
     mentions,

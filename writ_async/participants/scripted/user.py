@@ -16,30 +16,28 @@ from writ_async.conversation.messages import STOP, TRANSFER, AssistantMessage, M
 from writ_async.conversation.task import Instructions, Task
 from writ_async.environment.domain import Domain
 from writ_async.participants import phrasebank as pb
-from writ_async.participants.behaviours import (
+from writ_async.participants.behaviours.catalogue import (
     CHANGES_PREFERENCE,
     COOPERATIVE,
     CORRECTABLE_ID_MISTAKE,
-    FILLERS,
     FORBIDDEN_FIRST,
-    HURRIES,
     IMPATIENT,
     ONE_FACT_WHEN_ASKED,
     OUT_OF_ORDER,
-    PHRASINGS,
     VAGUE_THEN_NARROWS,
     VERBOSE,
     canonical,
-    fact_units,
-    first_person,
+)
+from writ_async.participants.behaviours.content import (
     forbidden_request,
     id_mistake,
     mentions,
     preference,
     replace_value,
-    terse,
     vague_opener,
 )
+from writ_async.participants.behaviours.phrasing import fact_units, first_person, terse
+from writ_async.participants.behaviours.user_phrases import FILLERS, HURRIES, PHRASINGS
 from writ_async.participants.scripted.markers import intent_of
 
 DEFAULT_MAX_USER_TURNS = 30
@@ -115,7 +113,7 @@ class ScriptedUser:
 
 
 # The behaviour user's fixed phrases, by style (plain, impatient, verbose): the banks of
-# behaviours.PHRASINGS, from which a user never says the same sentence twice.
+# behaviours.user_phrases.PHRASINGS, from which a user never says the same sentence twice.
 _PLAIN, _TERSE, _CHATTY = "plain", IMPATIENT, VERBOSE
 
 
