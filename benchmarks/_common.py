@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from domains import get_domain
-from writ_async.overlay import BaseDB
+from writ_async.environment.overlay import BaseDB
 
 SHARED_TAU2 = Path(os.environ.get(
     "WRIT_TAU2_DIR", Path(__file__).resolve().parents[2] / "shared" / "tau2"))
@@ -16,14 +16,14 @@ SHARED_TAU2 = Path(os.environ.get(
 
 def plan_of(config: Any) -> Any:
     """The run plan ``writ simulate`` resolves from ``config`` (the command's lookup)."""
-    from writ_async.plan import resolve_plan
+    from writ_async.engine.plan import resolve_plan
 
     return resolve_plan(config, get_domain(config.run.domain))
 
 
 def open_replay(run_dir: Path) -> Any:
     """A run directory opened for replay as ``writ replay`` opens it."""
-    from writ_async.replay import open_run, run_config
+    from writ_async.engine.replay.run import open_run, run_config
 
     _, config = run_config(run_dir)
     return open_run(run_dir, get_domain(config.run.domain))

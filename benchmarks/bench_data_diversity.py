@@ -3,7 +3,7 @@
 Runs the README's main command, ``writ simulate --config config.toml``, twice: at a
 baseline git revision (default 075760f, checked out with ``git worktree add`` into a
 temporary folder and run with this venv's Python, ``PYTHONPATH`` set to that worktree) and
-at the working tree. Both exports are measured with the *current* ``writ_async.datastats``
+at the working tree. Both exports are measured with the *current* ``writ_async.export.datastats``
 code, so the figures differ only by what the runs produced. Prints a table with before,
 after and after/before, and the goals of issue 13: no assistant sentence (numbers and ids
 masked, the greeting aside) in more than 5 % of conversations, and distinct-2 of the

@@ -76,7 +76,7 @@ def writ_config(url: str, trials: int, concurrency: int, out_dir: Path) -> objec
 
 
 async def run_writ(url: str, trials: int, concurrency: int, out: Path) -> dict:
-    from writ_async.simulate import simulate
+    from writ_async.engine.simulate import simulate
 
     config = writ_config(url, trials, concurrency, out.parent)
     before = rss_mib()

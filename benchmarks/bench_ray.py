@@ -32,9 +32,9 @@ from _common import plan_of, table
 
 from writ_async.cluster.ray_run import RayOptions, simulate_on_ray
 from writ_async.config import Config, default_config
+from writ_async.engine.simulate import simulate
+from writ_async.grading.results import TIMING_FIELDS
 from writ_async.logs import configure_logging
-from writ_async.results import TIMING_FIELDS
-from writ_async.simulate import simulate
 
 
 def config_for(tasks: int, participants: str, concurrency: int) -> Config:

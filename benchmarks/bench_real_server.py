@@ -59,7 +59,7 @@ from typing import Any
 
 from _common import SHARED_TAU2, table
 
-from writ_async.journal import ModelCalled, read_journal
+from writ_async.engine.journal import ModelCalled, read_journal
 
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"

@@ -27,11 +27,11 @@ import msgspec
 from _common import SHARED_TAU2, open_replay, plan_of, table
 
 from writ_async.config import default_config
-from writ_async.journal import EpisodeFinished
-from writ_async.messages import AssistantMessage
-from writ_async.replay import iter_events, verify_all
-from writ_async.simulate import simulate
-from writ_async.tools import ToolKind
+from writ_async.conversation.messages import AssistantMessage
+from writ_async.engine.journal import EpisodeFinished
+from writ_async.engine.replay.verify import iter_events, verify_all
+from writ_async.engine.simulate import simulate
+from writ_async.environment.tools import ToolKind
 
 GOAL = 2_000  # airline episodes verified per second
 

@@ -1,6 +1,6 @@
 """The executable domains shipped with writ_async (tau2-bench compatible), and the registry.
 
-A domain is a package whose ``DOMAIN`` is its ``writ_async.domain.Domain`` (tools,
+A domain is a package whose ``DOMAIN`` is its ``writ_async.environment.domain.Domain`` (tools,
 generator, policy, task synthesizers, phrases, ...). Adding one is a new folder and one
 line in ``REGISTRY``. Only the commands look a domain up by name: the engine is given the
 ``Domain`` itself and never imports this package.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import import_module
 
-from writ_async.domain import Domain
+from writ_async.environment.domain import Domain
 from writ_async.errors import UnknownDomainError
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from domains import get_domain
 from writ_async.config import Config
-from writ_async.plan import RunPlan, resolve_plan
-from writ_async.replay import ReplayRun, open_run, run_config
+from writ_async.engine.plan import RunPlan, resolve_plan
+from writ_async.engine.replay.run import ReplayRun, open_run, run_config
 
 
 def plan_of(config: Config, **kwargs: Any) -> RunPlan:

@@ -19,9 +19,9 @@ import pytest
 try:
     import domains.airline as airline
 except ModuleNotFoundError as missing:
-    # The package imports its tools, which need writ_async.calc; nothing here can run
-    # without the package, so say which module is missing instead of erroring.
-    if missing.name != "writ_async.calc":
+    # The package imports its tools, which need writ_async.environment.tau2.calc; nothing
+    # here can run without the package, so say which module is missing instead of erroring.
+    if missing.name != "writ_async.environment.tau2.calc":
         raise
     pytest.skip(f"domains.airline cannot be imported: missing module {missing.name}",
                 allow_module_level=True)

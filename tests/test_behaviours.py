@@ -19,53 +19,61 @@ import pytest
 from conftest import require, tau2_dir
 
 from domains import get_domain
-from writ_async import grading
-from writ_async.behaviours import (
+from writ_async.conversation.episode import Episode
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.conversation.records import derive_seed
+from writ_async.conversation.task import Task, UserScenario, load_tasks
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import BaseDB
+from writ_async.environment.tools import ToolKind
+from writ_async.grading import grade as grading
+from writ_async.models.scripted_policy import agent_messages, user_messages
+from writ_async.participants.behaviours.catalogue import (
     BEHAVIOURS,
     CATALOGUE,
-    FILLERS,
-    HURRIES,
     NAMES,
-    PHRASINGS,
-    BehaviourMix,
-    Scenario,
     canonical,
     compatible,
-    expand_scenarios,
-    fact_units,
-    first_person,
+)
+from writ_async.participants.behaviours.content import (
     forbidden_request,
     id_mistake,
     instruction_text,
     is_forbidden_request,
     mentions,
-    parse_scenario_id,
     preference,
     replace_value,
-    sample_behaviours,
-    scenario_id,
     string_leaves,
-    terse,
     user_prompt_block,
     with_behaviours,
 )
-from writ_async.domain import Domain
-from writ_async.episode import Episode
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
-from writ_async.models.scripted_policy import agent_messages, user_messages
-from writ_async.overlay import BaseDB
-from writ_async.phrasebank import REASK_LEADS, REFUSAL_LEADS
-from writ_async.prompts import USER_GUIDELINES, agent_view, user_system_prompt, user_view
-from writ_async.records import derive_seed
-from writ_async.scripted import (
-    DEFAULT_MAX_USER_TURNS,
-    HEARD_SUFFIX,
-    ScriptedAgent,
-    ScriptedUser,
-    run_scripted_episode,
+from writ_async.participants.behaviours.phrasing import fact_units, first_person, terse
+from writ_async.participants.behaviours.scenarios import (
+    BehaviourMix,
+    Scenario,
+    expand_scenarios,
+    parse_scenario_id,
+    sample_behaviours,
+    scenario_id,
 )
-from writ_async.tasks import Task, UserScenario, load_tasks
-from writ_async.tools import ToolKind
+from writ_async.participants.behaviours.user_phrases import FILLERS, HURRIES, PHRASINGS
+from writ_async.participants.phrasebank import REASK_LEADS, REFUSAL_LEADS
+from writ_async.participants.prompts import (
+    USER_GUIDELINES,
+    agent_view,
+    user_system_prompt,
+    user_view,
+)
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.reading import HEARD_SUFFIX
+from writ_async.participants.scripted.user import DEFAULT_MAX_USER_TURNS, ScriptedUser
 
 DOMAINS = ("airline", "retail")
 RUN_SEED = 500
@@ -286,7 +294,7 @@ def test_compositions_keep_the_gold_outcome(world: World) -> None:
 
 
 def test_synthesized_tasks_keep_the_gold_outcome() -> None:
-    from writ_async.synthesis.tasks import generate_tasks
+    from writ_async.synthesis.driver import generate_tasks
 
     for name in DOMAINS:
         domain = get_domain(name)

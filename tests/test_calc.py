@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from writ_async.calc import calculate
+from writ_async.environment.tau2.calc import calculate
 from writ_async.errors import ToolError
 
 ALLOWED = "0123456789+-*/(). "

@@ -14,13 +14,13 @@ import msgspec
 import pytest
 
 import domains
-from writ_async import cli
 from writ_async.cli import main
-from writ_async.domain import Domain
+from writ_async.commands import walk as walk_command
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import Overlay
+from writ_async.environment.tools import Toolbox, read, write
 from writ_async.errors import ToolError
 from writ_async.logs import reset_logging
-from writ_async.overlay import Overlay
-from writ_async.tools import Toolbox, read, write
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -335,7 +335,7 @@ def test_walk_episodes_are_independent() -> None:
     base = FAKE.generate_db(0, 1.0)
 
     def final_hashes(episodes: int) -> set[str]:
-        stats = cli.walk(FAKE, base, FAKE.toolbox, episodes=episodes, calls=4, seed=9)
+        stats = walk_command.walk(FAKE, base, FAKE.toolbox, episodes=episodes, calls=4, seed=9)
         return stats.final_hashes
 
     assert final_hashes(3) <= final_hashes(8)
@@ -345,10 +345,10 @@ def test_walk_episodes_are_independent() -> None:
 def test_walk_counts_with_a_virtual_clock() -> None:
     ticks = iter([10.0, 12.5])
     base = FAKE.generate_db(0, 1.0)
-    stats = cli.walk(FAKE, base, FAKE.toolbox, episodes=2, calls=3, seed=0,
+    stats = walk_command.walk(FAKE, base, FAKE.toolbox, episodes=2, calls=3, seed=0,
                      clock=lambda: next(ticks))
     assert (stats.episodes, stats.calls, stats.seconds) == (2, 6, 2.5)
-    assert "calls/s                   2" in cli.render_walk(stats, 0.1, True)
+    assert "calls/s                   2" in walk_command.render_walk(stats, 0.1, True)
 
 
 @pytest.mark.parametrize("argv", [["walk", "--episodes", "0"], ["walk", "--calls", "x"],

@@ -14,7 +14,7 @@ import pytest
 from conftest import conformance_dir, require, tau2_dir
 
 from domains import get_domain
-from writ_async.overlay import BaseDB
+from writ_async.environment.overlay import BaseDB
 
 DOMAINS = ("airline", "retail")
 WALK_SEEDS = list(range(150))  # the vectors' README: seeds 0..149 in order

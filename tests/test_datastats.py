@@ -11,11 +11,11 @@ import pytest
 from conftest import require, tau2_dir
 from planning import plan_of
 
-from writ_async import datastats
 from writ_async.cli import main
 from writ_async.config import default_config
-from writ_async.simulate import simulate
-from writ_async.tasks import Action, EvaluationCriteria, Task, UserScenario
+from writ_async.conversation.task import Action, EvaluationCriteria, Task, UserScenario
+from writ_async.engine.simulate import simulate
+from writ_async.export import datastats
 
 KINDS = {"get_user": "read", "book": "write", "cancel": "write", "think": "generic"}
 

@@ -1,4 +1,4 @@
-"""The one episode driver (writ_async/drive.py) and what the episode now decides itself:
+"""The one episode driver (writ_async/engine/drive.py) and what the episode now decides itself:
 each message's ``turn_idx``, the tool messages (id and requestor from their call), and
 the error result of a call whose arguments the run cannot hold. The runner, the scripted
 in-process episode and the load test's agent traffic all go through ``drive``."""
@@ -11,19 +11,25 @@ from typing import Any
 import pytest
 
 from domains import get_domain
-from writ_async.drive import drive, finish_now
-from writ_async.episode import Episode, refusal
+from writ_async.conversation.episode import Episode, refusal
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.engine.drive import drive, finish_now
+from writ_async.environment.tau2.validation import arguments_problem
+from writ_async.environment.tools import ToolResult
 from writ_async.errors import ProtocolError
 from writ_async.loadtest.traffic import AgentTraffic
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models.client import CallResult, EndpointClient, open_session
 from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
 from writ_async.models.protocol import ChatRequest
 from writ_async.models.scripted_policy import ScriptedPolicy
-from writ_async.participants import InProcess
-from writ_async.synthesis.tasks import generate_tasks
-from writ_async.tools import ToolResult
-from writ_async.validation import arguments_problem
+from writ_async.participants.base import InProcess
+from writ_async.synthesis.driver import generate_tasks
 
 LOOKUP = ToolCall(id="c1", name="get_user_details", arguments={"user_id": "x"},
                   requestor="user")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from writ_async.episode import (
+from writ_async.conversation.episode import (
     DEFAULT_GREETING,
     AskAgent,
     AskUser,
@@ -15,8 +15,8 @@ from writ_async.episode import (
     RunTools,
     Termination,
 )
-from writ_async.messages import AssistantMessage, ToolCall, UserMessage
-from writ_async.tools import ToolResult
+from writ_async.conversation.messages import AssistantMessage, ToolCall, UserMessage
+from writ_async.environment.tools import ToolResult
 
 CALL = ToolCall(id="c1", name="get_user_details", arguments={"user_id": "x"})
 

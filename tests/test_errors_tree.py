@@ -62,12 +62,12 @@ def test_one_root_and_every_public_error_under_it() -> None:
 
 
 def test_moved_errors_keep_their_names_and_their_kinds() -> None:
-    from writ_async.episode import ProtocolError
+    from writ_async.conversation.episode import ProtocolError
     from writ_async.loadtest.client import NotSent
     from writ_async.models.scripted_policy import ScriptedRequestError
-    from writ_async.participants import ParticipantError
+    from writ_async.participants.llm import ParticipantError
     from writ_async.synthesis.drafts import GoldActionError
-    from writ_async.synthesis.tasks import SynthesisError
+    from writ_async.synthesis.driver import SynthesisError
 
     assert ProtocolError is errors.ProtocolError and issubclass(ProtocolError, RuntimeError)
     assert GoldActionError is errors.GoldActionError

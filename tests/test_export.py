@@ -10,7 +10,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from writ_async.export import (
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+from writ_async.conversation.records import Check, EpisodeRecord, RewardInfo, Timing
+from writ_async.export.sft import (
     OPENAI_FILE,
     SHAREGPT_FILE,
     ExportContext,
@@ -21,9 +30,7 @@ from writ_async.export import (
     sharegpt_row,
     write_exports,
 )
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, Usage, UserMessage
-from writ_async.prompts import agent_system_prompt
-from writ_async.records import Check, EpisodeRecord, RewardInfo, Timing
+from writ_async.participants.prompts import agent_system_prompt
 
 TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {

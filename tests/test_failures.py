@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from writ_async.cli import nothing_ran
-from writ_async.records import EpisodeRecord
+from writ_async.commands.simulate import nothing_ran
+from writ_async.conversation.records import EpisodeRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def test_resume_after_an_outage_reruns_the_failed_episodes(tmp_path: Path) -> No
     """Episodes that ended on the infrastructure are not data: `--resume` against the
     repaired endpoint runs them again (from where they broke), and the new records stand
     in for the failed ones, each episode once."""
-    from writ_async.journal import read_journal
+    from writ_async.engine.journal import read_journal
 
     failing, fixed = tmp_path / "failing.toml", tmp_path / "fixed.toml"
     failing.write_text(FAILING, encoding="utf-8")

@@ -16,8 +16,27 @@ import pytest
 from conftest import conformance_dir, require, tau2_dir
 
 from domains import get_domain
+from writ_async.conversation.messages import (
+    STOP,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.conversation.records import Check, RewardInfo
+from writ_async.conversation.task import (
+    Action,
+    EvaluationCriteria,
+    Provenance,
+    Task,
+    UserScenario,
+    load_tasks,
+)
+from writ_async.environment.overlay import BaseDB
+from writ_async.environment.tools import ToolKind
 from writ_async.errors import DataError
-from writ_async.grading import (
+from writ_async.grading.grade import (
     CONFIRMATION,
     EVIDENCE,
     GoldCache,
@@ -31,25 +50,6 @@ from writ_async.grading import (
     is_success,
     pass_hat_k,
 )
-from writ_async.messages import (
-    STOP,
-    AssistantMessage,
-    Message,
-    ToolCall,
-    ToolMessage,
-    UserMessage,
-)
-from writ_async.overlay import BaseDB
-from writ_async.records import Check, RewardInfo
-from writ_async.tasks import (
-    Action,
-    EvaluationCriteria,
-    Provenance,
-    Task,
-    UserScenario,
-    load_tasks,
-)
-from writ_async.tools import ToolKind
 
 DOMAINS = ("airline", "retail")
 GREETING = "Hi! How can I help you today?"

@@ -13,9 +13,16 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from writ_async import journal
-from writ_async.errors import JournalBusy, JournalCorrupt
-from writ_async.journal import (
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.conversation.records import EpisodeRecord, RewardInfo, episode_id
+from writ_async.engine import journal
+from writ_async.engine.journal import (
     HEADER_SIZE,
     EpisodeFinished,
     EpisodeStarted,
@@ -30,8 +37,7 @@ from writ_async.journal import (
     read_journal,
     truncate_torn_tail,
 )
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
-from writ_async.records import EpisodeRecord, RewardInfo, episode_id
+from writ_async.errors import JournalBusy, JournalCorrupt
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from writ_async.judge import judge_request, read_verdicts, transcript
-from writ_async.messages import AssistantMessage, ToolCall, ToolMessage, UserMessage
+from writ_async.conversation.messages import AssistantMessage, ToolCall, ToolMessage, UserMessage
+from writ_async.grading.judge import judge_request, read_verdicts, transcript
 
 ASSERTIONS = ["Agent refuses the cancellation.", "Agent offers a certificate."]
 

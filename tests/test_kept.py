@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from writ_async.export import is_kept
-from writ_async.journal import read_journal
+from writ_async.engine.journal import read_journal
+from writ_async.export.sft import is_kept
 
 REPO = Path(__file__).resolve().parents[1]
 

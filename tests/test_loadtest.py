@@ -59,7 +59,7 @@ from writ_async.loadtest.traffic import (
 )
 from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
 from writ_async.models.scripted_policy import ScriptedPolicy
-from writ_async.synthesis.tasks import generate_tasks
+from writ_async.synthesis.driver import generate_tasks
 
 SINGLE_TURN = SyntheticTraffic(turns=IntRange(1, 1), system_tokens=IntRange(50, 50),
                                user_tokens=IntRange(10, 10), output_tokens=None)

@@ -23,15 +23,15 @@ from planning import plan_of
 
 from domains import get_domain
 from writ_async.config import Config, EndpointConfig, default_config
+from writ_async.engine.journal import read_journal
+from writ_async.engine.simulate import simulate
 from writ_async.errors import ReplayError, WritError
-from writ_async.journal import read_journal
 from writ_async.loadtest import cli as loadtest_cli
 from writ_async.loadtest.metrics import conversation_decoder, record_decoder
 from writ_async.loadtest.recorded import RecordedTraffic
 from writ_async.loadtest.report import CONVERSATIONS_JSONL, REPORT_JSON, REQUESTS_JSONL
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.models.mock_server import MockConfig, build_app
-from writ_async.simulate import simulate
 
 MODEL = "writ-mock"
 

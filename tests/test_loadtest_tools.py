@@ -26,7 +26,7 @@ from writ_async.models.mock_quirks import Quirks
 from writ_async.models.mock_server import MockConfig, open_mock_server
 from writ_async.models.protocol import ModelParams
 from writ_async.models.scripted_policy import ScriptedPolicy
-from writ_async.synthesis.tasks import generate_tasks
+from writ_async.synthesis.driver import generate_tasks
 
 
 def _traffic() -> tuple[AgentTraffic, ScriptedPolicy]:

@@ -21,15 +21,17 @@ import pytest
 from planning import open_replay, plan_of
 
 from writ_async.config import EndpointConfig, ModelsConfig, RetryConfig, default_config
-from writ_async.episode import Termination
+from writ_async.conversation.episode import Termination
+from writ_async.conversation.messages import AssistantMessage, UserMessage
+from writ_async.engine.journal import ModelCalled, read_journal
+from writ_async.engine.replay.verify import verify_all
+from writ_async.engine.simulate import simulate
 from writ_async.errors import (
     ContextLengthExceeded,
     MalformedResponse,
     RetriesExhausted,
     TransientError,
 )
-from writ_async.journal import ModelCalled, read_journal
-from writ_async.messages import AssistantMessage, UserMessage
 from writ_async.models.client import CallResult, EndpointClient, open_session
 from writ_async.models.mock_quirks import LLAMA_CPP_PYTHON, Quirks
 from writ_async.models.mock_server import MockConfig, MockServer, open_mock_server
@@ -42,9 +44,7 @@ from writ_async.models.protocol import (
 )
 from writ_async.models.retry import classify_status
 from writ_async.models.setup import open_pool
-from writ_async.participants import LLMAgent, LLMUser, ParticipantError
-from writ_async.replay import verify_all
-from writ_async.simulate import simulate
+from writ_async.participants.llm import LLMAgent, LLMUser, ParticipantError
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_user_details", "description": "Look a user up.",

@@ -16,14 +16,14 @@ import msgspec
 import pytest
 
 from writ_async.config import Config, load_config
+from writ_async.conversation.messages import AssistantMessage, Message, UserMessage
 from writ_async.errors import ConfigError, MalformedResponse, PermanentError
-from writ_async.messages import AssistantMessage, Message, UserMessage
 from writ_async.models.mock_quirks import reasoning_text
 from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, ModelParams, apply_params, encode_request
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.setup import open_pool
-from writ_async.participants import LLMAgent, LLMUser
+from writ_async.participants.llm import LLMAgent, LLMUser
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = {"type": "function", "function": {

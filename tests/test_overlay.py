@@ -9,9 +9,9 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from writ_async.canonical import to_plain
+from writ_async.environment.overlay import BaseDB, Overlay
+from writ_async.environment.tau2.canonical import to_plain
 from writ_async.errors import ToolError
-from writ_async.overlay import BaseDB, Overlay
 
 
 class Item(msgspec.Struct, kw_only=True):

@@ -13,9 +13,9 @@ import pytest
 
 from domains import get_domain
 from writ_async.config import default_config
+from writ_async.conversation.records import episode_id
+from writ_async.engine.plan import RunPlan, resolve_plan
 from writ_async.errors import ConfigError
-from writ_async.plan import RunPlan, resolve_plan
-from writ_async.records import episode_id
 
 ROOT = Path(__file__).resolve().parents[1] / "writ_async"
 
@@ -68,15 +68,18 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [ROOT / "replay.py", *sorted((ROOT / "cluster").glob("*.py")),
+@pytest.mark.parametrize("path", [*sorted((ROOT / "engine" / "replay").glob("*.py")),
+                                  *sorted((ROOT / "cluster").glob("*.py")),
                                   *sorted((ROOT / "loadtest").glob("*.py"))],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_replay_cluster_and_loadtest_take_the_plan_not_simulate(path: Path) -> None:
-    assert not {m for m in _imports(path) if m.startswith("writ_async.simulate")}
+    assert not {m for m in _imports(path) if m.startswith("writ_async.engine.simulate")}
 
 
 def test_only_the_commands_look_the_domain_up() -> None:
-    engine = ["simulate.py", "plan.py", "replay.py", "outputs.py", "run_participants.py",
-              "cluster/shards.py", "cluster/ray_run.py", "loadtest/recorded.py"]
+    engine = ["engine/simulate.py", "engine/plan.py", "engine/outputs.py",
+              "engine/run_participants.py", "cluster/shards.py", "cluster/ray_run.py",
+              "loadtest/recorded.py", *(f"engine/replay/{p.name}"
+                                        for p in sorted((ROOT / "engine/replay").glob("*.py")))]
     assert all(not any(m == "domains" or m.startswith("domains.")
                        for m in _imports(ROOT / name)) for name in engine)

@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from writ_async import preference
 from writ_async.cli import main
-from writ_async.journal import read_journal
-from writ_async.prompts import to_openai
-from writ_async.trl_format import trl_message
+from writ_async.engine.journal import read_journal
+from writ_async.export import preference
+from writ_async.export.trl_format import trl_message
+from writ_async.participants.prompts import to_openai
 
 
 def text(role: str, content: str) -> dict[str, Any]:

@@ -28,12 +28,12 @@ from test_simulate import results_without_timing
 
 from writ_async.cluster.ray_run import ClusterStatus, RayOptions, simulate_on_ray
 from writ_async.config import Config, default_config
-from writ_async.journal import read_journal
+from writ_async.conversation.records import Timing
+from writ_async.engine.journal import read_journal
+from writ_async.engine.scheduler import StopRequest
+from writ_async.engine.simulate import simulate
 from writ_async.models.mock_server import MockConfig, open_mock_server
 from writ_async.models.scripted_policy import ScriptedPolicy
-from writ_async.records import Timing
-from writ_async.scheduler import StopRequest
-from writ_async.simulate import simulate
 
 ray = pytest.importorskip("ray")
 

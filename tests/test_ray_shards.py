@@ -19,9 +19,9 @@ from writ_async.cluster.shards import (
     shard_path,
 )
 from writ_async.config import default_config
-from writ_async.journal import read_journal
-from writ_async.rundir import create_run, load_manifest
-from writ_async.simulate import simulate
+from writ_async.engine.journal import read_journal
+from writ_async.engine.rundir import create_run, load_manifest
+from writ_async.engine.simulate import simulate
 
 
 @given(st.lists(st.text(min_size=1), unique=True), st.integers(1, 9))
@@ -51,7 +51,7 @@ async def test_shards_run_in_process_merge_into_the_single_process_run(tmp_path)
         assert last.finished and last.done == last.total == len(ids)
     assert merge_shards(run, shards, order) == 24
     assert merge_shards(run, shards, order) == 0  # merging again adds nothing
-    from writ_async.outputs import records_in_run_order, write_outputs
+    from writ_async.engine.outputs import records_in_run_order, write_outputs
 
     records = records_in_run_order(read_journal(run.journal_path).finished, plan)
     write_outputs(run, plan, records, plan.tasks)

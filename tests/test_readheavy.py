@@ -19,11 +19,13 @@ from domains import get_domain
 from domains.airline.data_model import Available, Cancelled, Flying, Landed
 from domains.airline.generator import FREE_BAGS
 from domains.retail.data_model import GiftCard
-from writ_async import grading
-from writ_async.overlay import Overlay
-from writ_async.scripted import MistakeConfig, MistakeKind, run_scripted_episode
-from writ_async.synthesis.readheavy import MIXED, READ_HEAVY
-from writ_async.synthesis.tasks import (
+from writ_async.conversation.task import Action, Task, load_tasks
+from writ_async.environment.overlay import Overlay
+from writ_async.environment.tools import ToolKind
+from writ_async.grading import grade as grading
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
+from writ_async.synthesis.driver import (
     DEFAULT_MIX,
     WRITE_INTENSIVE,
     assign_types,
@@ -31,8 +33,7 @@ from writ_async.synthesis.tasks import (
     gold_key,
     replay_gold,
 )
-from writ_async.tasks import Action, Task, load_tasks
-from writ_async.tools import ToolKind
+from writ_async.synthesis.readheavy import MIXED, READ_HEAVY
 
 DOMAINS = ("airline", "retail")
 BATCH = 360
@@ -158,7 +159,7 @@ def test_bad_mixes_are_refused(bases):
 
 
 def test_an_evidence_range_the_database_cannot_reach_is_a_synthesis_error(bases):
-    from writ_async.synthesis.tasks import SynthesisError
+    from writ_async.synthesis.driver import SynthesisError
 
     with pytest.raises(SynthesisError, match="read-heavy"):
         generate_tasks(get_domain("retail"), bases["retail"], 1, seed=0, mix={READ_HEAVY: 1},

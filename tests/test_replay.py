@@ -16,10 +16,10 @@ from planning import open_replay, plan_of
 
 from writ_async.cli import main
 from writ_async.config import Config, default_config
-from writ_async.episode import Termination
-from writ_async.errors import ReplayDivergence, ReplayError
-from writ_async.export import is_kept
-from writ_async.journal import (
+from writ_async.conversation.episode import Termination
+from writ_async.conversation.messages import AssistantMessage, Message, ToolMessage, UserMessage
+from writ_async.conversation.records import EpisodeRecord, derive_seed
+from writ_async.engine.journal import (
     EpisodeFinished,
     Event,
     JournalContents,
@@ -29,27 +29,21 @@ from writ_async.journal import (
     ToolExecuted,
     read_journal,
 )
+from writ_async.engine.plan import resumable_prefix
+from writ_async.engine.replay.continuation import FROM_FIRST_WRONG_WRITE, FROM_START, Overrides
+from writ_async.engine.replay.fork import fork
+from writ_async.engine.replay.rerun import rerun_failed
+from writ_async.engine.replay.run import RecordedEpisode, ReplayRun
+from writ_async.engine.replay.verify import iter_events, verify_all, verify_episode
+from writ_async.engine.rundir import new_manifest
+from writ_async.engine.runner import Counters, EpisodeSpec, restore, run_episode
+from writ_async.engine.simulate import simulate
+from writ_async.environment.tools import ToolKind
+from writ_async.errors import ReplayDivergence, ReplayError
+from writ_async.export.sft import is_kept
 from writ_async.logs import reset_logging
-from writ_async.messages import AssistantMessage, Message, ToolMessage, UserMessage
-from writ_async.participants import ParticipantError, Turn
-from writ_async.plan import resumable_prefix
-from writ_async.records import EpisodeRecord, derive_seed
-from writ_async.replay import (
-    FROM_FIRST_WRONG_WRITE,
-    FROM_START,
-    Overrides,
-    RecordedEpisode,
-    ReplayRun,
-    fork,
-    iter_events,
-    rerun_failed,
-    verify_all,
-    verify_episode,
-)
-from writ_async.rundir import new_manifest
-from writ_async.runner import Counters, EpisodeSpec, restore, run_episode
-from writ_async.simulate import simulate
-from writ_async.tools import ToolKind
+from writ_async.participants.base import Turn
+from writ_async.participants.llm import ParticipantError
 
 replace = msgspec.structs.replace
 

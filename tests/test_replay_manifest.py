@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import require, tau2_dir
 
-from writ_async.journal import EpisodeFinished, read_journal
-from writ_async.replay import iter_events
+from writ_async.engine.journal import EpisodeFinished, read_journal
+from writ_async.engine.replay.verify import iter_events
 
 REPO = Path(__file__).resolve().parents[1]
 _FRAME = struct.Struct("<II")  # the journal's record header: payload length, CRC-32

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from writ_async.config import load_config
+from writ_async.conversation.messages import AssistantMessage, UserMessage
 from writ_async.errors import (
     CallTimeout,
     ConfigError,
@@ -23,7 +24,6 @@ from writ_async.errors import (
     ToolCallParseFailure,
     TransientError,
 )
-from writ_async.messages import AssistantMessage, UserMessage
 from writ_async.models.client import EndpointClient, Timeouts, open_session
 from writ_async.models.mock_quirks import Quirks
 from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
@@ -42,8 +42,8 @@ from writ_async.models.responses_wire import (
     request_body,
 )
 from writ_async.models.setup import open_pool
-from writ_async.participants import LLMAgent
-from writ_async.prompts import agent_view
+from writ_async.participants.llm import LLMAgent
+from writ_async.participants.prompts import agent_view
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = {"type": "function", "function": {

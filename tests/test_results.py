@@ -10,13 +10,27 @@ import pytest
 from test_grading import CONFIRM, GREETING, gold_of, gold_tasks, play
 
 from domains import get_domain
-from writ_async.export import ExportFilter
-from writ_async.grading import grade
-from writ_async.messages import STOP, AssistantMessage, Message, ToolCall, ToolMessage, Usage
-from writ_async.messages import UserMessage as User
-from writ_async.records import Check, EpisodeRecord, RewardInfo, Timing, derive_seed, episode_id
-from writ_async.results import TIMING_FIELDS, message_to_tau2, summary, to_tau2_results
-from writ_async.tasks import Action, EvaluationCriteria, Task, UserScenario
+from writ_async.conversation.messages import (
+    STOP,
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    Usage,
+)
+from writ_async.conversation.messages import UserMessage as User
+from writ_async.conversation.records import (
+    Check,
+    EpisodeRecord,
+    RewardInfo,
+    Timing,
+    derive_seed,
+    episode_id,
+)
+from writ_async.conversation.task import Action, EvaluationCriteria, Task, UserScenario
+from writ_async.export.sft import ExportFilter
+from writ_async.grading.grade import grade
+from writ_async.grading.results import TIMING_FIELDS, message_to_tau2, summary, to_tau2_results
 
 DOMAIN = get_domain("airline")
 AIRLINE = DOMAIN.toolbox

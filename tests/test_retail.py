@@ -26,9 +26,9 @@ from domains.retail import DOMAIN
 from domains.retail.data_model import GiftCard, Order, RetailDB
 from domains.retail.generator import generate
 from domains.retail.walk import sample_call
-from writ_async.canonical import to_plain
-from writ_async.overlay import BaseDB, Overlay
-from writ_async.tools import ToolResult
+from writ_async.environment.overlay import BaseDB, Overlay
+from writ_async.environment.tau2.canonical import to_plain
+from writ_async.environment.tools import ToolResult
 
 # -- a small store -------------------------------------------------------------------------
 
@@ -493,7 +493,7 @@ def test_writes_keep_the_tau2_hash_and_the_base(db: Overlay) -> None:
 
 
 def test_calculate_delegates_to_the_shared_calculator(db: Overlay) -> None:
-    pytest.importorskip("writ_async.calc")
+    pytest.importorskip("writ_async.environment.tau2.calc")
     assert ok(db, "calculate", expression="1 + 2.5") == "3.5"
     assert err(db, "calculate", expression="2 ** x") == (
         "Error: Invalid characters in expression"

@@ -13,8 +13,8 @@ from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
 from writ_async.models.mock_server import MockConfig, open_mock_server
 from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
 from writ_async.models.protocol import ChatRequest, Message
+from writ_async.synthesis.driver import generate_tasks
 from writ_async.synthesis.rewrite import facts, missing_facts, rewrite_tasks
-from writ_async.synthesis.tasks import generate_tasks
 
 
 class Paraphrase:

@@ -9,12 +9,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from writ_async import rundir
 from writ_async.config import Config, LoggingConfig, RunConfig
-from writ_async.errors import RunDirError
-from writ_async.journal import EpisodeStarted, read_journal
-from writ_async.models.mock_server import MockConfig
-from writ_async.rundir import (
+from writ_async.engine import rundir
+from writ_async.engine.journal import EpisodeStarted, read_journal
+from writ_async.engine.rundir import (
     Manifest,
     create_run,
     load_manifest,
@@ -24,6 +22,8 @@ from writ_async.rundir import (
     sha256_bytes,
     sha256_file,
 )
+from writ_async.errors import RunDirError
+from writ_async.models.mock_server import MockConfig
 
 TASKS = b'[{"id": "0"}, {"id": "1"}]'
 
@@ -204,8 +204,8 @@ def test_resume_takes_a_fixed_endpoint_and_the_stored_config(tmp_path: Path) -> 
     transport faults may change on resume; faults that change answers may not. The
     stored configuration comes back from the manifest (secrets unset)."""
     from writ_async.config import ModelsConfig
+    from writ_async.engine.rundir import config_from_manifest
     from writ_async.models.mock_server import FaultRates
-    from writ_async.rundir import config_from_manifest
 
     outage = Config(mock=MockConfig(faults=FaultRates(error_5xx=1.0, reset=0.5),
                                     api_key="sekrit"))

@@ -17,13 +17,8 @@ import pytest
 from conftest import require, tau2_dir
 
 from domains import get_domain
-from writ_async import grading
-from writ_async import phrasebank as pb
-from writ_async.datastats import mask_sentence, split_sentences
-from writ_async.domain import Domain
-from writ_async.drive import drive, on
-from writ_async.episode import Episode, Limits
-from writ_async.messages import (
+from writ_async.conversation.episode import Episode, Limits
+from writ_async.conversation.messages import (
     STOP,
     TRANSFER,
     AssistantMessage,
@@ -32,6 +27,14 @@ from writ_async.messages import (
     ToolMessage,
     UserMessage,
 )
+from writ_async.conversation.records import derive_seed, episode_id
+from writ_async.conversation.task import Instructions, Task, load_tasks
+from writ_async.engine.drive import drive, on
+from writ_async.environment.domain import Domain
+from writ_async.environment.overlay import BaseDB
+from writ_async.environment.tools import ToolKind
+from writ_async.export.datastats import mask_sentence, split_sentences
+from writ_async.grading import grade as grading
 from writ_async.models import protocol
 from writ_async.models.mock_server import open_mock_server
 from writ_async.models.scripted_policy import (
@@ -40,24 +43,20 @@ from writ_async.models.scripted_policy import (
     parse_request_tag,
     request_tag,
 )
-from writ_async.overlay import BaseDB
-from writ_async.participants import Turn
-from writ_async.records import derive_seed, episode_id
-from writ_async.scripted import (
+from writ_async.participants import phrasebank as pb
+from writ_async.participants.base import Turn
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.inprocess import run_scripted_episode
+from writ_async.participants.scripted.markers import (
     TRANSFER_LINE,
-    MistakeConfig,
-    MistakeKind,
-    ScriptedAgent,
-    ScriptedUser,
-    _ask_for,
-    _intent,
+    ask_for,
+    intent_of,
     is_closing,
     is_confirmation,
-    run_scripted_episode,
 )
-from writ_async.synthesis.tasks import generate_tasks
-from writ_async.tasks import Instructions, Task, load_tasks
-from writ_async.tools import ToolKind
+from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
+from writ_async.participants.scripted.user import ScriptedUser
+from writ_async.synthesis.driver import generate_tasks
 
 DOMAINS = ("airline", "retail")
 RUN_SEED = 300
@@ -714,7 +713,10 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
 
 
 def test_every_forbidden_request_has_a_reason() -> None:
-    from writ_async.behaviours import GENERIC_FORBIDDEN_REQUESTS, forbidden_reason
+    from writ_async.participants.behaviours.content import (
+        GENERIC_FORBIDDEN_REQUESTS,
+        forbidden_reason,
+    )
 
     checked = 0
     for domain in (*(get_domain(name) for name in DOMAINS), None):
@@ -773,7 +775,7 @@ def test_the_agent_asks_only_for_what_it_lacks(world: World) -> None:
             reply = agent.reply([AssistantMessage(content="Hi!"), UserMessage(content=said)])
             content = reply.content or ""
             assert not reply.tool_calls and agent._identity() not in content, (task.id, content)
-            assert _ask_for(others[0][0]) in content, (task.id, content)
+            assert ask_for(others[0][0]) in content, (task.id, content)
             named += 1
     assert skipped >= 5 and asked >= 5 and named >= 1, (skipped, asked, named)
 
@@ -791,13 +793,13 @@ def test_the_phrase_bank_keeps_intents_recognisable() -> None:
     # An empty family would pass the loops below with nothing checked.
     assert closers and confirms and asks and refusals
     for closer in closers:
-        assert _intent(closer) == "closing", closer
+        assert intent_of(closer) == "closing", closer
     for text in confirms:
-        assert _intent(text) == "confirm", text
+        assert intent_of(text) == "confirm", text
     for ask in asks:
-        assert _intent(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
+        assert intent_of(ask + ("" if ask.endswith("?") else "?")) == "ask", ask
     for text in refusals:
-        assert _intent(text) == "other", text
+        assert intent_of(text) == "other", text
     # Plan messages never open like a detour (the agent counts its place by that).
     openings = pb.alternatives(pb.ASK_OPENERS, pb.ASK_MORE_OPENERS, pb.CONFIRM_STEMS,
                                pb.CONFIRM_LEADS, pb.OUTCOME_LEADS, pb.OUTCOME_GENERIC,

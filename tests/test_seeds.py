@@ -44,8 +44,8 @@ def test_rng_keys_are_the_ones_runs_were_made_with() -> None:
 
 
 def test_the_old_names_are_the_seeds_functions() -> None:
-    from writ_async.behaviours import scenario_seed
-    from writ_async.records import derive_seed
+    from writ_async.conversation.records import derive_seed
+    from writ_async.participants.behaviours.scenarios import scenario_seed
 
     assert derive_seed is seeds.episode_seed
     assert scenario_seed is seeds.scenario_seed

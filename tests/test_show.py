@@ -14,13 +14,13 @@ from planning import open_replay, plan_of
 
 from writ_async.cli import main
 from writ_async.config import Config, default_config
-from writ_async.journal import EpisodeFinished, JournalWriter, read_journal
+from writ_async.conversation.messages import AssistantMessage, ToolMessage
+from writ_async.conversation.records import EpisodeRecord
+from writ_async.engine.journal import EpisodeFinished, JournalWriter, read_journal
+from writ_async.engine.replay.verify import iter_events
+from writ_async.engine.show import render_episode, state_diff
+from writ_async.engine.simulate import simulate
 from writ_async.logs import reset_logging
-from writ_async.messages import AssistantMessage, ToolMessage
-from writ_async.records import EpisodeRecord
-from writ_async.replay import iter_events
-from writ_async.show import render_episode, state_diff
-from writ_async.simulate import simulate
 
 replace = msgspec.structs.replace
 

@@ -16,10 +16,10 @@ from conftest import require, tau2_dir
 from planning import plan_of
 
 from writ_async.config import default_config
+from writ_async.engine.journal import read_journal
+from writ_async.engine.simulate import simulate
 from writ_async.errors import RunDirError
-from writ_async.journal import read_journal
-from writ_async.results import TIMING_FIELDS
-from writ_async.simulate import simulate
+from writ_async.grading.results import TIMING_FIELDS
 
 
 def tau2_config(domain: str, **simulate_settings: object):
@@ -213,7 +213,7 @@ ttft_ms = 5.0
 @pytest.mark.asyncio
 async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
         tmp_path: Path) -> None:
-    from writ_async.behaviours import BehaviourMix
+    from writ_async.participants.behaviours.scenarios import BehaviourMix
 
     mix = BehaviourMix(weights={"one_fact_when_asked": 1.0, "verbose": 1.0,
                                 "correctable_id_mistake": 1.0, "forbidden_first": 1.0},

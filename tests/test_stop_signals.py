@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from writ_async.journal import read_journal
+from writ_async.engine.journal import read_journal
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ["--task-count", "300", "--trials", "3", "--concurrency", "16"]

@@ -19,9 +19,9 @@ from test_loadtest_stop import _mock
 from writ_async.cluster.budget import Grant
 from writ_async.cluster.feeder import BudgetFeeder, MakeLimiter, run_fed
 from writ_async.config import EndpointConfig
+from writ_async.engine.scheduler import StopRequest
 from writ_async.loadtest.run import CANCELLED, INTERRUPTED, LoadConfig, LoadRun, run_load
 from writ_async.loadtest.traffic import SyntheticTraffic
-from writ_async.scheduler import StopRequest
 from writ_async.scopes import CancelScope
 
 # Guards against a hang (the old behaviour of a starved shard), not timings: each test

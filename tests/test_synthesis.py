@@ -14,15 +14,15 @@ from domains.airline.data_model import Available, Cancelled, Certificate, Flying
 from domains.airline.generator import FREE_BAGS
 from domains.retail.data_model import GiftCard
 from domains.retail.tools import CANCEL_REASONS
-from writ_async.synthesis.tasks import (
+from writ_async.conversation.task import Task, load_tasks
+from writ_async.environment.tools import ToolKind
+from writ_async.synthesis.driver import (
     SynthesisError,
     format_distribution,
     generate_tasks,
     gold_key,
     replay_gold,
 )
-from writ_async.tasks import Task, load_tasks
-from writ_async.tools import ToolKind
 
 DOMAINS = ("airline", "retail")
 BATCH = 300

@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 
 from writ_async.config import ModelsConfig
+from writ_async.conversation.messages import AssistantMessage, ToolMessage
+from writ_async.engine.journal import read_journal
+from writ_async.environment.tau2.validation import parse_arguments
 from writ_async.errors import ToolError
-from writ_async.journal import read_journal
-from writ_async.messages import AssistantMessage, ToolMessage
 from writ_async.models.mock_server import UNHOLDABLE_VALUES
 from writ_async.models.setup import open_pool
-from writ_async.validation import parse_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ from typing import Literal
 import msgspec
 import pytest
 
+from writ_async.environment.tools import Toolbox, describe, generic, parse_docstring, read, write
 from writ_async.errors import ToolError
-from writ_async.tools import Toolbox, describe, generic, parse_docstring, read, write
 
 
 class Pair(msgspec.Struct):

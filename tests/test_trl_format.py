@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from writ_async.cli import main
-from writ_async.trl_format import TRL_FILE, trl_row
+from writ_async.export.trl_format import TRL_FILE, trl_row
 
 
 def test_trl_row_decodes_tool_call_arguments_and_keeps_everything_else() -> None:

@@ -15,14 +15,15 @@ from conftest import require, tau2_dir
 
 from domains import get_domain
 from writ_async.cli import main
-from writ_async.errors import DataError
-from writ_async.export import ExportFilter, keep
-from writ_async.grading import GoldReplay, grade, write_errors
-from writ_async.logs import reset_logging
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
-from writ_async.records import EpisodeRecord
-from writ_async.results import to_tau2_results
-from writ_async.tasks import (
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.conversation.records import EpisodeRecord
+from writ_async.conversation.task import (
     Action,
     EvaluationCriteria,
     Provenance,
@@ -32,6 +33,11 @@ from writ_async.tasks import (
     check_gold_actions,
     load_tasks,
 )
+from writ_async.errors import DataError
+from writ_async.export.sft import ExportFilter, keep
+from writ_async.grading.grade import GoldReplay, grade, write_errors
+from writ_async.grading.results import to_tau2_results
+from writ_async.logs import reset_logging
 
 AIRLINE = get_domain("airline").toolbox
 

@@ -21,10 +21,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from writ_async.behaviours import BehaviourMix
 from writ_async.errors import ConfigError
 from writ_async.models.mock_server import MockConfig
 from writ_async.models.protocol import Api, ModelParams
+from writ_async.participants.behaviours.scenarios import BehaviourMix
 
 LogFormat = Literal["auto", "console", "json"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # episode.py imports this module: the type is for annotations only
-    from writ_async.episode import Termination
+    from writ_async.conversation.episode import Termination
 
 
 class WritException(Exception):
@@ -161,7 +161,7 @@ class ToolCallParseFailure(MalformedResponse):
     ``json_in_content`` (a bare ``{"name": ..., "arguments": ...}`` as the content),
     ``empty_tool_calls`` (finish_reason ``tool_calls`` with no call: SGLang's ``[]``) or
     ``trailing_data`` (arguments with text after the JSON object). Never a final answer:
-    the agent retries the turn or answers it with an error result (participants.py)."""
+    the agent retries the turn or answers it with an error result (participants/llm.py)."""
 
     REASON = "tool_call_parse_failure"
 
@@ -185,8 +185,8 @@ class RetriesExhausted(ModelCallError):
 
 
 # -- journal -------------------------------------------------------------------------------
-# The run directory and its journal (writ_async/journal.py, writ_async/rundir.py). A torn
-# last record after a crash is expected and dropped silently; these are the faults a
+# The run directory and its journal (writ_async/engine/journal.py, writ_async/engine/rundir.py).
+# A torn last record after a crash is expected and dropped silently; these are the faults a
 # person must look at before a run can continue.
 
 
@@ -235,7 +235,7 @@ class ClusterError(WritError):
 
 
 # -- replay --------------------------------------------------------------------------------
-# `writ replay` and `writ show` (writ_async/replay.py): a run or episode that cannot be
+# `writ replay` and `writ show` (writ_async/engine/replay/): a run or episode that cannot be
 # replayed, and a recorded episode that the environment does not reproduce.
 
 

@@ -17,8 +17,8 @@ be "harmonised":
   processes and Python versions; the key is a purpose prefix and the seed.
 
 The scripted agent and user draw their own choices from the episode seed
-(``random.Random(f"{seed}:<purpose>")``, in scripted.py and behaviours.py); those are
-streams *within* one episode rather than seeds of the run.
+(``random.Random(f"{seed}:<purpose>")``, in participants/scripted/ and
+participants/behaviours/); those are streams *within* one episode rather than seeds of the run.
 """
 
 from __future__ import annotations

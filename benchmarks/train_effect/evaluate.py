@@ -48,7 +48,7 @@ from arms import _table, domain_table  # noqa: E402  (same config writer as the 
 DOMAINS = ("airline", "retail")
 SETS = ("test", "read_heavy")
 SET_LABELS = {"test": "tau2 test", "read_heavy": "read-heavy (held out)"}
-INFRA = "infrastructure_error"  # writ_async.results.NOT_EVALUABLE
+INFRA = "infrastructure_error"  # writ_async.grading.results.NOT_EVALUABLE
 # How writ words the result of a call whose arguments could not be held (episode.py).
 BAD_ARGUMENTS = "Error: the arguments of "
 ENDPOINT = "finetuned"

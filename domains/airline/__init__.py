@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from writ_async.domain import Domain
-from writ_async.tools import Toolbox
+from writ_async.environment.domain import Domain
+from writ_async.environment.tools import Toolbox
 
 from .data_model import AirlineDB
 from .generator import generate

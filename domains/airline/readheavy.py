@@ -1,6 +1,6 @@
 """Airline read-heavy task synthesizers: one write, fixed only by comparing read evidence.
 
-``read_heavy(base)`` prepares a synthesizer for ``writ_async.synthesis.tasks``. Its
+``read_heavy(base)`` prepares a synthesizer for ``writ_async.synthesis.driver``. Its
 requests are of two families:
 
 * **best itinerary**: "book the cheapest (earliest-arriving, shortest) one-way trip in
@@ -31,8 +31,8 @@ from collections.abc import Callable
 from datetime import date as calendar
 from typing import Any
 
-from writ_async.domain import Environment
-from writ_async.overlay import BaseDB
+from writ_async.environment.domain import Environment
+from writ_async.environment.overlay import BaseDB
 from writ_async.synthesis.drafts import Call, Draft, Step, choose_step, execute
 from writ_async.synthesis.readheavy import (
     ReadHeavyStep,

@@ -1,6 +1,6 @@
 """Airline task synthesizers: one customer's requests, simulated under tools and policy.
 
-``write_intensive(base)`` prepares a synthesizer for ``writ_async.synthesis.tasks``.
+``write_intensive(base)`` prepares a synthesizer for ``writ_async.synthesis.driver``.
 Each draft picks a user and carries out their requests one after another on the
 episode's overlay; a request is offered only if ``policy.md`` allows it at that point
 (cancellation rules, basic economy, free bag allowance, exact payment, ...), and a
@@ -20,8 +20,8 @@ import random
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from writ_async.domain import Environment
-from writ_async.overlay import BaseDB, Overlay
+from writ_async.environment.domain import Environment
+from writ_async.environment.overlay import BaseDB, Overlay
 from writ_async.synthesis.drafts import Call, Draft, Shape, Step, choose_step, execute
 from writ_async.synthesis.wording import listing, long_date, pick
 

@@ -13,13 +13,11 @@ import copy
 from collections.abc import Hashable
 from typing import Any, Literal
 
-from writ_async import pyops
-from writ_async.calc import calculate as evaluate
-from writ_async.canonical import to_plain
-from writ_async.errors import ToolError
-from writ_async.overlay import Overlay
-from writ_async.tools import generic, read, write
-from writ_async.validation import (
+from writ_async.environment.overlay import Overlay
+from writ_async.environment.tau2 import pyops
+from writ_async.environment.tau2.calc import calculate as evaluate
+from writ_async.environment.tau2.canonical import to_plain
+from writ_async.environment.tau2.validation import (
     ANY,
     FLOAT,
     INT,
@@ -31,6 +29,8 @@ from writ_async.validation import (
     model_kind,
     validate,
 )
+from writ_async.environment.tools import generic, read, write
+from writ_async.errors import ToolError
 
 from .data_model import (
     Airport,

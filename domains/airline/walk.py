@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from writ_async.overlay import Overlay
+from writ_async.environment.overlay import Overlay
 
 from .data_model import CABINS, Available, CreditCard, GiftCard, Reservation, User
 from .tools import AIRPORTS

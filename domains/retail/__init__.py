@@ -11,8 +11,8 @@ from domains.retail.readheavy import read_heavy
 from domains.retail.tasks import write_intensive
 from domains.retail.tools import TOOLS
 from domains.retail.walk import sample_call
-from writ_async.domain import Domain
-from writ_async.tools import Toolbox
+from writ_async.environment.domain import Domain
+from writ_async.environment.tools import Toolbox
 
 POLICY_TEXT = files(__package__).joinpath("policy.md").read_text(encoding="utf-8")
 

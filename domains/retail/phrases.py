@@ -12,7 +12,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from writ_async.phrasebank import (
+from writ_async.participants.phrasebank import (
     DomainPhrases,
     Record,
     Seen,

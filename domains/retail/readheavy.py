@@ -1,6 +1,6 @@
 """Retail read-heavy task synthesizers: one write, fixed only by comparing read evidence.
 
-``read_heavy(base)`` prepares a synthesizer for ``writ_async.synthesis.tasks``. Its
+``read_heavy(base)`` prepares a synthesizer for ``writ_async.synthesis.driver``. Its
 requests are of three families, each proved on the overlay through the domain's own read
 tools (``get_user_details``, ``get_order_details``, ``get_product_details``, their JSON
 output parsed):
@@ -34,8 +34,8 @@ import random
 from itertools import combinations
 from typing import Any
 
-from writ_async.domain import Environment
-from writ_async.overlay import BaseDB
+from writ_async.environment.domain import Environment
+from writ_async.environment.overlay import BaseDB
 from writ_async.synthesis.drafts import Call, Draft, Step, choose_step, execute
 from writ_async.synthesis.readheavy import (
     ReadHeavyStep,

@@ -1,6 +1,6 @@
 """Retail task synthesizers: one customer's requests, simulated under tools and policy.
 
-``write_intensive(base)`` prepares a synthesizer for ``writ_async.synthesis.tasks``.
+``write_intensive(base)`` prepares a synthesizer for ``writ_async.synthesis.driver``.
 Each draft picks a customer, identifies them the way the policy demands (email, or name
 and zip when that finds them), and carries out their requests one after another on the
 episode's overlay: cancel a pending order with an accepted reason; change a pending
@@ -21,8 +21,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from writ_async.domain import Environment
-from writ_async.overlay import BaseDB
+from writ_async.environment.domain import Environment
+from writ_async.environment.overlay import BaseDB
 from writ_async.synthesis.drafts import Call, Draft, Shape, Step, choose_step, execute
 from writ_async.synthesis.wording import listing, pick
 

@@ -26,11 +26,11 @@ from domains.retail.data_model import (
     UserAddress,
     Variant,
 )
-from writ_async import pyops
+from writ_async.environment.overlay import Overlay
+from writ_async.environment.tau2 import pyops
+from writ_async.environment.tau2.validation import STR, Field, Model, validate
+from writ_async.environment.tools import generic, read, write
 from writ_async.errors import ToolError
-from writ_async.overlay import Overlay
-from writ_async.tools import generic, read, write
-from writ_async.validation import STR, Field, Model, validate
 
 CANCEL_REASONS = frozenset({"no longer needed", "ordered by mistake"})
 
@@ -146,7 +146,9 @@ def calculate(db: Overlay, expression: str) -> str:
         expression: The arithmetic to evaluate, e.g. '12.5 * 4 - 3'. Only digits, the
             operators + - * /, parentheses, dots and spaces are allowed.
     """
-    from writ_async.calc import calculate as evaluate  # shared with the airline domain
+    from writ_async.environment.tau2.calc import (
+        calculate as evaluate,  # shared with the airline domain
+    )
 
     return evaluate(expression)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from domains.retail.data_model import GiftCard, Order, User
 from domains.retail.tools import CANCEL_REASONS
-from writ_async.overlay import BaseDB, Overlay
+from writ_async.environment.overlay import BaseDB, Overlay
 
 Call = tuple[str, dict[str, Any]]
 Builder = Callable[[Overlay, random.Random], Call | None]

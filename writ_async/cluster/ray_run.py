@@ -56,15 +56,15 @@ from writ_async.cluster.shards import (
     shard_path,
 )
 from writ_async.config import Config, EndpointConfig
+from writ_async.engine.outputs import RunOutcome, open_run_dir, records_in_run_order, write_outputs
+from writ_async.engine.plan import RunPlan
+from writ_async.engine.run_participants import SCRIPTED_HTTP, needs_pool
+from writ_async.engine.rundir import Manifest
+from writ_async.engine.scheduler import Progress, StopRequest, install_stop_signals
 from writ_async.errors import ClusterError
+from writ_async.grading.results import summary
 from writ_async.logs import configure_logging, get_logger
 from writ_async.models.setup import MOCK, mock_model_names
-from writ_async.outputs import RunOutcome, open_run_dir, records_in_run_order, write_outputs
-from writ_async.plan import RunPlan
-from writ_async.results import summary
-from writ_async.run_participants import SCRIPTED_HTTP, needs_pool
-from writ_async.rundir import Manifest
-from writ_async.scheduler import Progress, StopRequest, install_stop_signals
 
 Limits = dict[str, tuple[float | None, float | None]]
 

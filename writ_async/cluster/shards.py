@@ -25,10 +25,17 @@ from pathlib import Path
 
 import msgspec
 
-from writ_async.plan import RunPlan, episode_specs
-from writ_async.run_participants import open_participants
-from writ_async.rundir import MANIFEST, Manifest, RunDir, atomic_write, create_run, open_for_resume
-from writ_async.scheduler import Progress, StopRequest, run_many
+from writ_async.engine.plan import RunPlan, episode_specs
+from writ_async.engine.run_participants import open_participants
+from writ_async.engine.rundir import (
+    MANIFEST,
+    Manifest,
+    RunDir,
+    atomic_write,
+    create_run,
+    open_for_resume,
+)
+from writ_async.engine.scheduler import Progress, StopRequest, run_many
 
 SHARDS = "shards"  # under the run directory
 PLAN = "plan.json"  # shards/plan.json: the episode ids of each shard

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from writ_async.engine.scheduler import StopRequest, install_stop_signals
 from writ_async.errors import ConfigError
 from writ_async.loadtest.metrics import Objectives
 from writ_async.loadtest.report import CONVERSATIONS_JSONL, REQUESTS_JSONL, write_report
@@ -35,7 +36,6 @@ from writ_async.loadtest.run import INTERRUPTED, UNREACHABLE, LoadConfig, LoadRu
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.traffic import AgentTraffic, SyntheticTraffic, Traffic, parse_range
 from writ_async.models.protocol import ModelParams
-from writ_async.scheduler import StopRequest, install_stop_signals
 
 DEFAULT_DURATION_S = 30.0  # measured seconds per step when neither bound is given
 
@@ -137,8 +137,8 @@ def add_parser(subcommands: Any) -> None:
 def build_traffic(args: argparse.Namespace) -> Traffic:
     if args.from_run:
         from domains import get_domain
+        from writ_async.engine.replay.run import run_config
         from writ_async.loadtest.recorded import RecordedTraffic
-        from writ_async.replay import run_config
 
         # The registry is looked up here, on the domain the run's manifest names.
         _, config = run_config(args.from_run)
@@ -153,16 +153,16 @@ def build_traffic(args: argparse.Namespace) -> Traffic:
     except ValueError as exc:
         raise ConfigError("<command line>", str(exc)) from None
     from domains import get_domain
-    from writ_async.episode import Limits
+    from writ_async.conversation.episode import Limits
 
     domain = get_domain(args.domain)
     base = domain.base(None, args.seed, 1.0)
     if args.tasks:
-        from writ_async.tasks import load_tasks
+        from writ_async.conversation.task import load_tasks
 
         tasks = load_tasks(args.tasks)
     else:
-        from writ_async.synthesis.tasks import generate_tasks
+        from writ_async.synthesis.driver import generate_tasks
 
         tasks = generate_tasks(domain, base, args.task_count, args.seed)
     return AgentTraffic(domain, base, tasks, user=args.user, seed=args.seed,

@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from writ_async.domain import Domain
+from writ_async.conversation.messages import Message, UserMessage
+from writ_async.engine.journal import MessageAdded, ModelCalled
+from writ_async.engine.runner import EpisodeSpec
+from writ_async.environment.domain import Domain
 from writ_async.errors import ModelCallError, ReplayError
-from writ_async.journal import MessageAdded, ModelCalled
-from writ_async.messages import Message, UserMessage
 from writ_async.models.client import CallResult
 from writ_async.models.protocol import ChatRequest
-from writ_async.participants import InProcess, Participant
-from writ_async.runner import EpisodeSpec
+from writ_async.participants.base import InProcess, Participant
 
 COMPLETED = "completed"  # every recorded request was sent and answered
 FAILED = "failed"  # a request failed: the conversation does not go on
@@ -64,7 +64,7 @@ class RecordedTraffic:
     """The recorded requests of a run directory's finished episodes (module doc)."""
 
     def __init__(self, run_dir: Path | str, domain: Domain) -> None:
-        from writ_async.replay import behaviours_of, open_run
+        from writ_async.engine.replay.run import behaviours_of, open_run
 
         self.path = Path(run_dir)
         run = open_run(self.path, domain)
@@ -129,7 +129,7 @@ class RecordedTraffic:
 def _participants_factory(run: Any) -> Any:
     """The run's participants per episode, built exactly as ``writ simulate`` built them,
     over a pool that captures requests."""
-    from writ_async.run_participants import participants_factory
+    from writ_async.engine.run_participants import participants_factory
 
     pool: Any = _Capture()
     return participants_factory(run.plan, pool)

@@ -23,19 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from writ_async.drive import drive, on
-from writ_async.episode import Episode, Limits
+from writ_async.conversation.episode import Episode, Limits
+from writ_async.conversation.messages import UserMessage
+from writ_async.conversation.records import episode_id
+from writ_async.conversation.task import Task
+from writ_async.engine.drive import drive, on
 from writ_async.errors import ModelCallError
-from writ_async.messages import UserMessage
 from writ_async.models.client import CallResult
 from writ_async.models.policies import plausible_text
 from writ_async.models.protocol import ChatRequest, Message
-from writ_async.participants import InProcess, LLMAgent, LLMUser, Participant
-from writ_async.prompts import agent_system_prompt, user_system_prompt
-from writ_async.records import episode_id
-from writ_async.scripted import ScriptedUser
+from writ_async.participants.base import InProcess, Participant
+from writ_async.participants.llm import LLMAgent, LLMUser
+from writ_async.participants.prompts import agent_system_prompt, user_system_prompt
+from writ_async.participants.scripted.user import ScriptedUser
 from writ_async.seeds import episode_seed
-from writ_async.tasks import Task
 
 
 class Sender(Protocol):
@@ -197,7 +198,7 @@ class AgentTraffic:
             raise ValueError("agent traffic needs at least one task")
         if user not in ("scripted", "llm"):
             raise ValueError(f"user must be 'scripted' or 'llm', got {user!r}")
-        from writ_async.episode import DEFAULT_GREETING
+        from writ_async.conversation.episode import DEFAULT_GREETING
 
         self.domain, self.base, self.tasks = domain, base, list(tasks)
         self.user, self.seed = user, seed

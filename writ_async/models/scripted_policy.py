@@ -32,22 +32,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from writ_async.behaviours import parse_scenario_id
-from writ_async.domain import Domain
+from writ_async.conversation.messages import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from writ_async.conversation.task import Instructions, Task
+from writ_async.environment.domain import Domain
+from writ_async.environment.tau2.validation import parse_arguments
 from writ_async.errors import ScriptedRequestError, ToolError
-from writ_async.messages import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage
 from writ_async.models.policies import PlausiblePolicy
 from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
 from writ_async.models.protocol import Message as WireMessage
 from writ_async.models.protocol import ToolCall as WireToolCall
-from writ_async.scripted import (
-    DEFAULT_MAX_USER_TURNS,
-    MistakeConfig,
-    ScriptedAgent,
-    ScriptedUser,
-)
-from writ_async.tasks import Instructions, Task
-from writ_async.validation import parse_arguments
+from writ_async.participants.behaviours.scenarios import parse_scenario_id
+from writ_async.participants.scripted.agent import ScriptedAgent
+from writ_async.participants.scripted.mistakes import MistakeConfig
+from writ_async.participants.scripted.user import DEFAULT_MAX_USER_TURNS, ScriptedUser
 
 AGENT = "agent"
 USER = "user"

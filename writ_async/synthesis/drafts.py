@@ -5,7 +5,7 @@ is valid (or, for a refusal, invalid) under the tools and the policy at the poin
 happens. It records, per request, the reads an agent needs before deciding, the write
 with its exact arguments (``None`` when the policy says the request must be refused), the
 sentence the user says, and what the agent must tell the user. The driver
-(``writ_async.synthesis.tasks``) turns a ``Draft`` into a verified tau2-format ``Task``.
+(``writ_async.synthesis.driver``) turns a ``Draft`` into a verified tau2-format ``Task``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from writ_async.environment import Environment
+from writ_async.environment.instance import Environment
 from writ_async.errors import GoldActionError
 
 Call = tuple[str, dict[str, Any]]  # a tool name and its exact arguments

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Protocol, TypeVar
 
-from writ_async.environment import Environment
+from writ_async.environment.instance import Environment
 from writ_async.synthesis.drafts import Call, Draft, GoldActionError, Step
 from writ_async.synthesis.wording import long_date
 

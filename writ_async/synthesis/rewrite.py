@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import msgspec
 
+from writ_async.conversation.task import Instructions, Task
 from writ_async.errors import ModelCallError
 from writ_async.models.pool import ModelPool
 from writ_async.models.protocol import ChatRequest, Message
-from writ_async.tasks import Instructions, Task
 
 REWRITE_INSTRUCTIONS = """\
 Rewrite the following instructions for a customer who is about to contact customer

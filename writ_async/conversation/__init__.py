@@ -1,0 +1,1 @@
+"""One conversation: messages, the sans-IO episode, the task schema, records."""

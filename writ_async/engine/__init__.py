@@ -1,0 +1,1 @@
+"""Many episodes: the run plan, the driver, runner, scheduler, journal, replay."""

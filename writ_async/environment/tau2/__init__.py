@@ -1,0 +1,1 @@
+"""tau2-bench-exact behaviour: canonical text, calc, pyops, validation."""

@@ -1,0 +1,1 @@
+"""Kept episodes as training data: SFT, TRL, preference pairs, data statistics."""

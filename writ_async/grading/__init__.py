@@ -1,0 +1,1 @@
+"""Grading one episode (tau2-bench's reward), the judge, results.json."""

@@ -1,0 +1,1 @@
+"""The agent and the user: LLM and scripted participants, prompts, behaviours."""
