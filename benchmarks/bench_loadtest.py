@@ -37,9 +37,9 @@ import uvloop
 from _common import table
 
 from writ_async.errors import ModelCallError
+from writ_async.llm.protocol import ChatRequest
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.loadtest.traffic import IntRange, SyntheticTraffic
-from writ_async.models.protocol import ChatRequest
 
 GOAL = 10.0  # the goal: at least 10 x the peer's sustainable rate
 

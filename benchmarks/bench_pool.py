@@ -29,10 +29,10 @@ PROMPT = "I would like to change the flight on my reservation to the day after."
 
 
 async def run_client(url: str, mode: str, stream: bool, inflight: int, calls: int) -> dict:
-    from writ_async.models.client import EndpointClient, Timeouts, open_session
-    from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-    from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
-    from writ_async.models.protocol import (
+    from writ_async.llm.client import EndpointClient, Timeouts, open_session
+    from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+    from writ_async.llm.pool import CircuitBreaker, Endpoint, ModelPool
+    from writ_async.llm.protocol import (
         ChatRequest,
         Message,
         chunk_decoder,

@@ -53,10 +53,10 @@ from _common import table
 from bench_real_server import ALIAS, ensure_server_venv
 
 from writ_async.errors import ModelCallError
+from writ_async.llm.protocol import ChatRequest, Message
 from writ_async.loadtest.cli import load_test
 from writ_async.loadtest.run import LoadConfig
 from writ_async.loadtest.traffic import COMPLETED, FAILED, Ended, Sender
-from writ_async.models.protocol import ChatRequest, Message
 
 SYSTEM = "You are a helpful assistant. Answer the request directly."
 SUBJECTS = ("animals", "fruits", "countries in Europe", "colours", "musical instruments",

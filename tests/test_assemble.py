@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from writ_async.errors import MalformedResponse
-from writ_async.models.assemble import StreamAssembler, check_completion
-from writ_async.models.protocol import (
+from writ_async.llm.assemble import StreamAssembler, check_completion
+from writ_async.llm.protocol import (
     ChatChunk,
     ChatCompletion,
     Choice,
@@ -18,7 +18,7 @@ from writ_async.models.protocol import (
     chunk_decoder,
     completion_decoder,
 )
-from writ_async.models.sse import SSEParser
+from writ_async.llm.sse import SSEParser
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
         "model": "m"}

@@ -33,7 +33,7 @@ from writ_async.environment.domain import Domain
 from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
 from writ_async.grading import grade as grading
-from writ_async.models.scripted_policy import agent_messages, user_messages
+from writ_async.mock.scripted_policy import agent_messages, user_messages
 from writ_async.participants.behaviours.catalogue import (
     BEHAVIOURS,
     CATALOGUE,

@@ -17,7 +17,7 @@ import pytest
 
 from domains import get_domain
 from writ_async.loadtest.cli import add_parser as add_loadtest
-from writ_async.models.mock_server import FaultRates, MockConfig
+from writ_async.mock.config import FaultRates, MockConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = "0.05"  # a generated database this small keeps each command well under a second

@@ -23,11 +23,12 @@ from writ_async.engine.drive import drive, finish_now
 from writ_async.environment.tau2.validation import arguments_problem
 from writ_async.environment.tools import ToolResult
 from writ_async.errors import ProtocolError
+from writ_async.llm.client import CallResult, EndpointClient, open_session
+from writ_async.llm.protocol import ChatRequest
 from writ_async.loadtest.traffic import AgentTraffic
-from writ_async.models.client import CallResult, EndpointClient, open_session
-from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
-from writ_async.models.protocol import ChatRequest
-from writ_async.models.scripted_policy import ScriptedPolicy
+from writ_async.mock.config import FaultRates, MockConfig
+from writ_async.mock.scripted_policy import ScriptedPolicy
+from writ_async.mock.server import open_mock_server
 from writ_async.participants.base import InProcess
 from writ_async.synthesis.driver import generate_tasks
 

@@ -14,9 +14,10 @@ import pytest
 
 import writ_async
 from writ_async import errors
-from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
-from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool, _kind
-from writ_async.models.protocol import ChatRequest, Message
+from writ_async.llm.pool import CircuitBreaker, Endpoint, ModelPool, _kind
+from writ_async.llm.protocol import ChatRequest, Message
+from writ_async.mock.config import FaultRates, MockConfig
+from writ_async.mock.server import open_mock_server
 
 PACKAGE = Path(writ_async.__file__).parent
 
@@ -64,7 +65,7 @@ def test_one_root_and_every_public_error_under_it() -> None:
 def test_moved_errors_keep_their_names_and_their_kinds() -> None:
     from writ_async.conversation.episode import ProtocolError
     from writ_async.loadtest.client import NotSent
-    from writ_async.models.scripted_policy import ScriptedRequestError
+    from writ_async.mock.scripted_policy import ScriptedRequestError
     from writ_async.participants.llm import ParticipantError
     from writ_async.synthesis.drafts import GoldActionError
     from writ_async.synthesis.driver import SynthesisError
@@ -107,9 +108,9 @@ def test_no_model_module_compares_class_names() -> None:
 
 @pytest.mark.asyncio
 async def test_a_malformed_answer_is_counted_as_malformed_by_the_pool() -> None:
-    from writ_async.models.client import EndpointClient, open_session
-    from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-    from writ_async.models.retry import RetryPolicy
+    from writ_async.llm.client import EndpointClient, open_session
+    from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+    from writ_async.llm.retry import RetryPolicy
 
     config = MockConfig(seed=3, faults=FaultRates(malformed_json=1.0))
     async with open_mock_server(config) as server, open_session(8) as session:

@@ -36,17 +36,18 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.environment.tau2", "writ_async.environment.tau2.*",
         "writ_async.participants.phrasebank", "writ_async.conversation.messages",
         "writ_async.conversation.records",
-        "writ_async.models.protocol",  # the wire format (as messages is ours): no I/O
+        "writ_async.llm.protocol",  # the wire format (as messages is ours): no I/O
+        "writ_async.mock.config",  # the mock's settings, plain structs (config.py holds them)
         # the subpackages' own modules only say what is in them
         "writ_async.conversation", "writ_async.environment", "writ_async.engine",
         "writ_async.engine.replay", "writ_async.participants",
         "writ_async.participants.behaviours", "writ_async.participants.scripted",
         "writ_async.grading", "writ_async.export",
-        "writ_async.models", "writ_async.synthesis", "writ_async.cluster",
+        "writ_async.llm", "writ_async.mock", "writ_async.synthesis", "writ_async.cluster",
         "writ_async.loadtest")),
     ("llm", (  # endpoints: protocol, client, pool, limits, retry, the mock server
-        "writ_async.models.scripted_policy!",  # (not here: see "conversation")
-        "writ_async.models.*")),
+        "writ_async.mock.scripted_policy!",  # (not here: see "conversation")
+        "writ_async.llm.*", "writ_async.mock.*")),
     ("environment", (  # a domain's kit: overlay, tools, tasks, Domain, the draft protocols
         "writ_async.environment.*", "writ_async.conversation.task",
         "writ_async.participants.behaviours.*", "writ_async.participants.prompts",
@@ -59,7 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.participants.llm", "writ_async.engine.drive",
         "writ_async.participants.scripted.*",
         "writ_async.engine.journal", "writ_async.grading.grade", "writ_async.grading.judge",
-        "writ_async.models.scripted_policy")),
+        "writ_async.mock.scripted_policy")),
     ("engine", (  # many episodes: runs, run directories, outputs, replay
         "writ_async.engine.*", "writ_async.grading.results", "writ_async.export.*")),
     ("services", (  # built on the engine: a Ray cluster, load tests
@@ -77,8 +78,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # Termination moves below errors.py, out of episode.py (being reshaped meanwhile).
     ("writ_async.errors", "writ_async.conversation.episode"):
         "cycle errors <-> episode, TYPE_CHECKING only",
-    # issue 15: "config.py imports the aiohttp mock server for one Struct".
-    ("writ_async.config", "writ_async.models.mock_server"): "MockConfig lives there",
     ("writ_async.config", "writ_async.participants.behaviours.scenarios"):
         "behaviour names checked in config",
 }

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from writ_async.models.limits import ConcurrencyLimiter, RateLimiter, Ticket, parse_reset
+from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter, Ticket, parse_reset
 
 # Admissions the limiter schedules for the same instant as a window boundary can land a few
 # ulps either side of it; windows are compared with this slack (virtual seconds).

@@ -57,8 +57,9 @@ from writ_async.loadtest.traffic import (
     SyntheticTraffic,
     parse_range,
 )
-from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
-from writ_async.models.scripted_policy import ScriptedPolicy
+from writ_async.mock.config import FaultRates, MockConfig
+from writ_async.mock.scripted_policy import ScriptedPolicy
+from writ_async.mock.server import open_mock_server
 from writ_async.synthesis.driver import generate_tasks
 
 SINGLE_TURN = SyntheticTraffic(turns=IntRange(1, 1), system_tokens=IntRange(50, 50),

@@ -26,7 +26,8 @@ from writ_async.loadtest.cli import load_test
 from writ_async.loadtest.report import REPORT_HTML, bar_chart
 from writ_async.loadtest.run import LoadConfig
 from writ_async.loadtest.traffic import IntRange, SyntheticTraffic
-from writ_async.models.mock_server import MockConfig, open_mock_server
+from writ_async.mock.config import MockConfig
+from writ_async.mock.server import open_mock_server
 
 SERIES_RGB = [(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C),
               (0x94, 0x67, 0xBD)]  # the report's series colours (report._COLORS)

@@ -27,13 +27,14 @@ from writ_async.errors import (
     RateLimited,
     TransientError,
 )
+from writ_async.llm.client import Timeouts
+from writ_async.llm.protocol import ChatRequest, Message
+from writ_async.llm.sse import SSEParser
 from writ_async.loadtest.client import LoadClient
 from writ_async.loadtest.events import FastSSE
 from writ_async.loadtest.http import Connection, Origin, Pool
-from writ_async.models.client import Timeouts
-from writ_async.models.mock_server import MockConfig, open_mock_server
-from writ_async.models.protocol import ChatRequest, Message
-from writ_async.models.sse import SSEParser
+from writ_async.mock.config import MockConfig
+from writ_async.mock.server import open_mock_server
 
 REQUEST = ChatRequest(model="", messages=[Message(role="user", content="hello")])
 

@@ -31,7 +31,8 @@ from writ_async.loadtest.metrics import conversation_decoder, record_decoder
 from writ_async.loadtest.recorded import RecordedTraffic
 from writ_async.loadtest.report import CONVERSATIONS_JSONL, REPORT_JSON, REQUESTS_JSONL
 from writ_async.loadtest.run import LoadConfig, run_load
-from writ_async.models.mock_server import MockConfig, build_app
+from writ_async.mock.config import MockConfig
+from writ_async.mock.server import build_app
 
 MODEL = "writ-mock"
 

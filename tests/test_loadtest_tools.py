@@ -17,15 +17,15 @@ import pytest
 
 from domains import get_domain
 from writ_async.errors import ConfigError
+from writ_async.llm.protocol import ModelParams
 from writ_async.loadtest import cli as loadtest_cli
 from writ_async.loadtest.metrics import record_decoder
 from writ_async.loadtest.report import REPORT_HTML, REPORT_JSON
 from writ_async.loadtest.run import LoadConfig, run_load
 from writ_async.loadtest.traffic import AgentTraffic
-from writ_async.models.mock_quirks import Quirks
-from writ_async.models.mock_server import MockConfig, open_mock_server
-from writ_async.models.protocol import ModelParams
-from writ_async.models.scripted_policy import ScriptedPolicy
+from writ_async.mock.config import MockConfig, Quirks
+from writ_async.mock.scripted_policy import ScriptedPolicy
+from writ_async.mock.server import open_mock_server
 from writ_async.synthesis.driver import generate_tasks
 
 
@@ -141,7 +141,7 @@ def test_the_report_and_console_carry_the_rates(mock_url: str, tmp_path: Path,
 async def test_loadtest_over_the_responses_api(stream: bool) -> None:
     from aiohttp import web
 
-    from writ_async.models.mock_server import build_app
+    from writ_async.mock.server import build_app
 
     traffic, policy = _traffic()
     paths: list[str] = []

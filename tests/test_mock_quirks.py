@@ -32,18 +32,18 @@ from writ_async.errors import (
     RetriesExhausted,
     TransientError,
 )
-from writ_async.models.client import CallResult, EndpointClient, open_session
-from writ_async.models.mock_quirks import LLAMA_CPP_PYTHON, Quirks
-from writ_async.models.mock_server import MockConfig, MockServer, open_mock_server
-from writ_async.models.protocol import (
+from writ_async.llm.client import CallResult, EndpointClient, open_session
+from writ_async.llm.protocol import (
     ChatRequest,
     FunctionCall,
     Message,
     StreamOptions,
     ToolCall,
 )
-from writ_async.models.retry import classify_status
-from writ_async.models.setup import open_pool
+from writ_async.llm.retry import classify_status
+from writ_async.llm.setup import open_pool
+from writ_async.mock.config import LLAMA_CPP_PYTHON, MockConfig, Quirks
+from writ_async.mock.server import MockServer, open_mock_server
 from writ_async.participants.llm import LLMAgent, LLMUser, ParticipantError
 
 TOOLS = [{"type": "function", "function": {

@@ -21,26 +21,7 @@ import pytest
 from conftest import require, tau2_dir
 
 from writ_async.errors import ConfigError
-from writ_async.models import mock_server
-from writ_async.models.mock_server import (
-    FaultRates,
-    MockConfig,
-    MockServer,
-    MockStats,
-    build_app,
-    format_duration,
-    open_mock_server,
-    resolve_api_key,
-    serve_forever,
-    stats_decoder,
-)
-from writ_async.models.policies import (
-    PlausiblePolicy,
-    count_tokens,
-    plausible_text,
-    sample_arguments,
-)
-from writ_async.models.protocol import (
+from writ_async.llm.protocol import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -52,6 +33,16 @@ from writ_async.models.protocol import (
     completion_decoder,
     error_decoder,
 )
+from writ_async.mock.config import FAULT_KINDS, FaultRates, MockConfig, resolve_api_key
+from writ_async.mock.policies import (
+    PlausiblePolicy,
+    count_tokens,
+    plausible_text,
+    sample_arguments,
+)
+from writ_async.mock.ratelimit import format_duration
+from writ_async.mock.server import MockServer, build_app, open_mock_server, serve_forever
+from writ_async.mock.stats import MockStats, stats_decoder
 
 # -- fixtures and helpers ------------------------------------------------------------------
 
@@ -279,7 +270,7 @@ async def test_health_models_and_stats_routes() -> None:
         async with session.post(server.base_url + "/stats/reset") as resp:
             assert resp.status == 200
             assert stats_decoder.decode(await resp.read()) == MockStats(
-                faults=dict.fromkeys(mock_server.FAULT_KINDS, 0))
+                faults=dict.fromkeys(FAULT_KINDS, 0))
         assert server.stats().requests == 0
         assert "requests=0" in repr(server)
 
@@ -890,8 +881,8 @@ def test_plausible_text_length_tracks_tokens() -> None:
 
 
 def test_shape_policy_gives_a_fixed_conversation_shape() -> None:
-    from writ_async.models.policies import ShapePolicy
-    from writ_async.models.protocol import ChatRequest, FunctionCall, Message
+    from writ_async.llm.protocol import ChatRequest, FunctionCall, Message
+    from writ_async.mock.policies import ShapePolicy
 
     tools = [{"type": "function", "function": {"name": "calculate", "parameters": {
         "type": "object", "properties": {"expression": {"type": "string"}}}}}]

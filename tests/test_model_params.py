@@ -18,11 +18,11 @@ import pytest
 from writ_async.config import Config, load_config
 from writ_async.conversation.messages import AssistantMessage, Message, UserMessage
 from writ_async.errors import ConfigError, MalformedResponse, PermanentError
-from writ_async.models.mock_quirks import reasoning_text
-from writ_async.models.policies import PlausiblePolicy
-from writ_async.models.protocol import ChatRequest, ModelParams, apply_params, encode_request
-from writ_async.models.protocol import Message as WireMessage
-from writ_async.models.setup import open_pool
+from writ_async.llm.protocol import ChatRequest, ModelParams, apply_params, encode_request
+from writ_async.llm.protocol import Message as WireMessage
+from writ_async.llm.setup import open_pool
+from writ_async.mock.policies import PlausiblePolicy
+from writ_async.mock.quirks import reasoning_text
 from writ_async.participants.llm import LLMAgent, LLMUser
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,13 +21,14 @@ from writ_async.errors import (
     RetriesExhausted,
     TransientError,
 )
-from writ_async.models.client import EndpointClient, Timeouts, open_session
-from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.mock_server import FaultRates, MockConfig, MockServer, open_mock_server
-from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool, estimate_tokens
-from writ_async.models.protocol import ChatRequest, Message
-from writ_async.models.retry import RetryPolicy
-from writ_async.models.setup import open_pool
+from writ_async.llm.client import EndpointClient, Timeouts, open_session
+from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+from writ_async.llm.pool import CircuitBreaker, Endpoint, ModelPool, estimate_tokens
+from writ_async.llm.protocol import ChatRequest, Message
+from writ_async.llm.retry import RetryPolicy
+from writ_async.llm.setup import open_pool
+from writ_async.mock.config import FaultRates, MockConfig
+from writ_async.mock.server import MockServer, open_mock_server
 
 FAST_RETRY = RetryPolicy(max_attempts=3, deadline_s=30.0, backoff_base_s=0.001,
                          backoff_cap_s=0.005)

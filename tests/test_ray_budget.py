@@ -11,7 +11,7 @@ import pytest
 
 from writ_async.cluster.budget import BudgetLedger, Grant
 from writ_async.cluster.feeder import BudgetFeeder
-from writ_async.models.limits import GrantedRateLimiter
+from writ_async.llm.limits import GrantedRateLimiter
 
 
 class FakeClock:

@@ -32,8 +32,9 @@ from writ_async.conversation.records import Timing
 from writ_async.engine.journal import read_journal
 from writ_async.engine.scheduler import StopRequest
 from writ_async.engine.simulate import simulate
-from writ_async.models.mock_server import MockConfig, open_mock_server
-from writ_async.models.scripted_policy import ScriptedPolicy
+from writ_async.mock.config import MockConfig
+from writ_async.mock.scripted_policy import ScriptedPolicy
+from writ_async.mock.server import open_mock_server
 
 ray = pytest.importorskip("ray")
 

@@ -24,24 +24,24 @@ from writ_async.errors import (
     ToolCallParseFailure,
     TransientError,
 )
-from writ_async.models.client import EndpointClient, Timeouts, open_session
-from writ_async.models.mock_quirks import Quirks
-from writ_async.models.mock_server import FaultRates, MockConfig, open_mock_server
-from writ_async.models.policies import PlausiblePolicy
-from writ_async.models.protocol import (
+from writ_async.llm.client import EndpointClient, Timeouts, open_session
+from writ_async.llm.protocol import (
     ChatRequest,
     FunctionCall,
     Message,
     ToolCall,
     encode_request,
 )
-from writ_async.models.responses_wire import (
+from writ_async.llm.responses_wire import (
     ResponsesStreamAssembler,
     chat_request_of,
     decode_response,
     request_body,
 )
-from writ_async.models.setup import open_pool
+from writ_async.llm.setup import open_pool
+from writ_async.mock.config import FaultRates, MockConfig, Quirks
+from writ_async.mock.policies import PlausiblePolicy
+from writ_async.mock.server import open_mock_server
 from writ_async.participants.llm import LLMAgent
 from writ_async.participants.prompts import agent_view
 
@@ -373,7 +373,7 @@ def test_the_chat_api_never_sends_reasoning_items() -> None:
     assert view[1].reasoning_items == [REASONING_ITEM]
     request = ChatRequest(model="m", messages=view)
     # the chat client strips them before encoding (a role may fail over to chat)
-    from writ_async.models.client import _without_reasoning_items
+    from writ_async.llm.client import _without_reasoning_items
 
     assert b"reasoning_items" not in encode_request(_without_reasoning_items(request))
 

@@ -14,7 +14,7 @@ from writ_async.errors import (
     RateLimited,
     TransientError,
 )
-from writ_async.models.retry import (
+from writ_async.llm.retry import (
     GiveUp,
     Retry,
     RetryPolicy,

@@ -8,11 +8,12 @@ import msgspec
 import pytest
 
 from domains import get_domain
-from writ_async.models.client import EndpointClient, open_session
-from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.mock_server import MockConfig, open_mock_server
-from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
-from writ_async.models.protocol import ChatRequest, Message
+from writ_async.llm.client import EndpointClient, open_session
+from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+from writ_async.llm.pool import CircuitBreaker, Endpoint, ModelPool
+from writ_async.llm.protocol import ChatRequest, Message
+from writ_async.mock.config import MockConfig
+from writ_async.mock.server import open_mock_server
 from writ_async.synthesis.driver import generate_tasks
 from writ_async.synthesis.rewrite import facts, missing_facts, rewrite_tasks
 

@@ -23,7 +23,7 @@ from writ_async.engine.rundir import (
     sha256_file,
 )
 from writ_async.errors import RunDirError
-from writ_async.models.mock_server import MockConfig
+from writ_async.mock.config import MockConfig
 
 TASKS = b'[{"id": "0"}, {"id": "1"}]'
 
@@ -205,7 +205,7 @@ def test_resume_takes_a_fixed_endpoint_and_the_stored_config(tmp_path: Path) -> 
     stored configuration comes back from the manifest (secrets unset)."""
     from writ_async.config import ModelsConfig
     from writ_async.engine.rundir import config_from_manifest
-    from writ_async.models.mock_server import FaultRates
+    from writ_async.mock.server import FaultRates
 
     outage = Config(mock=MockConfig(faults=FaultRates(error_5xx=1.0, reset=0.5),
                                     api_key="sekrit"))

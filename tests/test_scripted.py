@@ -35,14 +35,14 @@ from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
 from writ_async.export.datastats import mask_sentence, split_sentences
 from writ_async.grading import grade as grading
-from writ_async.models import protocol
-from writ_async.models.mock_server import open_mock_server
-from writ_async.models.scripted_policy import (
+from writ_async.llm import protocol
+from writ_async.mock.scripted_policy import (
     ScriptedPolicy,
     ScriptedRequestError,
     parse_request_tag,
     request_tag,
 )
+from writ_async.mock.server import open_mock_server
 from writ_async.participants import phrasebank as pb
 from writ_async.participants.base import Turn
 from writ_async.participants.scripted.agent import ScriptedAgent

@@ -234,7 +234,7 @@ async def test_behaviour_scenarios_are_distinct_episodes_with_the_gold_outcome(
 
 @pytest.mark.asyncio
 async def test_tool_arguments_that_are_not_json_become_error_results(tmp_path: Path) -> None:
-    from writ_async.models.mock_server import FaultRates
+    from writ_async.mock.server import FaultRates
 
     config = tau2_config("airline", agent="agent", max_errors=3)
     config = msgspec.structs.replace(config, mock=msgspec.structs.replace(

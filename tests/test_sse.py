@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from writ_async.errors import MalformedResponse
-from writ_async.models.sse import Event, SSEParser
+from writ_async.llm.sse import Event, SSEParser
 
 
 def parse(pieces: Iterable[bytes], **kw: int) -> list[Event]:

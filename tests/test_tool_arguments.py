@@ -23,8 +23,8 @@ from writ_async.conversation.messages import AssistantMessage, ToolMessage
 from writ_async.engine.journal import read_journal
 from writ_async.environment.tau2.validation import parse_arguments
 from writ_async.errors import ToolError
-from writ_async.models.mock_server import UNHOLDABLE_VALUES
-from writ_async.models.setup import open_pool
+from writ_async.llm.setup import open_pool
+from writ_async.mock.server import UNHOLDABLE_VALUES
 
 REPO = Path(__file__).resolve().parents[1]
 

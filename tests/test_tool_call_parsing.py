@@ -22,11 +22,11 @@ from writ_async.config import Config, load_config
 from writ_async.conversation.episode import refusal
 from writ_async.conversation.messages import AssistantMessage, ToolCall, UserMessage
 from writ_async.errors import ConfigError, MalformedResponse, ToolCallParseFailure
-from writ_async.models.assemble import check_completion, text_tool_calls
-from writ_async.models.protocol import ChatCompletion, ChatRequest, Choice, FunctionCall
-from writ_async.models.protocol import Message as WireMessage
-from writ_async.models.protocol import ToolCall as WireToolCall
-from writ_async.models.setup import open_pool
+from writ_async.llm.assemble import check_completion, text_tool_calls
+from writ_async.llm.protocol import ChatCompletion, ChatRequest, Choice, FunctionCall
+from writ_async.llm.protocol import Message as WireMessage
+from writ_async.llm.protocol import ToolCall as WireToolCall
+from writ_async.llm.setup import open_pool
 from writ_async.participants.llm import LLMAgent, LLMUser
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from writ_async.errors import ConfigError
-from writ_async.models.mock_server import MockConfig
-from writ_async.models.protocol import Api, ModelParams
+from writ_async.llm.protocol import Api, ModelParams
+from writ_async.mock.config import MockConfig
 from writ_async.participants.behaviours.scenarios import BehaviourMix
 
 LogFormat = Literal["auto", "console", "json"]

@@ -83,7 +83,7 @@ class SynthesisError(WritError):
 
 
 # -- model calls ---------------------------------------------------------------------------
-# Retry decisions are made on these kinds (see writ_async/models/retry.py): rate limits
+# Retry decisions are made on these kinds (see writ_async/llm/retry.py): rate limits
 # shrink concurrency and wait as told, transient faults back off with jitter, permanent
 # ones fail fast and trip the endpoint's circuit breaker.
 

@@ -8,7 +8,7 @@ and waits for them, and the scope, on the way out, absorbs the cancellation it c
 and only that one (a cancellation from elsewhere, of the whole task, goes on).
 
 (anyio's ``CancelScope`` does the same, but the engine is plain asyncio throughout, and
-anyio's primitives measured slower here, see models/limits.py: anyio is not a
+anyio's primitives measured slower here, see llm/limits.py: anyio is not a
 dependency.)
 """
 

@@ -6,7 +6,7 @@ spends (``feeder.BudgetFeeder``), so the ledger is consulted a few times a secon
 worker, never once per model call.
 
 **The guarantee.** Each endpoint's budget is a strict token bucket (``TokenBucket``
-with ``burst``, see ``writ_async.models.limits``) over ``window + lease`` seconds, and
+with ``burst``, see ``writ_async.llm.limits``) over ``window + lease`` seconds, and
 a worker may spend a batch only within ``lease`` seconds of *asking* for it (it times
 the lease from before the request left, so a slow answer only shortens it). A request
 sent in any interval ``[s, s + window)`` was therefore granted in ``[s - lease,
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from writ_async.models.limits import TokenBucket
+from writ_async.llm.limits import TokenBucket
 
 _EPSILON = 1e-9
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from writ_async.cluster.budget import Grant
 from writ_async.config import EndpointConfig
-from writ_async.models.limits import GrantedRateLimiter, RateLimiter
+from writ_async.llm.limits import GrantedRateLimiter, RateLimiter
 
 T = TypeVar("T")
 MakeLimiter = Callable[[str, EndpointConfig], RateLimiter]  # models.setup.RateLimiterFactory

@@ -63,8 +63,8 @@ from writ_async.engine.rundir import Manifest
 from writ_async.engine.scheduler import Progress, StopRequest, install_stop_signals
 from writ_async.errors import ClusterError
 from writ_async.grading.results import summary
+from writ_async.llm.setup import MOCK, mock_model_names
 from writ_async.logs import configure_logging, get_logger
-from writ_async.models.setup import MOCK, mock_model_names
 
 Limits = dict[str, tuple[float | None, float | None]]
 
@@ -244,11 +244,11 @@ async def _one_endpoint_for_all(plan: RunPlan) -> AsyncIterator[RunPlan]:
     if not mocked or not needs_pool(plan):
         yield plan
         return
-    from writ_async.models.mock_server import open_mock_server
+    from writ_async.mock.server import open_mock_server
 
     policy = None
     if SCRIPTED_HTTP in (sim.agent, sim.user):
-        from writ_async.models.scripted_policy import ScriptedPolicy
+        from writ_async.mock.scripted_policy import ScriptedPolicy
 
         policy = ScriptedPolicy({t.id: t for t in plan.tasks}, {plan.domain.name: plan.domain},
                                 plan.mistakes)

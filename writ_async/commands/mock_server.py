@@ -64,8 +64,8 @@ whose base_url is "mock" (writ-mock by default).
 
 
 def cmd_mock_server(args: argparse.Namespace) -> int:
-    from writ_async.models.mock_server import MockServer, serve_forever
-    from writ_async.models.setup import mock_model_names
+    from writ_async.llm.setup import mock_model_names
+    from writ_async.mock.server import MockServer, serve_forever
 
     config = checked_config(args.config)
     configure_logging(config.logging.level, config.logging.format)

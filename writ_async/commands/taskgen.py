@@ -79,7 +79,7 @@ def cmd_tasks_generate(args: argparse.Namespace) -> int:
 
 
 def _rewrite(config: Any, tasks: list[Any], role: str, source: str, seed: int) -> list[Any]:
-    from writ_async.models.setup import open_pool
+    from writ_async.llm.setup import open_pool
     from writ_async.synthesis.rewrite import rewrite_tasks
 
     if role not in config.models.roles:

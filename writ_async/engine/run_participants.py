@@ -16,8 +16,8 @@ from writ_async.engine.runner import EpisodeSetup, EpisodeSpec
 from writ_async.engine.scheduler import MakeParticipants
 from writ_async.environment.domain import Domain
 from writ_async.grading.judge import Judge
-from writ_async.models.pool import ModelPool
-from writ_async.models.setup import RateLimiterFactory, open_pool
+from writ_async.llm.pool import ModelPool
+from writ_async.llm.setup import RateLimiterFactory, open_pool
 from writ_async.participants.base import InProcess, Participant
 from writ_async.participants.behaviours.content import with_behaviours
 from writ_async.participants.llm import LLMAgent, LLMUser
@@ -44,7 +44,7 @@ async def _maybe_pool(plan: RunPlan, rate_limiter: RateLimiterFactory | None = N
     config = plan.config
     policy = None
     if SCRIPTED_HTTP in (config.simulate.agent, config.simulate.user):
-        from writ_async.models.scripted_policy import ScriptedPolicy
+        from writ_async.mock.scripted_policy import ScriptedPolicy
 
         policy = ScriptedPolicy({t.id: t for t in plan.tasks}, {plan.domain.name: plan.domain},
                                 plan.mistakes)
@@ -87,7 +87,7 @@ def participants_factory(plan: RunPlan, pool: ModelPool | None) -> MakeParticipa
 
 
 def _tag(spec: EpisodeSpec, role: str) -> str:
-    from writ_async.models.scripted_policy import request_tag
+    from writ_async.mock.scripted_policy import request_tag
 
     return request_tag(spec.episode_id, role, spec.seed)
 

@@ -59,8 +59,8 @@ from writ_async.environment.tools import Toolbox, ToolKind
 from writ_async.errors import ReplayDivergence
 from writ_async.grading.grade import GoldCache, grade
 from writ_async.grading.judge import nl_assertions_of
+from writ_async.llm.client import CallResult
 from writ_async.logs import episode_context
-from writ_async.models.client import CallResult
 from writ_async.participants.base import Participant, Turn
 from writ_async.participants.behaviours.scenarios import scenario_id
 

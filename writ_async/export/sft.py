@@ -62,7 +62,7 @@ from writ_async.conversation.messages import (
 from writ_async.conversation.records import EpisodeRecord
 from writ_async.engine.rundir import file_mode
 from writ_async.grading.grade import GRADED, INVALID_TASK
-from writ_async.models.protocol import THINK_CLOSE, THINK_OPEN
+from writ_async.llm.protocol import THINK_CLOSE, THINK_OPEN
 from writ_async.participants.prompts import to_openai
 
 OPENAI_FILE = "sft_openai.jsonl"

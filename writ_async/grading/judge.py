@@ -17,9 +17,9 @@ import msgspec
 from writ_async.conversation.messages import AssistantMessage, Message, ToolMessage, UserMessage
 from writ_async.conversation.records import Check
 from writ_async.errors import ModelCallError
-from writ_async.models.pool import ModelPool
-from writ_async.models.protocol import ChatRequest
-from writ_async.models.protocol import Message as WireMessage
+from writ_async.llm.pool import ModelPool
+from writ_async.llm.protocol import ChatRequest
+from writ_async.llm.protocol import Message as WireMessage
 
 JUDGE_INSTRUCTIONS = """\
 You grade a customer-service conversation between an agent and a customer. For each

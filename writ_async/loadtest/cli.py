@@ -30,12 +30,12 @@ import msgspec
 
 from writ_async.engine.scheduler import StopRequest, install_stop_signals
 from writ_async.errors import ConfigError
+from writ_async.llm.protocol import ModelParams
 from writ_async.loadtest.metrics import Objectives
 from writ_async.loadtest.report import CONVERSATIONS_JSONL, REQUESTS_JSONL, write_report
 from writ_async.loadtest.run import INTERRUPTED, UNREACHABLE, LoadConfig, LoadRun, run_load
 from writ_async.loadtest.sweep import find_knee
 from writ_async.loadtest.traffic import AgentTraffic, SyntheticTraffic, Traffic, parse_range
-from writ_async.models.protocol import ModelParams
 
 DEFAULT_DURATION_S = 30.0  # measured seconds per step when neither bound is given
 

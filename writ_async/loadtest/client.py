@@ -24,13 +24,10 @@ from time import perf_counter as _now
 import msgspec
 
 from writ_async.errors import CallTimeout, ModelCallError, NotSent, TransientError
-from writ_async.loadtest.events import FastSSE
-from writ_async.loadtest.http import Connection, Origin, Pool
-from writ_async.models import responses_wire
-from writ_async.models.assemble import StreamAssembler, check_completion, chunk_decoder
-from writ_async.models.client import MAX_ERROR_BODY, CallResult, Timeouts, decode_completion
-from writ_async.models.policies import completion_tokens, prompt_tokens
-from writ_async.models.protocol import (
+from writ_async.llm import responses_wire
+from writ_async.llm.assemble import StreamAssembler, check_completion, chunk_decoder
+from writ_async.llm.client import MAX_ERROR_BODY, CallResult, Timeouts, decode_completion
+from writ_async.llm.protocol import (
     Api,
     ChatCompletion,
     ChatRequest,
@@ -38,7 +35,10 @@ from writ_async.models.protocol import (
     Usage,
     encoder,
 )
-from writ_async.models.retry import classify_status
+from writ_async.llm.retry import classify_status
+from writ_async.loadtest.events import FastSSE
+from writ_async.loadtest.http import Connection, Origin, Pool
+from writ_async.mock.policies import completion_tokens, prompt_tokens
 
 _DONE = b"[DONE]"
 Assembler = StreamAssembler | responses_wire.ResponsesStreamAssembler

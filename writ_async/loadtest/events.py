@@ -13,7 +13,7 @@ parser's.
 
 from __future__ import annotations
 
-from writ_async.models.sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEParser
+from writ_async.llm.sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEParser
 
 _BOM = b"\xef\xbb\xbf"
 

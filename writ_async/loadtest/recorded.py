@@ -29,8 +29,8 @@ from writ_async.engine.journal import MessageAdded, ModelCalled
 from writ_async.engine.runner import EpisodeSpec
 from writ_async.environment.domain import Domain
 from writ_async.errors import ModelCallError, ReplayError
-from writ_async.models.client import CallResult
-from writ_async.models.protocol import ChatRequest
+from writ_async.llm.client import CallResult
+from writ_async.llm.protocol import ChatRequest
 from writ_async.participants.base import InProcess, Participant
 
 COMPLETED = "completed"  # every recorded request was sent and answered

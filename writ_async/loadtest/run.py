@@ -50,6 +50,15 @@ from typing import IO, Any, Literal
 import msgspec
 
 from writ_async.errors import ModelCallError, RateLimited, ToolCallParseFailure
+from writ_async.llm.client import CallResult, Timeouts
+from writ_async.llm.protocol import (
+    Api,
+    ChatRequest,
+    ModelParams,
+    ParseFailurePolicy,
+    apply_params,
+)
+from writ_async.llm.retry import Retry, RetryPolicy, decide
 from writ_async.loadtest.client import Gate, LoadClient, NotSent
 from writ_async.loadtest.histogram import LogHistogram
 from writ_async.loadtest.metrics import (
@@ -63,15 +72,6 @@ from writ_async.loadtest.metrics import (
     tool_summary,
 )
 from writ_async.loadtest.traffic import Traffic
-from writ_async.models.client import CallResult, Timeouts
-from writ_async.models.protocol import (
-    Api,
-    ChatRequest,
-    ModelParams,
-    ParseFailurePolicy,
-    apply_params,
-)
-from writ_async.models.retry import Retry, RetryPolicy, decide
 from writ_async.scopes import CancelScope
 from writ_async.seeds import arrivals_rng, loadtest_rng
 

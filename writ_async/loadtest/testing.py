@@ -28,8 +28,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from writ_async.models.mock_server import FaultRates, MockConfig, build_app
-from writ_async.models.policies import ResponsePolicy
+from writ_async.mock.config import FaultRates, MockConfig
+from writ_async.mock.policies import ResponsePolicy
+from writ_async.mock.server import build_app
 
 
 class ServerTimings(msgspec.Struct, frozen=True):

@@ -29,9 +29,9 @@ from writ_async.conversation.records import episode_id
 from writ_async.conversation.task import Task
 from writ_async.engine.drive import drive, on
 from writ_async.errors import ModelCallError
-from writ_async.models.client import CallResult
-from writ_async.models.policies import plausible_text
-from writ_async.models.protocol import ChatRequest, Message
+from writ_async.llm.client import CallResult
+from writ_async.llm.protocol import ChatRequest, Message
+from writ_async.mock.policies import plausible_text
 from writ_async.participants.base import InProcess, Participant
 from writ_async.participants.llm import LLMAgent, LLMUser
 from writ_async.participants.prompts import agent_system_prompt, user_system_prompt
@@ -215,7 +215,7 @@ class AgentTraffic:
                 "tools": len(self.tools), "system_prompt_chars": len(self.system)}
 
     def participants(self, index: int, sender: Sender) -> tuple[Participant, Participant]:
-        from writ_async.models.scripted_policy import request_tag
+        from writ_async.mock.scripted_policy import request_tag
 
         task = self.tasks[index % len(self.tasks)]
         trial = index // len(self.tasks)

@@ -12,7 +12,7 @@ from typing import Protocol
 import msgspec
 
 from writ_async.conversation.messages import AssistantMessage, Message, UserMessage
-from writ_async.models.client import CallResult
+from writ_async.llm.client import CallResult
 
 
 @dataclass(frozen=True, slots=True)

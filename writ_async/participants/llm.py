@@ -24,12 +24,12 @@ from writ_async.errors import (
     ToolCallParseFailure,
     ToolError,
 )
-from writ_async.models.assemble import split_reasoning, text_tool_calls
-from writ_async.models.client import CallResult
-from writ_async.models.pool import ModelPool
-from writ_async.models.protocol import ChatCompletion, ChatRequest
-from writ_async.models.protocol import Message as WireMessage
-from writ_async.models.retry import RETRYABLE_MALFORMED
+from writ_async.llm.assemble import split_reasoning, text_tool_calls
+from writ_async.llm.client import CallResult
+from writ_async.llm.pool import ModelPool
+from writ_async.llm.protocol import ChatCompletion, ChatRequest
+from writ_async.llm.protocol import Message as WireMessage
+from writ_async.llm.retry import RETRYABLE_MALFORMED
 from writ_async.participants.base import Turn
 from writ_async.participants.prompts import agent_view, user_view
 from writ_async.seeds import parse_retry_seed

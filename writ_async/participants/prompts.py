@@ -25,7 +25,7 @@ from writ_async.conversation.messages import (
     reasoning_of,
 )
 from writ_async.conversation.task import Instructions, Task
-from writ_async.models import protocol
+from writ_async.llm import protocol
 
 AGENT_INSTRUCTIONS = """\
 You are a customer service agent. Help the user with their request while following the

@@ -17,8 +17,8 @@ import msgspec
 
 from writ_async.conversation.task import Instructions, Task
 from writ_async.errors import ModelCallError
-from writ_async.models.pool import ModelPool
-from writ_async.models.protocol import ChatRequest, Message
+from writ_async.llm.pool import ModelPool
+from writ_async.llm.protocol import ChatRequest, Message
 
 REWRITE_INSTRUCTIONS = """\
 Rewrite the following instructions for a customer who is about to contact customer

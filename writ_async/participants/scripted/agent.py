@@ -5,7 +5,7 @@ explicit confirmation before each write, writes after the user's yes, reports ev
 ``communicate_info`` string verbatim and lets the user end. It is a pure function of what
 its side of the conversation shows (plus the task, its ``Domain``: tool kinds, phrases,
 forbidden requests, identity lookups; and the seed), so that the mock server answers for
-it (``models/scripted_policy.py``) with the same reply as in-process: it finds its place
+it (``mock/scripted_policy.py``) with the same reply as in-process: it finds its place
 in the plan by counting its own messages since the user first spoke, and every random
 choice is drawn from ``random.Random(f"{seed}:...")`` keyed on the seed and on the history
 length, or made once from the seed when the plan is built.

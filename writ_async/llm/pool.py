@@ -30,16 +30,16 @@ from writ_async.errors import (
     RateLimited,
     RetriesExhausted,
 )
-from writ_async.logs import get_logger
-from writ_async.models.client import CallResult, EndpointClient
-from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.protocol import (
+from writ_async.llm.client import CallResult, EndpointClient
+from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+from writ_async.llm.protocol import (
     ChatRequest,
     ModelParams,
     ParseFailurePolicy,
     apply_params,
 )
-from writ_async.models.retry import GiveUp, RateFeedback, RetryPolicy, decide
+from writ_async.llm.retry import GiveUp, RateFeedback, RetryPolicy, decide
+from writ_async.logs import get_logger
 
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens assumed for a reply when max_tokens is unset
 

@@ -20,9 +20,9 @@ import aiohttp
 import msgspec
 
 from writ_async.errors import CallTimeout, MalformedResponse, TransientError
-from writ_async.models import responses_wire
-from writ_async.models.assemble import StreamAssembler, check_completion
-from writ_async.models.protocol import (
+from writ_async.llm import responses_wire
+from writ_async.llm.assemble import StreamAssembler, check_completion
+from writ_async.llm.protocol import (
     Api,
     ChatCompletion,
     ChatRequest,
@@ -32,8 +32,8 @@ from writ_async.models.protocol import (
     encode_request,
     error_decoder,
 )
-from writ_async.models.retry import RateFeedback, classify_status, parse_rate_headers
-from writ_async.models.sse import SSEParser
+from writ_async.llm.retry import RateFeedback, classify_status, parse_rate_headers
+from writ_async.llm.sse import SSEParser
 
 MAX_ERROR_BODY = 64 * 1024  # enough for any error message; never buffer a huge error page
 

@@ -28,7 +28,9 @@ no_usage alter the answer.
 A fault is counted when it is applied. Token counters include every completion the
 server generated, whether or not a fault kept it from the client in full.
 
-Entry points: ``MockConfig``, ``build_app``, ``open_mock_server``, ``serve_forever``.
+Entry points: ``build_app``, ``open_mock_server``, ``serve_forever``; what it is told is a
+``MockConfig`` (``config.py``), what it counts ``MockStats`` (``stats.py``), its rate
+limits ``ratelimit.py``.
 """
 
 from __future__ import annotations
@@ -36,30 +38,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
-import os
 import random
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from writ_async.errors import ConfigError
-from writ_async.models import mock_quirks, mock_responses
-from writ_async.models.mock_quirks import Quirks
-from writ_async.models.policies import (
-    CHARS_PER_TOKEN,
-    PlausiblePolicy,
-    ResponsePolicy,
-    ShapePolicy,
-    completion_tokens,
-    prompt_tokens,
-)
-from writ_async.models.protocol import (
+from writ_async.llm.protocol import (
     ChatChunk,
     ChatCompletion,
     ChatRequest,
@@ -78,273 +67,20 @@ from writ_async.models.protocol import (
     encoder,
     request_decoder,
 )
+from writ_async.mock import quirks as mock_quirks
+from writ_async.mock import responses as mock_responses
+from writ_async.mock.config import FaultRates, MockConfig, Quirks, resolve_api_key
+from writ_async.mock.policies import (
+    CHARS_PER_TOKEN,
+    PlausiblePolicy,
+    ResponsePolicy,
+    ShapePolicy,
+    completion_tokens,
+    prompt_tokens,
+)
+from writ_async.mock.ratelimit import RateLimits
+from writ_async.mock.stats import Counters, MockStats
 from writ_async.seeds import mock_request_rng
-
-Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-
-
-class FaultRates(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Per-request probabilities of each injected fault (0 = never, 1 = always)."""
-
-    stall: Rate = 0.0  # wait stall_s (or until the client leaves), then answer
-    reset: Rate = 0.0  # drop the connection: before any byte, or after a chunk of a stream
-    error_5xx: Rate = 0.0  # 500, 502 or 503 with an error JSON body
-    error_object_200: Rate = 0.0  # 200 whose body is {"error": ...}
-    malformed_json: Rate = 0.0  # 200 with cut-off JSON or an HTML page
-    truncated_stream: Rate = 0.0  # a stream that ends early: no finish_reason, no [DONE]
-    invalid_tool_args: Rate = 0.0  # tool-call arguments that are not valid JSON
-    # arguments no run can hold: NaN, 1e400, a 400-digit integer, 100,000-deep nesting
-    unholdable_tool_args: Rate = 0.0
-    no_usage: Rate = 0.0  # usage left out
-
-
-class MockConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Everything the mock server can be told; every field has a working default."""
-
-    host: str = "127.0.0.1"
-    port: Port = 0  # 0: the OS picks a free port
-    seed: int = 0
-    models: list[str] = msgspec.field(default_factory=list)  # allow-list; empty: any
-    api_key: str | None = None  # required bearer key; None: no auth
-    api_key_env: str | None = None  # or: the environment variable holding it
-    # latency model (milliseconds): first token after ttft, then tpot per output token
-    ttft_ms: NonNegativeFloat = 0.0
-    tpot_ms: NonNegativeFloat = 0.0
-    jitter_ms: NonNegativeFloat = 0.0  # each delay ± uniform(jitter), floored at 0
-    tokens_per_chunk: PositiveInt = 4  # stream granularity: one SSE chunk is not one token
-    reply_tokens_min: PositiveInt = 8  # length range of the default policy's text replies
-    reply_tokens_max: PositiveInt = 48
-    # "plausible": text and schema-valid tool calls; "shape": a fixed conversation shape
-    # (shape_tool_calls per agent turn, shape_user_turns per episode) for runner comparisons
-    policy: Literal["plausible", "shape"] = "plausible"
-    shape_tool_calls: NonNegativeInt = 2
-    shape_user_turns: PositiveInt = 3
-    max_context_tokens: NonNegativeInt = 0  # 0: unlimited
-    # rate limits per rate_window_s (60 s: per minute); 0: unlimited
-    rpm_limit: NonNegativeInt = 0
-    tpm_limit: NonNegativeInt = 0
-    rate_window_s: PositiveFloat = 60.0
-    faults: FaultRates = msgspec.field(default_factory=FaultRates)
-    quirks: Quirks = msgspec.field(default_factory=Quirks)  # a real server's ways (mock_quirks)
-    stall_s: PositiveFloat = 600.0
-    backlog: PositiveInt = 2048
-    access_log: bool = False
-
-    def __post_init__(self) -> None:
-        if self.reply_tokens_min > self.reply_tokens_max:
-            raise ValueError("reply_tokens_min must not exceed reply_tokens_max")
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set api_key or api_key_env, not both")
-
-
-def resolve_api_key(config: MockConfig, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The key clients must present, reading ``api_key_env`` from ``environ`` if set."""
-    if config.api_key_env is None:
-        return config.api_key
-    value = environ.get(config.api_key_env)
-    if not value:
-        raise ConfigError("environment", f"variable {config.api_key_env} is not set",
-                          "api_key_env")
-    return value
-
-
-# -- statistics ----------------------------------------------------------------------------
-
-FAULT_KINDS = (*FaultRates.__struct_fields__, "context_length", "unauthorized",
-               "model_not_found", "bad_request")
-
-
-class LatencySummary(msgspec.Struct, frozen=True):
-    """Server-side handling time of answered requests (ms); percentiles within 2 %."""
-
-    count: int = 0
-    mean_ms: float = 0.0
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-
-
-class MockStats(msgspec.Struct, frozen=True):
-    """A snapshot of the server's counters, as ``GET /stats`` returns it."""
-
-    requests: int = 0  # chat-completion requests received
-    streamed: int = 0  # of which decoded with stream=true
-    completions: int = 0  # answers generated by the policy
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    rate_limited: int = 0  # 429s sent
-    in_flight: int = 0
-    faults: dict[str, int] = msgspec.field(default_factory=dict)
-    statuses: dict[int, int] = msgspec.field(default_factory=dict)  # HTTP status: count
-    latency: LatencySummary = msgspec.field(default_factory=LatencySummary)
-
-
-stats_decoder = msgspec.json.Decoder(MockStats)
-
-_LOG_STEP = math.log(1.02)
-_LOG_FLOOR = math.floor(math.log(1e-3) / _LOG_STEP)  # 1 µs
-
-
-class _Latency:
-    """A log-bucketed histogram: O(1) to record, bounded memory, percentiles within 2 %."""
-
-    __slots__ = ("buckets", "count", "max_ms", "total_ms")
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
-        self.count = 0
-        self.total_ms = 0.0
-        self.max_ms = 0.0
-
-    def record(self, seconds: float) -> None:
-        ms = seconds * 1000.0
-        self.count += 1
-        self.total_ms += ms
-        if ms > self.max_ms:
-            self.max_ms = ms
-        key = math.floor(math.log(ms) / _LOG_STEP) if ms > 1e-3 else _LOG_FLOOR
-        self.buckets[key] = self.buckets.get(key, 0) + 1
-
-    def percentile(self, q: float) -> float:
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for key in sorted(self.buckets):
-            seen += self.buckets[key]
-            if seen >= rank:
-                return min(self.max_ms, math.exp((key + 1) * _LOG_STEP))
-        return self.max_ms
-
-    def summary(self) -> LatencySummary:
-        if not self.count:
-            return LatencySummary()
-        return LatencySummary(self.count, self.total_ms / self.count, self.percentile(0.5),
-                              self.percentile(0.99), self.max_ms)
-
-
-class _Counters:
-    __slots__ = ("completion_tokens", "completions", "faults", "in_flight", "latency",
-                 "prompt_tokens", "rate_limited", "requests", "statuses", "streamed")
-
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.clear()
-
-    def clear(self) -> None:
-        """Zero every counter but ``in_flight``, which tracks requests still running."""
-        self.requests = self.streamed = self.completions = 0
-        self.prompt_tokens = self.completion_tokens = self.rate_limited = 0
-        self.faults = dict.fromkeys(FAULT_KINDS, 0)
-        self.statuses: dict[int, int] = {}
-        self.latency = _Latency()
-
-    def snapshot(self) -> MockStats:
-        return MockStats(self.requests, self.streamed, self.completions, self.prompt_tokens,
-                         self.completion_tokens, self.rate_limited, self.in_flight,
-                         dict(self.faults), dict(sorted(self.statuses.items())),
-                         self.latency.summary())
-
-
-# -- rate limits ---------------------------------------------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    """A duration as OpenAI's reset headers write it: ``20ms``, ``1.5s``, ``6m0s``."""
-    ms = math.ceil(seconds * 1000.0 - 1e-6)
-    if ms <= 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{secs}"
-    return f"{minutes}m{secs}" if minutes else secs
-
-
-class _Bucket:
-    """A token bucket of ``capacity`` refilling completely over ``window`` seconds."""
-
-    __slots__ = ("capacity", "level", "rate", "stamp")
-
-    def __init__(self, capacity: int, window: float, now: float) -> None:
-        self.capacity = capacity
-        self.rate = capacity / window
-        self.level = float(capacity)
-        self.stamp = now
-
-    def refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.level = min(float(self.capacity), self.level + (now - self.stamp) * self.rate)
-            self.stamp = now
-
-    def shortfall(self, cost: int) -> float:
-        """Seconds until ``cost`` fits (0: it fits now; inf: it never can)."""
-        if cost <= self.level + 1e-6:  # a client that waited as told must get in
-            return 0.0
-        return math.inf if cost > self.capacity else (cost - self.level) / self.rate
-
-    def reset_in(self) -> float:
-        return (self.capacity - self.level) / self.rate
-
-
-class _Limits:
-    __slots__ = ("clock", "requests", "tokens")
-
-    def __init__(self, config: MockConfig, clock: Callable[[], float]) -> None:
-        now = clock()
-        window = config.rate_window_s
-        self.clock = clock
-        self.requests = _Bucket(config.rpm_limit, window, now) if config.rpm_limit else None
-        self.tokens = _Bucket(config.tpm_limit, window, now) if config.tpm_limit else None
-
-    def admit(self, tokens: int) -> tuple[float, str, dict[str, str]]:
-        """Take one request and ``tokens`` if both fit: ``(0, "", headers)``; otherwise
-        take nothing and return the wait, what ran out, and headers with retry-after."""
-        now = self.clock()
-        wait, why = 0.0, ""
-        for bucket, cost, what in ((self.requests, 1, "requests"),
-                                   (self.tokens, tokens, "tokens")):
-            if bucket is not None:
-                bucket.refill(now)
-                short = bucket.shortfall(cost)
-                if short > wait:
-                    wait, why = short, what
-        if wait == 0.0:
-            if self.requests is not None:
-                self.requests.level -= 1
-            if self.tokens is not None:
-                self.tokens.level -= tokens
-            return 0.0, "", self.headers()
-        headers = self.headers()
-        if math.isinf(wait):  # larger than the whole budget: say when it is full again
-            assert self.tokens is not None
-            wait = max(self.tokens.reset_in(), 0.001)
-        headers["retry-after"] = str(max(1, math.ceil(wait)))
-        headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000.0)))
-        return wait, why, headers
-
-    def peek(self) -> dict[str, str]:
-        now = self.clock()
-        for bucket in (self.requests, self.tokens):
-            if bucket is not None:
-                bucket.refill(now)
-        return self.headers()
-
-    def headers(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for bucket, what in ((self.requests, "requests"), (self.tokens, "tokens")):
-            if bucket is not None:
-                out[f"x-ratelimit-limit-{what}"] = str(bucket.capacity)
-                out[f"x-ratelimit-remaining-{what}"] = str(max(0, int(bucket.level)))
-                out[f"x-ratelimit-reset-{what}"] = format_duration(bucket.reset_in())
-        return out
-
 
 # -- the service ---------------------------------------------------------------------------
 
@@ -427,8 +163,8 @@ class _MockService:
         # when each chat request arrived (on ``clock``), for checking a client's rate
         self.arrivals: array[float] | None = array("d") if record_arrivals else None
         self.rng = random.Random(config.seed)
-        self.counters = _Counters()
-        self.limits = _Limits(config, clock) if config.rpm_limit or config.tpm_limit else None
+        self.counters = Counters()
+        self.limits = RateLimits(config, clock) if config.rpm_limit or config.tpm_limit else None
         key = resolve_api_key(config)
         self.auth = None if key is None else f"Bearer {key}".encode()
         self.models = frozenset(config.models)

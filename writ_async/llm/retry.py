@@ -25,7 +25,7 @@ from writ_async.errors import (
     RateLimited,
     TransientError,
 )
-from writ_async.models.protocol import error_decoder
+from writ_async.llm.protocol import error_decoder
 
 # Malformed successes worth another attempt: the server or the transport garbled them.
 # The rest (length, content_filter, invalid tool arguments) are the model's own output
@@ -166,7 +166,7 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 def parse_rate_headers(headers: Mapping[str, str]) -> RateFeedback | None:
     """The rate-limit feedback of a response, or None when it carries none."""
-    from writ_async.models.limits import parse_reset
+    from writ_async.llm.limits import parse_reset
 
     remaining_requests = _int_header(headers, "x-ratelimit-remaining-requests")
     remaining_tokens = _int_header(headers, "x-ratelimit-remaining-tokens")

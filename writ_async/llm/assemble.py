@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from writ_async.errors import MalformedResponse, ToolCallParseFailure
-from writ_async.models.protocol import (
+from writ_async.llm.protocol import (
     THINK_CLOSE,
     THINK_OPEN,
     ChatChunk,

@@ -43,10 +43,10 @@ from writ_async.conversation.task import Instructions, Task
 from writ_async.environment.domain import Domain
 from writ_async.environment.tau2.validation import parse_arguments
 from writ_async.errors import ScriptedRequestError, ToolError
-from writ_async.models.policies import PlausiblePolicy
-from writ_async.models.protocol import ChatRequest, FunctionCall, encoder
-from writ_async.models.protocol import Message as WireMessage
-from writ_async.models.protocol import ToolCall as WireToolCall
+from writ_async.llm.protocol import ChatRequest, FunctionCall, encoder
+from writ_async.llm.protocol import Message as WireMessage
+from writ_async.llm.protocol import ToolCall as WireToolCall
+from writ_async.mock.policies import PlausiblePolicy
 from writ_async.participants.behaviours.scenarios import parse_scenario_id
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.mistakes import MistakeConfig

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from writ_async.errors import MalformedResponse
-from writ_async.models.protocol import (
+from writ_async.llm.protocol import (
     ChatCompletion,
     ChatRequest,
     Choice,

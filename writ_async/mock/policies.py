@@ -22,7 +22,7 @@ import datetime
 import random
 from typing import Any, Protocol
 
-from writ_async.models.protocol import (
+from writ_async.llm.protocol import (
     ChatRequest,
     FunctionCall,
     Message,

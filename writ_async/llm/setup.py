@@ -15,10 +15,10 @@ from pathlib import Path
 
 from writ_async.config import EndpointConfig, ModelsConfig
 from writ_async.errors import ConfigError
-from writ_async.models.client import EndpointClient, Timeouts, open_session
-from writ_async.models.limits import ConcurrencyLimiter, RateLimiter
-from writ_async.models.pool import CircuitBreaker, Endpoint, ModelPool
-from writ_async.models.retry import RetryPolicy
+from writ_async.llm.client import EndpointClient, Timeouts, open_session
+from writ_async.llm.limits import ConcurrencyLimiter, RateLimiter
+from writ_async.llm.pool import CircuitBreaker, Endpoint, ModelPool
+from writ_async.llm.retry import RetryPolicy
 from writ_async.seeds import pool_rng
 
 MOCK = "mock"
@@ -68,7 +68,7 @@ async def open_pool(
             base_url = settings.base_url
             if base_url == MOCK:
                 if mock_url is None:
-                    from writ_async.models.mock_server import MockConfig, open_mock_server
+                    from writ_async.mock.server import MockConfig, open_mock_server
 
                     server = await stack.enter_async_context(open_mock_server(
                         mock_config or MockConfig(seed=seed), mock_policy,  # type: ignore[arg-type]

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from writ_async.models.policies import CHARS_PER_TOKEN, completion_tokens
-from writ_async.models.protocol import ChatRequest, Message, Usage, encoder
-from writ_async.models.responses_wire import chat_request_of
+from writ_async.llm.protocol import ChatRequest, Message, Usage, encoder
+from writ_async.llm.responses_wire import chat_request_of
+from writ_async.mock.policies import CHARS_PER_TOKEN, completion_tokens
 
 __all__ = ["MockService", "answer", "decode_request"]
 

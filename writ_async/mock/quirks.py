@@ -52,57 +52,19 @@ import asyncio
 import datetime
 import random
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from writ_async.models.policies import CHARS_PER_TOKEN
-from writ_async.models.protocol import ChatRequest, FunctionCall, Message, Usage, encoder
-
-Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+from writ_async.llm.protocol import ChatRequest, FunctionCall, Message, Usage, encoder
+from writ_async.mock.config import Quirks
+from writ_async.mock.policies import CHARS_PER_TOKEN
 
 _SSE = "text/event-stream"
 _JSON = "application/json"
 
 
-class Quirks(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """Which real-server behaviours the mock imitates; all off by default."""
-
-    no_stream_usage: bool = False
-    llama_stream_chunks: bool = False
-    ping_before_first_token: bool = False
-    # "when_waiting": cut a stream when another request is in flight; "always": every one
-    interrupt_streams: Literal["never", "when_waiting", "always"] = "never"
-    legacy_function_call: bool = False
-    tool_args_cut_keep_finish: bool = False
-    empty_answer: Rate = 0.0  # probability of answering "" with finish_reason "stop"
-    llama_context_errors: bool = False
-    bad_body_as_500: bool = False
-    # a thinking model's reasoning: in the `reasoning` or `reasoning_content` field, or
-    # as a <think> block opening the content; "off": none
-    reasoning: Literal["off", "reasoning", "reasoning_content", "think"] = "off"
-    # model names that follow OpenAI's reasoning-model parameter rules (others then refuse
-    # reasoning_effort); empty: no rules
-    openai_reasoning_models: list[str] = msgspec.field(default_factory=list)
-    # a server whose tool-call parser failed on an answer that calls tools (see
-    # ``mangle_tool_calls``); ``tool_call_parse_failure_rate`` of those answers
-    tool_call_parse_failure: Literal["off", "hermes", "json", "sglang_empty",
-                                     "trailing_data"] = "off"
-    tool_call_parse_failure_rate: Rate = 1.0
-
-    @property
-    def stream_writer(self) -> bool:
-        """Whether streams are written by ``write_stream`` instead of the mock's own."""
-        return (self.llama_stream_chunks or self.ping_before_first_token
-                or self.interrupt_streams != "never")
-
-
-LLAMA_CPP_PYTHON = Quirks(
-    no_stream_usage=True, llama_stream_chunks=True, ping_before_first_token=True,
-    interrupt_streams="when_waiting", legacy_function_call=True,
-    tool_args_cut_keep_finish=True, llama_context_errors=True, bad_body_as_500=True,
-)
 
 
 # -- answers -----------------------------------------------------------------------------
