@@ -98,7 +98,43 @@ class _ChoiceParts:
         self.finish_reason: str | None = None
 
 
-class StreamAssembler:
+class StreamTiming:
+    """What every stream assembler measures, whatever API's events it reads: ``chunks``
+    (events of the answer), ``token_chunks`` (those carrying generated text, arguments or
+    reasoning), ``gaps`` (between consecutive chunks), ``first_token_at`` and ``ttft``
+    (from ``started``, on the clock of the ``now`` values fed)."""
+
+    def __init__(self, *, started: float | None = None, endpoint: str = "") -> None:
+        self.started = started
+        self.endpoint = endpoint
+        self.done = False  # the stream's terminal event arrived
+        self.chunks = 0
+        self.token_chunks = 0
+        self.gaps: list[float] = []
+        self.first_token_at: float | None = None
+        self._last_at: float | None = None
+
+    @property
+    def ttft(self) -> float | None:
+        if self.first_token_at is None or self.started is None:
+            return None
+        return self.first_token_at - self.started
+
+    def _arrived(self, now: float) -> None:
+        """One chunk arrived at ``now``."""
+        if self._last_at is not None:
+            self.gaps.append(now - self._last_at)
+        self._last_at = now
+        self.chunks += 1
+
+    def _generated(self, now: float) -> None:
+        """The chunk that arrived at ``now`` carried generated tokens."""
+        self.token_chunks += 1
+        if self.first_token_at is None:
+            self.first_token_at = now
+
+
+class StreamAssembler(StreamTiming):
     """Accumulates one streamed response; ``result()`` gives the ``ChatCompletion``.
 
     ``started`` is when the request was sent (on the same clock as the ``now`` values
@@ -112,29 +148,16 @@ class StreamAssembler:
     """
 
     def __init__(self, *, started: float | None = None, endpoint: str = "") -> None:
-        self.started = started
-        self.endpoint = endpoint
-        self.done = False  # the [DONE] sentinel arrived
-        self.chunks = 0
-        self.token_chunks = 0  # chunks carrying content or tool-call data
-        self.gaps: list[float] = []
-        self.first_token_at: float | None = None
+        super().__init__(started=started, endpoint=endpoint)  # done: [DONE] arrived
         self.usage: Usage | None = None
         self.id = ""
         self.model = ""
         self.created = 0
         self._choices: dict[int, _ChoiceParts] = {}
-        self._last_at: float | None = None
 
     def __repr__(self) -> str:
         return (f"<StreamAssembler chunks={self.chunks} choices={len(self._choices)}"
                 f" done={self.done} ttft={self.ttft}>")
-
-    @property
-    def ttft(self) -> float | None:
-        if self.first_token_at is None or self.started is None:
-            return None
-        return self.first_token_at - self.started
 
     def feed_event(self, data: str, now: float, *, event: str = "message") -> None:
         """Take one server-sent event's data, as it arrived at ``now``.
@@ -167,10 +190,7 @@ class StreamAssembler:
 
     def feed_chunk(self, chunk: ChatChunk, now: float) -> None:
         """Take one decoded chunk, as it arrived at ``now``."""
-        if self._last_at is not None:
-            self.gaps.append(now - self._last_at)
-        self._last_at = now
-        self.chunks += 1
+        self._arrived(now)
         if not self.id and chunk.id:
             self.id = chunk.id
         if not self.model and chunk.model:
@@ -217,9 +237,7 @@ class StreamAssembler:
             if choice.finish_reason is not None:
                 parts.finish_reason = choice.finish_reason
         if token:
-            self.token_chunks += 1
-            if self.first_token_at is None:
-                self.first_token_at = now
+            self._generated(now)
 
     def result(self) -> ChatCompletion:
         """The completion the stream amounts to, once it has ended.

@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from writ_async.errors import MalformedResponse
+from writ_async.llm.assemble import StreamTiming
 from writ_async.llm.protocol import (
     ChatCompletion,
     ChatRequest,
@@ -263,7 +264,7 @@ _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed
 _event_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-class ResponsesStreamAssembler:
+class ResponsesStreamAssembler(StreamTiming):
     """Accumulates one streamed Responses answer; ``result()`` gives the completion.
 
     The attributes the client and the load tester read are ``StreamAssembler``'s
@@ -273,28 +274,15 @@ class ResponsesStreamAssembler:
     does); else the items are rebuilt from ``output_item.added``/``.done`` and deltas."""
 
     def __init__(self, *, started: float | None = None, endpoint: str = "") -> None:
-        self.started = started
-        self.endpoint = endpoint
-        self.done = False  # the terminal event (or a [DONE]) arrived
-        self.chunks = 0
-        self.token_chunks = 0
-        self.gaps: list[float] = []
-        self.first_token_at: float | None = None
+        super().__init__(started=started, endpoint=endpoint)  # done: the terminal event
         self._items: dict[int, dict[str, Any]] = {}
         self._finished_items: set[int] = set()
         self._deltas: dict[int, list[str]] = {}
         self._final: _Response | None = None
-        self._last_at: float | None = None
 
     def __repr__(self) -> str:
         return (f"<ResponsesStreamAssembler events={self.chunks} items={len(self._items)}"
                 f" done={self.done} ttft={self.ttft}>")
-
-    @property
-    def ttft(self) -> float | None:
-        if self.first_token_at is None or self.started is None:
-            return None
-        return self.first_token_at - self.started
 
     def feed_event(self, data: str, now: float, *, event: str = "message") -> None:
         """Take one server-sent event's data, as it arrived at ``now``; raises
@@ -318,10 +306,7 @@ class ResponsesStreamAssembler:
             error = payload.get("error", payload)
             raise MalformedResponse("error_object", _describe_error(error),
                                     endpoint=self.endpoint)
-        if self._last_at is not None:
-            self.gaps.append(now - self._last_at)
-        self._last_at = now
-        self.chunks += 1
+        self._arrived(now)
         if kind in _ENDS:
             try:
                 self._final = msgspec.convert(payload.get("response") or {}, _Response)
@@ -345,9 +330,7 @@ class ResponsesStreamAssembler:
                                        or kind == "response.function_call_arguments.delta"):
             self._deltas.setdefault(index, []).append(delta)
             if delta:
-                self.token_chunks += 1
-                if self.first_token_at is None:
-                    self.first_token_at = now
+                self._generated(now)
 
     def result(self) -> ChatCompletion:
         """The completion the stream amounts to, once it has ended: ``truncated_stream``

@@ -55,9 +55,9 @@ class MockService(Protocol):
     piece_chars: int
 
     def _delay(self, seconds: float) -> float: ...
-    def _count(self, fault: str) -> None: ...
-    @staticmethod
-    def _drop(request: web.Request) -> None: ...
+    async def write_pieces(self, request: web.Request, headers: dict[str, str] | None,
+                           opening: bytes, pieces: list[tuple[bytes, int]], tail: bytes,
+                           faults: tuple[str, ...]) -> web.StreamResponse | None: ...
 
 
 def decode_request(raw: bytes) -> ChatRequest:
@@ -191,31 +191,4 @@ async def _stream(service: MockService, request: web.Request, final: dict[str, A
     pieces = _deltas(items, service.piece_chars, event)
     end = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
     tail = event(end, response=final)
-    reset = "reset" in faults
-    if "truncated_stream" in faults:
-        service._count("truncated_stream")
-        pieces = pieces[: max(1, len(pieces) // 2)]
-        tail = b""
-    if not service.paced and not reset:
-        body = opening + b"".join(p for p, _ in pieces) + tail
-        return web.Response(body=body, headers=headers, content_type=_SSE)
-    response = web.StreamResponse(headers=headers)
-    response.content_type = _SSE
-    await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    due = loop.time()
-    for i, (piece, tokens) in enumerate(pieces):
-        if service.paced:
-            due += service._delay(service.tpot * tokens if i else service.ttft)
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        await response.write(opening + piece if i == 0 else piece)
-        if reset:  # mid-stream: the headers and the first delta went out
-            service._count("reset")
-            service._drop(request)
-            return None
-    if tail:
-        await response.write(tail)
-    await response.write_eof()
-    return response
+    return await service.write_pieces(request, headers, opening, pieces, tail, faults)

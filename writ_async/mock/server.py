@@ -494,13 +494,23 @@ class _MockService:
             tail += _event(encoder.encode(ChatChunk(id=ident, created=created, model=model,
                                                     usage=usage)))
         tail += _DONE
+        return await self.write_pieces(request, headers, role, pieces, tail, faults)
+
+    async def write_pieces(self, request: web.Request, headers: dict[str, str] | None,
+                           opening: bytes, pieces: list[tuple[bytes, int]], tail: bytes,
+                           faults: tuple[str, ...]) -> web.StreamResponse | None:
+        """Send a stream, whichever API's events it holds: ``opening`` with the first
+        piece, each piece when its tokens are due (paced), then ``tail``. The drawn
+        stream faults apply: ``truncated_stream`` sends half the pieces and no tail,
+        ``reset`` drops the connection after the first piece. Unpaced and unfaulted, the
+        whole stream goes out as one body. None when the connection was dropped."""
         reset = "reset" in faults
         if "truncated_stream" in faults:
             self._count("truncated_stream")
             pieces = pieces[: max(1, len(pieces) // 2)]
             tail = b""
         if not self.paced and not reset:
-            body = role + b"".join(p for p, _ in pieces) + tail
+            body = opening + b"".join(p for p, _ in pieces) + tail
             return web.Response(body=body, headers=headers, content_type=_SSE)
         response = web.StreamResponse(headers=headers)
         response.content_type = _SSE
@@ -513,8 +523,8 @@ class _MockService:
                 wait = due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await response.write(role + piece if i == 0 else piece)
-            if reset:  # mid-stream: the headers and one chunk went out
+            await response.write(opening + piece if i == 0 else piece)
+            if reset:  # mid-stream: the headers and the first piece went out
                 self._count("reset")
                 self._drop(request)
                 return None
