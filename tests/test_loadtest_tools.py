@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_loadtest import serve_mock
 
 from domains import get_domain
 from writ_async.errors import ConfigError
@@ -110,16 +109,7 @@ max_completion_tokens = 256
 
 @pytest.fixture
 def mock_url() -> Iterator[str]:
-    with subprocess.Popen([sys.executable, "-m", "writ_async.loadtest.testing",
-                           "--ttft-ms", "1"], stdout=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.startswith("listening on"), line
-            yield line.split()[-1]
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    yield from serve_mock("--ttft-ms", "1")
 
 
 def test_the_report_and_console_carry_the_rates(mock_url: str, tmp_path: Path,

@@ -60,11 +60,13 @@ chunk_decoder = msgspec.json.Decoder(_StreamChunk)
 _arguments_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-def _excerpt(text: str) -> str:
+def excerpt(text: str) -> str:
+    """``text`` cut for an error message."""
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
 
 
-def _describe_error(error: Any) -> str:
+def describe_error(error: Any) -> str:
+    """An error object a server sent, as one line: its message and its type or code."""
     if isinstance(error, dict):
         message = error.get("message") or ""
         kind = error.get("type") or error.get("code")
@@ -169,7 +171,7 @@ class StreamAssembler(StreamTiming):
             # keep-alive or a repeated [DONE] must not fail a complete answer.
             return
         if event == "error":
-            raise MalformedResponse("error_object", f"error event: {_excerpt(data)}",
+            raise MalformedResponse("error_object", f"error event: {excerpt(data)}",
                                     endpoint=self.endpoint)
         stripped = data.strip()
         if not stripped:
@@ -182,9 +184,9 @@ class StreamAssembler(StreamTiming):
         except msgspec.DecodeError as exc:  # ValidationError (wrong shape) included
             raise MalformedResponse(
                 "invalid_json", f"stream chunk is not a chat-completion chunk ({exc}): "
-                f"{_excerpt(data)!r}", endpoint=self.endpoint) from exc
+                f"{excerpt(data)!r}", endpoint=self.endpoint) from exc
         if chunk.error is not None:
-            raise MalformedResponse("error_object", _describe_error(chunk.error),
+            raise MalformedResponse("error_object", describe_error(chunk.error),
                                     endpoint=self.endpoint)
         self.feed_chunk(chunk, now)
 
@@ -360,20 +362,20 @@ def check_completion(c: ChatCompletion, *, require_usage: bool, endpoint: str = 
                         "trailing_data",
                         f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
                         "data after the arguments' JSON object: "
-                        f"{_excerpt(call.function.arguments)!r}",
+                        f"{excerpt(call.function.arguments)!r}",
                         endpoint=endpoint) from exc
                 raise MalformedResponse(
                     "invalid_tool_arguments",
                     f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
                     f"arguments are not a JSON object ({exc}): "
-                    f"{_excerpt(call.function.arguments)!r}",
+                    f"{excerpt(call.function.arguments)!r}",
                     endpoint=endpoint) from exc
             except RecursionError:  # the decoder recurses once per nesting level
                 raise MalformedResponse(
                     "invalid_tool_arguments",
                     f"choice {choice.index}, tool call {call.id} ({call.function.name}): "
                     "arguments nested too deeply to read: "
-                    f"{_excerpt(call.function.arguments)!r}",
+                    f"{excerpt(call.function.arguments)!r}",
                     endpoint=endpoint) from None
     if offered_tools:
         for choice in c.choices:
@@ -447,13 +449,13 @@ def tool_call_parse_failure_of(message: Message,
     content = split_reasoning(message)[0] or ""
     if TOOL_CALL_OPEN in content:
         return "markup_in_content", (f"a {TOOL_CALL_OPEN} block in the content: "
-                                     f"{_excerpt(content)!r}")
+                                     f"{excerpt(content)!r}")
     if _json_calls(content) is not None:
-        return "json_in_content", f"a tool-call object as the content: {_excerpt(content)!r}"
+        return "json_in_content", f"a tool-call object as the content: {excerpt(content)!r}"
     if finish_reason == "tool_calls":
         shape = "[]" if message.tool_calls is not None else "none"
         return "empty_tool_calls", (f"finish_reason 'tool_calls' with tool_calls {shape}: "
-                                    f"{_excerpt(content)!r}")
+                                    f"{excerpt(content)!r}")
     return None
 
 

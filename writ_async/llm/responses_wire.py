@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from writ_async.errors import MalformedResponse
-from writ_async.llm.assemble import StreamTiming
+from writ_async.llm.assemble import StreamTiming, describe_error, excerpt
 from writ_async.llm.protocol import (
     ChatCompletion,
     ChatRequest,
@@ -52,11 +52,6 @@ __all__ = ["ENCRYPTED_REASONING", "ResponsesStreamAssembler", "chat_request_of",
            "request_body", "responses_tool"]
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
-_EXCERPT = 200
-
-
-def _excerpt(text: str) -> str:
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -158,14 +153,6 @@ class _Response(msgspec.Struct):
 _response_decoder = msgspec.json.Decoder(_Response)
 
 
-def _describe_error(error: Any) -> str:
-    if isinstance(error, dict):
-        message = error.get("message") or ""
-        kind = error.get("type") or error.get("code")
-        return f"{message} ({kind})" if kind else str(message or error)
-    return str(error)
-
-
 def decode_response(raw: bytes, content_type: str, endpoint: str) -> ChatCompletion:
     """A non-streamed 200 body as a completion, or ``MalformedResponse``: ``error_object``
     (an error in a 200, or status ``failed``), ``html``, ``invalid_json``, or what
@@ -196,7 +183,7 @@ def reasoning_text(item: dict[str, Any]) -> str:
 def _finish(response: _Response, calls: bool, endpoint: str) -> str:
     status = response.status
     if status == "failed" or (response.error is not None and status is None):
-        raise MalformedResponse("error_object", _describe_error(response.error)
+        raise MalformedResponse("error_object", describe_error(response.error)
                                 or "status failed", endpoint=endpoint, status=200)
     if status == "incomplete":
         details = response.incomplete_details
@@ -300,11 +287,11 @@ class ResponsesStreamAssembler(StreamTiming):
         except msgspec.DecodeError as exc:
             raise MalformedResponse(
                 "invalid_json", f"stream event is not a Responses event ({exc}): "
-                f"{_excerpt(data)!r}", endpoint=self.endpoint) from exc
+                f"{excerpt(data)!r}", endpoint=self.endpoint) from exc
         kind = payload.get("type") or event
         if kind == "error" or (kind == "message" and "error" in payload):
             error = payload.get("error", payload)
-            raise MalformedResponse("error_object", _describe_error(error),
+            raise MalformedResponse("error_object", describe_error(error),
                                     endpoint=self.endpoint)
         self._arrived(now)
         if kind in _ENDS:
