@@ -200,6 +200,32 @@ def test_a_stream_is_assembled_from_its_deltas() -> None:
     assert assembler.ttft == 3.0 and assembler.token_chunks == 4 and assembler.chunks == 8
 
 
+def test_a_stream_whose_events_name_their_items_not_places() -> None:
+    # llama.cpp's llama-server: deltas carry item_id and no output_index; the terminal
+    # event lists the output. Same answer as OpenAI's shape, and a first token.
+    assembler = ResponsesStreamAssembler(started=0.0)
+    for now, data in enumerate(_events(
+        {"type": "response.created", "response": {"status": "in_progress"}},
+        {"type": "response.output_item.added",
+         "item": {"id": "msg_1", "type": "message", "role": "assistant", "content": []}},
+        {"type": "response.content_part.added", "item_id": "msg_1",
+         "part": {"type": "output_text", "text": ""}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hel"},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "lo"},
+        {"type": "response.output_text.done", "item_id": "msg_1", "text": "Hello"},
+        {"type": "response.output_item.done", "item": {
+            "id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello"}]}},
+        {"type": "response.completed", "response": {"status": "completed", "output": [{
+            "id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello"}]}],
+            "usage": {"input_tokens": 10, "output_tokens": 2}}},
+    ), start=1):
+        assembler.feed_event(data, float(now))
+    assert assembler.result().choices[0].message.content == "Hello"
+    assert assembler.ttft == 4.0 and assembler.token_chunks == 2
+
+
 def test_a_stream_cut_before_its_end_is_truncated() -> None:
     assembler = ResponsesStreamAssembler()
     assembler.feed_event(json.dumps({"type": "response.output_text.delta",

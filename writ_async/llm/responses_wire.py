@@ -266,6 +266,7 @@ class ResponsesStreamAssembler(StreamTiming):
         self._finished_items: set[int] = set()
         self._deltas: dict[int, list[str]] = {}
         self._final: _Response | None = None
+        self._places: dict[str, int] = {}  # item id -> output place, where none is sent
 
     def __repr__(self) -> str:
         return (f"<ResponsesStreamAssembler events={self.chunks} items={len(self._items)}"
@@ -304,7 +305,9 @@ class ResponsesStreamAssembler(StreamTiming):
             return
         index = payload.get("output_index")
         if not isinstance(index, int):
-            return  # response.created, in_progress...: nothing of the answer
+            index = self._place(payload)
+            if index is None:
+                return  # response.created, in_progress...: nothing of the answer
         if kind in ("response.output_item.added", "response.output_item.done"):
             item = payload.get("item")
             if isinstance(item, dict):
@@ -318,6 +321,16 @@ class ResponsesStreamAssembler(StreamTiming):
             self._deltas.setdefault(index, []).append(delta)
             if delta:
                 self._generated(now)
+
+    def _place(self, payload: dict[str, Any]) -> int | None:
+        """The output place of an event that names its item instead (llama.cpp's server
+        sends ``item_id``, or the item with its ``id``, and no ``output_index``): items
+        take places in the order they first appear."""
+        item = payload.get("item")
+        ident = payload.get("item_id") or (item.get("id") if isinstance(item, dict) else None)
+        if not isinstance(ident, str):
+            return None
+        return self._places.setdefault(ident, len(self._places))
 
     def result(self) -> ChatCompletion:
         """The completion the stream amounts to, once it has ended: ``truncated_stream``
