@@ -79,9 +79,9 @@ def test_a_chat_request_becomes_a_responses_body() -> None:
     assert body == {
         "model": "gpt-5", "instructions": "You are an agent.",
         "input": [
-            {"role": "user", "content": "I am mia_1."},
+            {"type": "message", "role": "user", "content": "I am mia_1."},
             REASONING_ITEM,  # verbatim, before the turn it produced
-            {"role": "assistant", "content": "Let me look."},
+            {"type": "message", "role": "assistant", "content": "Let me look."},
             {"type": "function_call", "call_id": "call_1", "name": "get_user_details",
              "arguments": '{"user_id":"mia_1"}'},
             {"type": "function_call_output", "call_id": "call_1", "output": '{"name":"Mia"}'},

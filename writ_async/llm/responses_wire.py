@@ -74,6 +74,8 @@ def _tool_choice(choice: str | dict[str, Any]) -> str | dict[str, Any]:
 
 def input_items(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
     """``(instructions, input)`` for a conversation (see the module docstring)."""
+    # Every item says its type: OpenAI infers "message" from a role, llama.cpp's server
+    # refuses an item without one (HTTP 400 "Cannot determine type of 'item'").
     instructions: str | None = None
     items: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
@@ -82,7 +84,7 @@ def input_items(messages: list[Message]) -> tuple[str | None, list[dict[str, Any
         elif m.role == "assistant":
             items.extend(m.reasoning_items or ())
             if m.content:
-                items.append({"role": "assistant", "content": m.content})
+                items.append({"type": "message", "role": "assistant", "content": m.content})
             for call in m.tool_calls or ():
                 items.append({"type": "function_call", "call_id": call.id,
                               "name": call.function.name,
@@ -91,7 +93,7 @@ def input_items(messages: list[Message]) -> tuple[str | None, list[dict[str, Any
             items.append({"type": "function_call_output", "call_id": m.tool_call_id or "",
                           "output": m.content or ""})
         else:
-            items.append({"role": m.role, "content": m.content or ""})
+            items.append({"type": "message", "role": m.role, "content": m.content or ""})
     return instructions, items
 
 
