@@ -32,6 +32,7 @@ from writ_async.conversation.task import Task, UserScenario, load_tasks
 from writ_async.environment.domain import Domain
 from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
+from writ_async.grading import gold as gold_end
 from writ_async.grading import grade as grading
 from writ_async.mock.scripted_policy import agent_messages, user_messages
 from writ_async.participants.behaviours.catalogue import (
@@ -135,7 +136,7 @@ def assert_gold_outcome(world: World, task: Task, episode: Episode, final: str,
                         where: str) -> None:
     """The gold end state, every communicate string, reward 1 and the evidence and
     confirmation checks; the plan's own calls are exactly the gold actions, in order."""
-    gold = grading.replay_gold(world.domain, world.base, task)
+    gold = gold_end.replay_gold(world.domain, world.base, task)
     assert episode.termination == "user_stop", where
     assert final == gold.db_hash, where
     info = grading.grade(task, episode.messages, episode.termination.value, final, gold,

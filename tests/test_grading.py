@@ -36,20 +36,15 @@ from writ_async.conversation.task import (
 from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
 from writ_async.errors import DataError
-from writ_async.grading.grade import (
+from writ_async.grading.evidence import (
     CONFIRMATION,
     EVIDENCE,
-    GoldCache,
-    GoldReplay,
-    action_matches,
-    average_reward,
     check_kind,
     default_evidence_plan,
-    gold_db_hash,
-    grade,
-    is_success,
-    pass_hat_k,
 )
+from writ_async.grading.gold import GoldCache, GoldReplay, gold_db_hash
+from writ_async.grading.grade import average_reward, grade, is_success, pass_hat_k
+from writ_async.grading.matching import action_matches
 
 DOMAINS = ("airline", "retail")
 GREETING = "Hi! How can I help you today?"

@@ -60,6 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "writ_async.participants.llm", "writ_async.engine.drive",
         "writ_async.participants.scripted.*",
         "writ_async.engine.journal", "writ_async.grading.grade", "writ_async.grading.judge",
+        "writ_async.grading.gold", "writ_async.grading.matching", "writ_async.grading.evidence",
         "writ_async.mock.scripted_policy")),
     ("engine", (  # many episodes: runs, run directories, outputs, replay
         "writ_async.engine.*", "writ_async.grading.results", "writ_async.export.*")),

@@ -23,6 +23,7 @@ from writ_async.conversation.task import Action, Task, load_tasks
 from writ_async.environment.overlay import Overlay
 from writ_async.environment.tools import ToolKind
 from writ_async.grading import grade as grading
+from writ_async.grading.evidence import default_evidence_plan
 from writ_async.participants.scripted.inprocess import run_scripted_episode
 from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
 from writ_async.synthesis.driver import (
@@ -524,7 +525,7 @@ def test_the_scripted_agent_reaches_the_gold_and_passes_the_evidence_check(name,
                              task.synthesis.gold_db_hash, domain.toolbox)
         assert info.reward == 1.0, (task.id, info.note)
         assert info.evidence_ok, (task.id, [c for c in info.evidence_checks if not c.passed])
-        plan = grading.default_evidence_plan(task, domain.toolbox)
+        plan = default_evidence_plan(task, domain.toolbox)
         for write, reads in plan.items():  # every read of the plan before a write counts
             assert {r.action_id for r in reads} == {
                 i for i in task.synthesis.read_plan

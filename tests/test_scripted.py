@@ -34,6 +34,7 @@ from writ_async.environment.domain import Domain
 from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import ToolKind
 from writ_async.export.datastats import mask_sentence, split_sentences
+from writ_async.grading import gold as gold_end
 from writ_async.grading import grade as grading
 from writ_async.llm import protocol
 from writ_async.mock.scripted_policy import (
@@ -120,7 +121,7 @@ def position(messages: Sequence[Message], name: str, arguments: dict[str, Any]) 
 
 
 def grade(world: World, task: Task, episode: Episode, final: str) -> Any:
-    gold = grading.replay_gold(world.domain, world.base, task)
+    gold = gold_end.replay_gold(world.domain, world.base, task)
     assert episode.termination is not None
     return grading.grade(task, episode.messages, episode.termination.value, final, gold,
                          world.domain.toolbox)

@@ -35,7 +35,9 @@ from writ_async.conversation.task import (
 )
 from writ_async.errors import DataError
 from writ_async.export.sft import ExportFilter, keep
-from writ_async.grading.grade import GoldReplay, grade, write_errors
+from writ_async.grading.evidence import write_errors
+from writ_async.grading.gold import GoldReplay
+from writ_async.grading.grade import grade
 from writ_async.grading.results import to_tau2_results
 from writ_async.logs import reset_logging
 

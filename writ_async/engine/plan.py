@@ -30,7 +30,7 @@ from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import Toolbox
 from writ_async.errors import ConfigError, ReplayDivergence
 from writ_async.export.sft import ExportFilter
-from writ_async.grading.grade import GoldCache
+from writ_async.grading.gold import GoldCache
 from writ_async.logs import get_logger
 from writ_async.participants.behaviours.scenarios import Scenario, expand_scenarios
 from writ_async.participants.prompts import AGENT_INSTRUCTIONS, USER_GUIDELINES, agent_system_prompt

@@ -57,7 +57,8 @@ from writ_async.environment.domain import Domain, Environment
 from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import Toolbox, ToolKind
 from writ_async.errors import ReplayDivergence
-from writ_async.grading.grade import GoldCache, grade
+from writ_async.grading.gold import GoldCache
+from writ_async.grading.grade import grade
 from writ_async.grading.judge import nl_assertions_of
 from writ_async.llm.client import CallResult
 from writ_async.logs import episode_context

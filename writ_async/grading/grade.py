@@ -46,26 +46,24 @@ which runs the gold actions on a fresh overlay of a base that the caller loaded.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from itertools import islice
-from typing import Any
-
-import msgspec
+from collections.abc import Mapping, Sequence
 
 from writ_async.conversation.messages import (
     AssistantMessage,
     Message,
-    ToolCall,
-    ToolMessage,
-    UserMessage,
 )
 from writ_async.conversation.records import Check, RewardInfo
 from writ_async.conversation.task import Action, Task
-from writ_async.environment.domain import Domain
-from writ_async.environment.overlay import BaseDB
 from writ_async.environment.tools import Toolbox, ToolKind
 from writ_async.errors import DataError
+from writ_async.grading.evidence import (
+    EvidencePlan,
+    default_evidence_plan,
+    evidence_checks,
+    write_errors,
+)
+from writ_async.grading.gold import GoldReplay
+from writ_async.grading.matching import action_matches, describe_call, tool_calls_of
 
 DB = "DB"
 ENV_ASSERTION = "ENV_ASSERTION"
@@ -77,158 +75,12 @@ COMPONENTS = (DB, ENV_ASSERTION, ACTION, COMMUNICATE, NL_ASSERTION)
 REWARDED_TERMINATIONS = frozenset({"user_stop", "agent_stop"})
 SUCCESS_TOLERANCE = 1e-6
 
-# Evidence checks are named "<kind>:<tool>[<call id>]".
-EVIDENCE = "evidence"
-CONFIRMATION = "confirmation"
-
-_YES = re.compile(r"\byes\b", re.IGNORECASE)
-_MISSING = object()
-
-EvidencePlan = Mapping[int, Sequence[Action]]
 
 # RewardInfo.verdict values
 GRADED = "graded"
 NOT_GRADED = "not_graded"
 INVALID_TASK = "invalid_task"
 
-_ERROR_TEXT = 200  # characters of a tool's error output quoted in a write error
-
-
-# -- the gold end state --------------------------------------------------------------------
-
-
-class GoldReplay(msgspec.Struct, frozen=True):
-    """The gold actions applied to a fresh environment: its hash, and which failed.
-
-    ``must_succeed``: the task was written for another database than the one replayed
-    on, so a failing gold action means the task does not fit it (``invalid_task``), not
-    a failure by design.
-    """
-
-    db_hash: str
-    failed: frozenset[int] = frozenset()  # indices into task.gold_actions
-    must_succeed: bool = False
-
-
-def replay_gold(domain: Domain, base: BaseDB, task: Task) -> GoldReplay:
-    """Run the task's gold actions in order on a fresh overlay of ``base``.
-
-    Errors are ignored, as tau2-bench ignores them: a gold write that fails (retail tasks
-    64 and 105) leaves the gold end state without it. ``task.initial_state`` is not
-    applied (no airline or retail task has one).
-    """
-    env = domain.environment(base)
-    failed = [i for i, action in enumerate(task.gold_actions)
-              if env.call(action.name, action.arguments).error]
-    return GoldReplay(env.db_hash(), frozenset(failed))
-
-
-def gold_db_hash(domain: Domain, base: BaseDB, task: Task) -> str:
-    return replay_gold(domain, base, task).db_hash
-
-
-class GoldCache:
-    """Gold replays per (domain, base, task id): every trial of a task shares one.
-
-    ``gold_must_succeed``: the base is not the database the run's unsynthesized tasks
-    were written for (tau2-bench tasks on a generated database), so their replays are
-    marked ``must_succeed``. Synthesized tasks are never marked: their base is checked by
-    hash before the run (``plan.resolve_plan``).
-    """
-
-    __slots__ = ("_entries", "gold_must_succeed", "hits", "misses")
-
-    def __init__(self, *, gold_must_succeed: bool = False) -> None:
-        self._entries: dict[tuple[str, int, str], tuple[BaseDB, GoldReplay]] = {}
-        self.gold_must_succeed = gold_must_succeed
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, domain: Domain, base: BaseDB, task: Task) -> GoldReplay:
-        key = (domain.name, id(base), task.id)
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] is base:
-            self.hits += 1
-            return entry[1]
-        self.misses += 1
-        found = replay_gold(domain, base, task)
-        if self.gold_must_succeed and task.synthesis is None:
-            found = msgspec.structs.replace(found, must_succeed=True)
-        self._entries[key] = (base, found)  # holding base keeps id(base) from being reused
-        return found
-
-    def db_hash(self, domain: Domain, base: BaseDB, task: Task) -> str:
-        return self.get(domain, base, task).db_hash
-
-    def evidence_plan(self, domain: Domain, base: BaseDB, task: Task) -> dict[int, list[Action]]:
-        """The default plan, without the gold reads that fail on a fresh environment."""
-        return default_evidence_plan(task, domain.toolbox, self.get(domain, base, task).failed)
-
-    def __repr__(self) -> str:
-        return f"<GoldCache entries={len(self._entries)} hits={self.hits} misses={self.misses}>"
-
-
-# -- matching calls against gold actions ----------------------------------------------------
-
-
-def action_matches(action: Action, call: ToolCall) -> bool:
-    """tau2-bench's ``Action.compare_with_tool_call``, quirks included.
-
-    With ``compare_args`` null the compared keys are the *call's* arguments, so a call
-    that omits an argument the gold action has still matches, and one with an extra
-    argument does not; an empty key list matches any call of that name.
-    """
-    if action.name != call.name:
-        return False
-    keys = set(action.compare_args if action.compare_args is not None else call.arguments)
-    if not keys:
-        return True
-    called = {k: v for k, v in call.arguments.items() if k in keys}
-    wanted = {k: v for k, v in action.arguments.items() if k in keys}
-    return called == wanted
-
-
-def same_call(action: Action, name: str, arguments: Mapping[str, Any]) -> bool:
-    """Strict matching for evidence: same name, equal on ``compare_args`` (every argument,
-    both ways, when null)."""
-    if action.name != name:
-        return False
-    if action.compare_args is None:
-        return dict(arguments) == action.arguments
-    return all(arguments.get(k, _MISSING) == action.arguments.get(k, _MISSING)
-               for k in action.compare_args)
-
-
-def _tool_calls(messages: Iterable[Message]) -> list[ToolCall]:
-    return [call for m in messages if isinstance(m, AssistantMessage) and m.tool_calls
-            for call in m.tool_calls]
-
-
-def _call_results(messages: Sequence[Message]) -> dict[tuple[int, int], ToolMessage]:
-    """(message index, call index) -> the tool message answering that call.
-
-    Results follow their assistant message and are paired by id within that block, so a
-    call id reused by a later message cannot borrow an earlier result.
-    """
-    found: dict[tuple[int, int], ToolMessage] = {}
-    for i, message in enumerate(messages):
-        if not (isinstance(message, AssistantMessage) and message.tool_calls):
-            continue
-        pending: dict[str, list[int]] = {}
-        for j, call in enumerate(message.tool_calls):
-            pending.setdefault(call.id, []).append(j)
-        for result in islice(messages, i + 1, None):
-            if not isinstance(result, ToolMessage):
-                break
-            slots = pending.get(result.id)
-            if slots:
-                found[(i, slots.pop(0))] = result
-    return found
-
-
-def _describe(name: str, arguments: Mapping[str, Any]) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-    return f"{name}({args})"
 
 
 # -- tau2-bench's components ---------------------------------------------------------------
@@ -258,150 +110,19 @@ def communicate_checks(messages: Sequence[Message], infos: Sequence[str]) -> lis
 
 def action_checks(messages: Sequence[Message], gold: Sequence[Action]) -> list[Check]:
     """tau2-bench's ACTION check, one Check per gold action, in gold order."""
-    calls = _tool_calls(messages)
+    calls = tool_calls_of(messages)
     checks = []
     for i, action in enumerate(gold):
         hit = next((c for c in calls if action_matches(action, c)), None)
         label = action.action_id or f"{i}:{action.name}"
         if hit is None:
-            detail = f"no {action.name} call matches {_describe(action.name, action.arguments)}"
+            detail = f"no {action.name} call matches {describe_call(action.name, action.arguments)}"
             if action.compare_args is not None:
                 detail += f" on {action.compare_args}"
             checks.append(Check(name=label, passed=False, detail=detail))
         else:
             checks.append(Check(name=label, passed=True, detail=f"matched by call {hit.id}"))
     return checks
-
-
-# -- writ's evidence check -----------------------------------------------------------------
-
-
-def default_evidence_plan(task: Task, toolbox: Toolbox,
-                          failed: Collection[int] = ()) -> dict[int, list[Action]]:
-    """Gold write index -> the gold reads before it in the gold list (deduplicated).
-
-    A synthesized task whose provenance names a ``read_plan`` (the action ids of the reads
-    that identify its decisions) requires only those reads. ``failed`` names gold actions
-    that error on a fresh environment (``GoldReplay.failed``): such a read identifies
-    nothing (a lookup of a user that does not exist), so it is not required.
-    """
-    synthesis = getattr(task, "synthesis", None)
-    read_plan = set(getattr(synthesis, "read_plan", None) or ())
-    plan: dict[int, list[Action]] = {}
-    reads: list[Action] = []
-    for i, action in enumerate(task.gold_actions):
-        kind = toolbox.kind(action.name)
-        if kind is ToolKind.READ:
-            wanted = not read_plan or action.action_id in read_plan
-            if wanted and i not in failed and not any(
-                    same_call(r, action.name, action.arguments) for r in reads):
-                reads.append(action)
-        elif kind is ToolKind.WRITE:
-            plan[i] = list(reads)
-    return plan
-
-
-def evidence_checks(messages: Sequence[Message], gold: Sequence[Action], toolbox: Toolbox,
-                    plan: EvidencePlan) -> list[Check]:
-    """Two Checks per successful write the agent made: ``confirmation:`` and ``evidence:``.
-
-    A write is matched to a gold write of the plan by name and compared arguments (the
-    first not yet matched, else the first); a write with no gold counterpart needs no
-    evidence (the DB check judges it). A required read counts when a call with the same
-    name and equal arguments succeeded in an *earlier* assistant message, i.e. its result
-    was in front of the agent when it decided the write.
-    """
-    for index in plan:
-        if not 0 <= index < len(gold):
-            raise DataError("evidence plan", f"write index {index} is not a gold action "
-                            f"(the task has {len(gold)})")
-    results = _call_results(messages)
-    seen_reads: list[tuple[str, Mapping[str, Any]]] = []
-    used: set[int] = set()
-    last_user: str | None = None
-    checks: list[Check] = []
-    for i, message in enumerate(messages):
-        if isinstance(message, UserMessage):
-            last_user = message.content
-            continue
-        if not (isinstance(message, AssistantMessage) and message.tool_calls):
-            continue
-        for j, call in enumerate(message.tool_calls):
-            result = results.get((i, j))
-            if toolbox.kind(call.name) is not ToolKind.WRITE or result is None or result.error:
-                continue
-            label = f"{call.name}[{call.id}]"
-            checks.append(_confirmation(label, last_user))
-            checks.append(_evidence(label, call, gold, plan, used, seen_reads))
-            last_user = None  # one "yes" confirms one write: the next needs its own
-        for j, call in enumerate(message.tool_calls):
-            result = results.get((i, j))
-            if toolbox.kind(call.name) is ToolKind.READ and result is not None and not result.error:
-                seen_reads.append((call.name, call.arguments))
-    return checks
-
-
-def _confirmation(label: str, last_user: str | None) -> Check:
-    name = f"{CONFIRMATION}:{label}"
-    if last_user is None:
-        return Check(name=name, passed=False,
-                     detail="no user message since the previous write (or at all)")
-    if _YES.search(last_user):
-        return Check(name=name, passed=True)
-    return Check(name=name, passed=False,
-                 detail=f"the last user message before it has no explicit yes: {last_user!r}")
-
-
-def _evidence(label: str, call: ToolCall, gold: Sequence[Action], plan: EvidencePlan,
-              used: set[int], seen_reads: list[tuple[str, Mapping[str, Any]]]) -> Check:
-    name = f"{EVIDENCE}:{label}"
-    candidates = [k for k in sorted(plan) if same_call(gold[k], call.name, call.arguments)]
-    if not candidates:
-        return Check(name=name, passed=True,
-                     detail="no gold counterpart: needs no evidence, the DB check judges it")
-    index = next((k for k in candidates if k not in used), candidates[0])
-    used.add(index)
-    missing = [r for r in plan[index]
-               if not any(same_call(r, n, a) for n, a in seen_reads)]
-    if not missing:
-        return Check(name=name, passed=True)
-    what = "; ".join(_describe(r.name, r.arguments) for r in missing)
-    return Check(name=name, passed=False, detail=f"not read before this write: {what}")
-
-
-def write_errors(messages: Sequence[Message], gold: Sequence[Action], toolbox: Toolbox,
-                 failed: Collection[int] = ()) -> list[str]:
-    """The agent's write calls that returned an error the gold does not expect, as
-    ``tool(args): output``, in call order.
-
-    An error is expected when the call equals (``same_call``) a gold write that fails on a
-    fresh environment too (``failed``, from ``GoldReplay``): retail tasks 64 and 105 ask
-    for a write that the database refuses. Any other refused write means the episode
-    taught the agent to send a wrong write, whatever its reward.
-    """
-    expected = [gold[i] for i in sorted(failed) if 0 <= i < len(gold)
-                and toolbox.kind(gold[i].name) is ToolKind.WRITE]
-    results = _call_results(messages)
-    found: list[str] = []
-    for i, message in enumerate(messages):
-        if not (isinstance(message, AssistantMessage) and message.tool_calls):
-            continue
-        for j, call in enumerate(message.tool_calls):
-            result = results.get((i, j))
-            if (result is None or not result.error
-                    or toolbox.kind(call.name) is not ToolKind.WRITE
-                    or any(same_call(a, call.name, call.arguments) for a in expected)):
-                continue
-            text = result.content
-            if len(text) > _ERROR_TEXT:
-                text = text[:_ERROR_TEXT] + "..."
-            found.append(f"{_describe(call.name, call.arguments)}: {text}")
-    return found
-
-
-def check_kind(check: Check) -> str:
-    """``evidence`` or ``confirmation`` for an evidence check."""
-    return check.name.split(":", 1)[0]
 
 
 # -- the grade -----------------------------------------------------------------------------

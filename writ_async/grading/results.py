@@ -25,12 +25,8 @@ from writ_async.conversation.records import Check, EpisodeRecord, RewardInfo
 from writ_async.conversation.task import Action, Task
 from writ_async.environment.domain import Domain
 from writ_async.export.sft import ExportFilter, keep
-from writ_async.grading.grade import (
-    NL_ASSERTION,
-    average_reward,
-    check_kind,
-    pass_hat_k,
-)
+from writ_async.grading.evidence import check_kind
+from writ_async.grading.grade import NL_ASSERTION, average_reward, pass_hat_k
 
 TIMING_FIELDS = ("timestamp", "start_time", "end_time", "duration", "model_seconds")
 NOT_EVALUABLE = frozenset({"infrastructure_error"})  # left out of rewards and pass^k

@@ -26,14 +26,15 @@ from writ_async.engine.scheduler import StopRequest
 from writ_async.environment.tools import ToolKind
 from writ_async.errors import ReplayError
 from writ_async.export.sft import is_kept
-from writ_async.grading.grade import GoldReplay, action_matches
+from writ_async.grading.gold import GoldReplay
+from writ_async.grading.matching import action_matches
 
 
 def first_wrong_write(record: EpisodeRecord, task: Task, run: ReplayRun,
                       gold: GoldReplay) -> int | None:
     """The index of the assistant message holding the episode's first wrong write, or
     None. A write (one that succeeded) is wrong when its evidence or confirmation check
-    failed, or when no gold write not yet matched matches it (``grading.action_matches``).
+    failed, or when no gold write not yet matched matches it (``grading.matching.action_matches``).
     """
     toolbox = run.plan.toolbox
     info = record.reward_info
