@@ -274,17 +274,20 @@ def _route_compared(route: tuple[Any, Any], searches: Sequence[Record], cabin: A
     if not any(counts):
         return clause(rng, f"{route[0]} to {route[1]}", ("has no flights", "shows nothing",
                                                           "had nothing"), _dates(dates, rng))
-    text = clause(rng, f"{route[0]} to {route[1]}", ("has", "had", "shows"),
-                  _per_day(counts, rng), _dates(dates, rng))
+    many = (_per_day(counts, rng) if len(dates) > 1 else
+            count(counts[0], "flight"))
+    text = clause(rng, f"{route[0]} to {route[1]}", ("has", "had", "shows"), many,
+                  _dates(dates, rng))
     fares = [(fare, r.arguments.get("date"), entry) for r in searches for entry in r.output
              if cabin and (fare := _fare(entry, cabin)) is not None]
     if fares:
         fare, date, entry = min(fares, key=lambda f: f[0])
-        c, f, n, d = _cabin(cabin, rng), money(fare), _numbers(entry), day(date, rng)
-        text += rng.choice((f" (cheapest in {c}: {f}, {n} on {d})",
-                            f", the lowest {c} fare being {f} for {n} on {d}",
-                            f" — the cheapest in {c} is {n} on {d} at {f}",
-                            f", and its best {c} fare is {f} ({n}, {d})"))
+        c, f, n = _cabin(cabin, rng), money(fare), _numbers(entry)
+        d = f" on {day(date, rng)}" if len(dates) > 1 else ""
+        text += rng.choice((f" (cheapest in {c}: {f}, {n}{d})",
+                            f", the lowest {c} fare being {f} for {n}{d}",
+                            f" — the cheapest in {c} is {n}{d} at {f}",
+                            f", and its best {c} fare is {f} ({n}{d})"))
     return text
 
 
@@ -332,14 +335,21 @@ class AirlinePhrases(DomainPhrases):
         if name == "book_reservation":
             cabin = args.get("cabin")
             kind = "round trip" if args.get("flight_type") == "round_trip" else "one-way trip"
-            text = clause(rng, ("book a", "reserve a", "set up a new"),
-                           f"{kind} from {args.get('origin')} to {args.get('destination')}"
-                           f" in {words(cabin)}:")
-            text += " " + _legs(args.get("flights"), seen, cabin, rng,
-                                route=(args.get("origin"), args.get("destination")))
+            route = (args.get("origin"), args.get("destination"))
+            legs = _legs(args.get("flights"), seen, cabin, rng, route=route)
             names = _names(args.get("passengers"))
-            if names:
-                text = extend(text, rng, (", for", ", with passengers", ", travelling:"), names)
+            if names and rng.random() < 0.4:
+                # Who flies first, as an agent reading the booking back would.
+                text = clause(rng, ("book", "reserve seats for", "put"), names,
+                              ("on a", "on the"), f"{kind} from {route[0]} to {route[1]}",
+                              ("in", "—"), f"{_cabin(cabin, rng)}:", legs)
+            else:
+                text = clause(rng, ("book a", "reserve a", "set up a new"),
+                              f"{kind} from {route[0]} to {route[1]} in {_cabin(cabin, rng)}:")
+                text += " " + legs
+                if names:
+                    text = extend(text, rng, (", for", ", with passengers", ", travelling:"),
+                                  names)
             bags, paid = args.get("total_baggages"), args.get("nonfree_baggages")
             if isinstance(bags, int) and bags:
                 text += f", with {_bags(bags, paid, rng)}"
@@ -372,9 +382,13 @@ class AirlinePhrases(DomainPhrases):
             before_total = res.get("total_baggages")
             added = (int(bags) - before_total if isinstance(bags, int)
                      and isinstance(before_total, int) else 0)
-            if added > 0 and rng.random() < 0.5:
-                text = clause(rng, ("add", "put on"), count(added, "checked bag"),
-                              ("to reservation", "to booking", "on"), str(rid),
+            if added > 0 and before_total == 0:
+                text = clause(rng, "add", _bags(bags, paid, rng),
+                              ("to reservation", "to booking", "to"), str(rid))
+            elif added > 0 and rng.random() < 0.5:
+                text = clause(rng, ("add", "put"), count(added, "more checked bag",
+                                                         "more checked bags"),
+                              ("on reservation", "on booking", "on"), str(rid),
                               ("for a total of", ", making it", ", so it has"),
                               _bags(bags, paid, rng))
             else:
@@ -519,8 +533,9 @@ class AirlinePhrases(DomainPhrases):
                                 for a, b in renamed])
                 return clause(rng, said, ("on", "on booking", "on reservation"), str(rid))
             if swaps:
-                return clause(rng, ("the date of birth is corrected on",
-                                    "the passenger record is fixed on"), _ref(rid))
+                who = listing([person(b) for _, b in swaps])
+                return clause(rng, (f"{who}'s date of birth is corrected on",
+                                    f"the record for {who} is fixed on"), _ref(rid))
             return clause(rng, ("the passenger list on", "the travellers on"), str(rid),
                           ("is updated", "are saved"))
         return None
@@ -649,22 +664,29 @@ class AirlinePhrases(DomainPhrases):
             total = sum(p.get("amount", 0) for p in out.get("payment_history", [])
                         if isinstance(p, Mapping))
             return [(total, f"the total for the new reservation {rid}|the price of the new "
-                            f"booking|what the new trip costs|the fare for booking {rid}")]
+                            f"booking|what the new trip costs|the fare for booking {rid}|"
+                            f"what you paid for {rid}|the cost of the new reservation|"
+                            f"the new booking's total")]
         if name == "cancel_reservation":
             refund = sum(p.get("amount", 0) for p in new
                          if isinstance(p.get("amount"), int | float) and p["amount"] < 0)
             return [(refund, f"the refund for cancelling {rid}|what you get back for {rid}|"
-                             f"the amount refunded on {rid}")]
+                             f"the amount refunded on {rid}|your refund on {rid}|"
+                             f"the money back from {rid}")]
         if name == "update_reservation_baggages":
             return [(sum(p.get("amount", 0) for p in new), f"the fee for the bags on {rid}|"
-                     f"the baggage charge on {rid}|what the extra bags on {rid} cost")]
+                     f"the baggage charge on {rid}|what the extra bags on {rid} cost|"
+                     f"the bag fee on {rid}|what you paid for the bags on {rid}")]
         if name == "update_reservation_flights":
             moved = sum(p.get("amount", 0) for p in new)
             if moved < 0:
                 return [(moved, f"the refund for the change on {rid}|what you get back for "
-                                f"changing {rid}")]
+                                f"changing {rid}|the saving on the new flights for {rid}|"
+                                f"what comes back to you from changing {rid}")]
             return [(moved, f"the price difference for the change on {rid}|the fare "
-                            f"difference on {rid}|the extra cost of changing {rid}")]
+                            f"difference on {rid}|the extra cost of changing {rid}|"
+                            f"what the new flights on {rid} cost on top|"
+                            f"the difference you paid for {rid}")]
         return []
 
 

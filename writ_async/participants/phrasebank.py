@@ -401,10 +401,13 @@ OUTCOME_FAILED = (("That didn't go through:", "The system turned that down:",
 # Reporting a value the user asked about, with its label.
 VALUE_OPENERS = ("To answer your question,", "As you asked,", "For your reference,",
                  "Just so you know,", "Also,", "", "", "")
-VALUE_MORE = ("Also,", "And", "", "", "In addition,", "On top of that,")
+VALUE_MORE = ("Also,", "And", "", "", "In addition,", "On top of that,", "As for the rest,",
+              "Then,", "Next,")
 VALUE_FORMS_MONEY = ("{label} is {value}.", "{label} comes to {value}.",
                      "{label} works out to {value}.", "{label} is exactly {value}.",
-                     "{label} amounts to {value}.")
+                     "{label} amounts to {value}.", "{label} was {value}.",
+                     "{label} came to {value}.", "{label} totals {value}.",
+                     "{label} ends up at {value}.", "{label} stands at {value}.")
 VALUE_FORMS = ("{label} is {value}.", "{label} reads {value}.",
                "{label} shows as {value}.", "{label} on file is {value}.")
 VALUE_UNLABELLED = ("the figure you asked about is {value}.",
@@ -447,12 +450,15 @@ CLOSERS = ("is there anything else I can help you with?",
 # Detours: each opens with a lead of its own set, which no plan message opens with.
 REASK_LEADS = ("I still need", "I'll still need", "One more thing, I need",
                "Before I go on, I need", "To continue, I'll need", "I'm still missing",
-               "I just need")
+               "I just need", "I'm going to need", "Sorry to ask again, I need",
+               "Now I need")
 REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "before I can continue — could you give it to me?", "to carry on — what is it?",
                "— would you tell me?", "to go further — could you share it?",
                "— what should I put down?", "— can you let me know?",
-               "first — would you mind telling me?", "so I can finish this — what is it?")
+               "first — would you mind telling me?", "so I can finish this — what is it?",
+               "— could you send it over?", "before I can do anything with it — what is it?",
+               "— would you mind sharing it?", "to get this done — could you tell me?")
 REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
                  "here")
 REASK_NOTED = (("I've noted", "I have", "I've written down", "I'm keeping", "Thanks, I've got",
