@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from domains import get_domain  # noqa: E402
 from domains import names as domain_names  # noqa: E402
-from writ_async import datastats  # noqa: E402
+from writ_async.export import datastats  # noqa: E402
 
 DISTINCT_2_GOAL = 3.0  # after / before
 

@@ -128,44 +128,44 @@ _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "b78aeef5cb47b39b27f97024cadcdd6b722c85e35ae43f44571096ebef15974c",
-        "results": "f4ed4bf23e27b9275d20ff21f9cf78454e382d3d4b259f17767cb33ac6290da6",
+        "journal": "340507df3bdff73a113a116ba4aa975f251f60a5575c511cbf337fa4ea43cf8c",
+        "results": "84fb2504b397b1fbab907dbf5793b3eee4955dc70a03c540d80155c592f5a86f",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "8f5027f380bc0cb319c1f143fe1e11229f7aa3eb9f1a42f5200cbe1a80e1c68a",
+            "371f4d8ccd0589c5a45c673e9ed73667de9453da73420d7768e5ec24efa993a8",
         "export/sft_sharegpt.jsonl":
-            "e4fab0ee13d525b55401b672ffa93c285d26a79fdf06cd976f0fd335d9cb3b47",
+            "3df444d6a7286cb47522c033de9f4de8eea80434d0bd93e31743b9a9a980fc8c",
         "export/sft_trl.jsonl":
-            "f7e0ba1ae2947c848fea44032f89ace142d8fded536813ef87a02d8b53a6e24c",
-        "export/stats.json": "52194fa0db252a17c3a698915bde1ad9cf57d9a8c94becb9d38592811c1f0c4e",
+            "ac4554fa958bee64c0c5be4ad6f035c63c3beb1570a03e418499f90203dfd48b",
+        "export/stats.json": "cc518a1d63553d9351da0ac89048470cd4b0d638b941d39316b3acdd3486e159",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "d1b7147bfa3317f98de7c30bd78bb5c34945b66214fdec509bfdda12c925698d",
-        "results": "48d0b3b3c24d2bb76aa579b8da079e269ac58f7fed8e6e25115fc8d356672040",
+        "journal": "b262619a4956946b10195045320a077fe892edfdaa6ea4c731bc8a32cac6fac1",
+        "results": "8970eb98dcb474508b6ef617dce582ebb78373ca09a3d18d8382d6f7797543f6",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "7803ab8b89b6bf6c324985af6f2728f218e8a098922a2a54f3643eaa1432774d",
+            "a9ab5e58e4b949009c9be4e9f37acc8c9a31f3774dad09c07e6e3229163a959f",
         "export/sft_sharegpt.jsonl":
-            "9529d433ec098be49f1ee8b7c7194935416d4c22bc4918ab697a8afa24824f59",
+            "5137b8bde37f0544c3b6e96623d5739271ff22c3f184c9c8f6effea3cda97bc6",
         "export/sft_trl.jsonl":
-            "76109d7115d8350eb645e0f4ea93d0411428aff141a4a914cedd9d19681c11a9",
-        "export/stats.json": "005da74d4bd9eecaa75030b95979458db4fca396d1b88703fcb88d0fd18a946c",
+            "c985b08e6e632f376fad54696bdb5fd9642900490e5d27b3219eb00c343438c9",
+        "export/stats.json": "764c88e86b57f43f8fe1a3c6fce1557020045d0e75ea25c9a5de26cefc7e1b2c",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",
                        "--mistake-rate", "0.3", "--agent", "scripted-http",
                        "--user", "scripted-http"], {
-        "journal": "435c7e7164a804807f71c728a02eb0183ac2b4ce7d2aecd500458f4cec1c6ca8",
-        "results": "1a66f23ad96d7bf12077eb55d0c42695dea7cb58f255afd718a65f0d8de25dbb",
+        "journal": "ac96039eed5fc4b8cf22be03d9bd8127b988f1ddc8ab31cd08818f7d4e30b6d5",
+        "results": "7cfa193d7775ed4907793d120ba434f77ddf0b668a130de3a359b879f584f454",
         "tasks.json": "cf945974a1a45ab353d328268e5a827f2cc01f6a8082695daea2a0a1eff1cc3d",
         "export/sft_openai.jsonl":
-            "dc20c34e41ccbd218da0c3d92e93ac7e7780843d9738b87fd15d858a753b2d0a",
+            "52344f9549b4bd63d5f204cc5d41398d5301a54ba346c771cacd09c193f021ff",
         "export/sft_sharegpt.jsonl":
-            "1523bf42bec32c0572b6cd6acb7b8cb1ac91aa783b3305608040567769e8c6b4",
+            "2acd60053f2c918a4fd4203f1d01afd382239cb72d8cc01984c3acb18d5fe221",
         "export/sft_trl.jsonl":
-            "4042b4ee9d21847d4a78a18ad768955d3468df23d0053e338e2b55fa3066fbba",
-        "export/stats.json": "b6e343946981a2a39a829feed75d3ccb0b38f5396b4e3af9261f374280d08c87",
+            "09cf9204d9fa2ca8cb509abfd1c850d6d17cd0ebfc8fc1e465268a545a17ff8b",
+        "export/stats.json": "4b4d79f6b69df1e7b91642ca89cb713bdb0b4ce86e79c1cc03ddc1c65c199643",
     }),
 }
 

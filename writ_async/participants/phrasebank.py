@@ -96,28 +96,47 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "September", "October", "November", "December")
 
 
+def ordinal(number: int) -> str:
+    """14 -> '14th'."""
+    ending = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+        number % 10, "th")
+    return f"{number}{ending}"
+
+
 def day(date: Any, rng: random.Random | None = None) -> str:
     """'2024-05-16' -> 'May 16' (with ``rng``, also 'Thursday, May 16', '16 May' or 'the
-    16th of May'); anything else as it is."""
+    16th of May'; and once the speaker has named that month, as ``Fresh.said`` shows,
+    'the 16th' or 'Thursday the 16th', which are then unambiguous); anything else as it
+    is."""
     text = str(date)
     match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
     if not match or not 1 <= int(match[2]) <= 12 or not 1 <= int(match[3]) <= 31:
         return text
     month, number = _MONTHS[int(match[2]) - 1], int(match[3])
-    style = rng.randrange(5) if rng is not None else 0
+    style = rng.randrange(7) if rng is not None else 0
+    try:
+        weekday = _date(int(match[1]), int(match[2]), number).strftime("%A")
+    except ValueError:
+        return f"{month} {number}"
+    if style >= 5 and not _month_said(month, getattr(rng, "said", "")):
+        style -= 4  # the month is not known yet: a form that names it
     if style == 1:
         return f"{number} {month}"
     if style == 2:
-        ending = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
-            number % 10, "th")
-        return f"the {number}{ending} of {month}"
+        return f"the {ordinal(number)} of {month}"
     if style == 3:
-        try:
-            weekday = _date(int(match[1]), int(match[2]), number).strftime("%A")
-        except ValueError:
-            return f"{month} {number}"
         return f"{weekday}, {month} {number}"
+    if style == 5:
+        return f"the {ordinal(number)}"
+    if style == 6:
+        return f"{weekday} the {ordinal(number)}"
     return f"{month} {number}"
+
+
+def _month_said(month: str, said: str) -> bool:
+    """Whether ``said`` (lower-cased) names ``month`` as a date's month (not 'may I')."""
+    m = month.lower()
+    return re.search(rf"\b{m} \d{{1,2}}\b|\bof {m}\b|\d {m}\b", said) is not None
 
 
 def clock(time: Any, rng: random.Random) -> str:
@@ -156,10 +175,16 @@ def listing(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def number(n: int) -> str:
+    """A small count in words ('no' for 0), larger ones in digits."""
+    return _NUMBERS[n] if 0 <= n < len(_NUMBERS) else str(n)
+
+
 def count(n: int, one: str, many: str | None = None) -> str:
-    names = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-    number = names[n] if 0 <= n < len(names) else str(n)
-    return f"{number} {one if n == 1 else (many or one + 's')}"
+    return f"{number(n)} {one if n == 1 else (many or one + 's')}"
 
 
 def person(record: Any) -> str:
@@ -197,13 +222,17 @@ def decode(text: str) -> Any:
 class Seen:
     """The tool results in front of the agent, in order, with the records they showed
     (users, reservations, orders by id) for describing what a write will do, and whether
-    the user may be addressed by first name (not once they asked to keep it formal)."""
+    the user may be addressed by first name (not once they asked to keep it formal).
+    ``told``: what the agent said just before the writes it is about to report (their
+    confirmation), so that an outcome tells only what is new."""
 
-    __slots__ = ("by_id", "first_name_ok", "records")
+    __slots__ = ("by_id", "first_name_ok", "records", "told")
 
-    def __init__(self, records: Sequence[Record], *, first_name_ok: bool = True) -> None:
+    def __init__(self, records: Sequence[Record], *, first_name_ok: bool = True,
+                 told: str = "") -> None:
         self.records = list(records)
         self.first_name_ok = first_name_ok
+        self.told = told
         self.by_id: dict[str, dict[str, Any]] = {}
         for r in self.records:
             out = r.output
@@ -372,10 +401,13 @@ OUTCOME_FAILED = (("That didn't go through:", "The system turned that down:",
 # Reporting a value the user asked about, with its label.
 VALUE_OPENERS = ("To answer your question,", "As you asked,", "For your reference,",
                  "Just so you know,", "Also,", "", "", "")
-VALUE_MORE = ("Also,", "And", "", "", "In addition,", "On top of that,")
+VALUE_MORE = ("Also,", "And", "", "", "In addition,", "On top of that,", "As for the rest,",
+              "Then,", "Next,")
 VALUE_FORMS_MONEY = ("{label} is {value}.", "{label} comes to {value}.",
                      "{label} works out to {value}.", "{label} is exactly {value}.",
-                     "{label} amounts to {value}.")
+                     "{label} amounts to {value}.", "{label} was {value}.",
+                     "{label} came to {value}.", "{label} totals {value}.",
+                     "{label} ends up at {value}.", "{label} stands at {value}.")
 VALUE_FORMS = ("{label} is {value}.", "{label} reads {value}.",
                "{label} shows as {value}.", "{label} on file is {value}.")
 VALUE_UNLABELLED = ("the figure you asked about is {value}.",
@@ -418,12 +450,15 @@ CLOSERS = ("is there anything else I can help you with?",
 # Detours: each opens with a lead of its own set, which no plan message opens with.
 REASK_LEADS = ("I still need", "I'll still need", "One more thing, I need",
                "Before I go on, I need", "To continue, I'll need", "I'm still missing",
-               "I just need")
+               "I just need", "I'm going to need", "Sorry to ask again, I need",
+               "Now I need")
 REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "before I can continue — could you give it to me?", "to carry on — what is it?",
                "— would you tell me?", "to go further — could you share it?",
                "— what should I put down?", "— can you let me know?",
-               "first — would you mind telling me?", "so I can finish this — what is it?")
+               "first — would you mind telling me?", "so I can finish this — what is it?",
+               "— could you send it over?", "before I can do anything with it — what is it?",
+               "— would you mind sharing it?", "to get this done — could you tell me?")
 REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
                  "here")
 REASK_NOTED = (("I've noted", "I have", "I've written down", "I'm keeping", "Thanks, I've got",

@@ -365,7 +365,9 @@ class ScriptedAgent:
         """What each write since the agent's last plan text did, read from its result."""
         start = self._since_last_text(messages)
         records = self._records(messages)
-        seen = pb.Seen(records, first_name_ok=first_name_ok(messages))
+        # The confirmation of these writes: their outcome need not say its figures again.
+        told = messages[start - 1].content or "" if start else ""
+        seen = pb.Seen(records, first_name_ok=first_name_ok(messages), told=told)
         recent = self._records(messages[start:])
         out: list[tuple[str, str | None]] = []
         for r in recent:
