@@ -317,6 +317,11 @@ def test_behaviours_change_what_the_user_says(world: World) -> None:
             episode, _ = run(world, task, names, seed=world.seed(task))
             told[names] = said_by_user(episode.messages)
         for a, b in combinations(told, 2):
+            if (a, b) == ((), ("one_fact_when_asked",)) and (
+                    fact_units(task, sentences=True) == fact_units(task)):
+                # every fact is one sentence: one fact per question is how the plain
+                # user tells them too
+                continue
             assert told[a] != told[b], (world.name, task.id, a, b)
 
 
@@ -371,10 +376,16 @@ def test_out_of_order_changes_the_order_of_the_facts(world: World) -> None:
 
 
 def test_impatient_is_terse_and_verbose_is_not(world: World) -> None:
+    hurries = sorted(HURRIES.texts(), key=len, reverse=True)
+
     def length(names: tuple[str, ...], task: Task) -> float:
+        """Characters per message of what the user tells, without the impatient user's
+        hurry asides ("I'm between meetings!"): its telling is what must be terse."""
         episode, _ = run(world, task, names, seed=world.seed(task))
         texts = said_by_user(episode.messages)[:-1]  # not the stop token
-        return sum(len(t) for t in texts) / len(texts)
+        for hurry in hurries:
+            texts = [t.replace(hurry, "") for t in texts]
+        return sum(len(t.strip()) for t in texts) / len(texts)
 
     shorter = 0
     for task in world.tasks:

@@ -46,6 +46,7 @@ from writ_async.mock.scripted_policy import (
 from writ_async.mock.server import open_mock_server
 from writ_async.participants import phrasebank as pb
 from writ_async.participants.base import Turn
+from writ_async.participants.behaviours.phrasing import fact_units, first_person
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.inprocess import run_scripted_episode
 from writ_async.participants.scripted.markers import (
@@ -188,11 +189,15 @@ def test_the_conversation_follows_the_protocol(world: World) -> None:
                 assert isinstance(messages[i - 1], UserMessage)
                 assert "yes" in messages[i - 1].content.lower()
                 assert is_confirmation(messages[i - 2].content or "")
-        # The user spoke first with its reason for calling and ended the episode.
+        # The user spoke first with its reason for calling, in its own words (the
+        # scenario's "You want ..." as "I want ..."), and ended the episode.
         instructions = task.user_scenario.instructions
         assert isinstance(instructions, Instructions)
-        assert messages[1] == UserMessage(content=instructions.reason_for_call.strip(),
-                                          turn_idx=1)
+        reason, _, _ = fact_units(task)
+        assert messages[1] == UserMessage(
+            content=" ".join(first_person(u) for u in reason), turn_idx=1)
+        for said in (m.content for m in messages if isinstance(m, UserMessage)):
+            assert not said.startswith(("You ", "Your ", "If ")), said
         last_agent = messages[-2].content or ""
         if any(a.name == "transfer_to_human_agents" for a in task.gold_actions):
             assert TRANSFER_LINE in last_agent and messages[-1].content == TRANSFER

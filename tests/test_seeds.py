@@ -128,15 +128,15 @@ _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "340507df3bdff73a113a116ba4aa975f251f60a5575c511cbf337fa4ea43cf8c",
-        "results": "84fb2504b397b1fbab907dbf5793b3eee4955dc70a03c540d80155c592f5a86f",
+        "journal": "f19dadb62a53107f86fa622e5dfca2ccd237bcd8ab8a2e0e5e083d2c757d4338",
+        "results": "fbac548132bc32ba0c7fe58e20f1115d082abc08dbd8f9c6e238ee610fb0d651",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "371f4d8ccd0589c5a45c673e9ed73667de9453da73420d7768e5ec24efa993a8",
+            "6679d2c68e1de38ba74fde7ec7e48958c7fa427200ae9d886c1f8bbca79e35ee",
         "export/sft_sharegpt.jsonl":
-            "3df444d6a7286cb47522c033de9f4de8eea80434d0bd93e31743b9a9a980fc8c",
+            "103eff8fcf24b86ba3e9f2f4d57ccec0894b4ca2765b554dc2558f2e5427ae08",
         "export/sft_trl.jsonl":
-            "ac4554fa958bee64c0c5be4ad6f035c63c3beb1570a03e418499f90203dfd48b",
+            "5e52acd35fcd8d0c1910616820a7cf84af8dc354de049c9ff3e8ef22ceffeee8",
         "export/stats.json": "cc518a1d63553d9351da0ac89048470cd4b0d638b941d39316b3acdd3486e159",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 from writ_async.conversation.messages import STOP, TRANSFER, AssistantMessage, Message, UserMessage
-from writ_async.conversation.task import Instructions, Task
+from writ_async.conversation.task import Task
 from writ_async.environment.domain import Domain
 from writ_async.participants import phrasebank as pb
 from writ_async.participants.behaviours.catalogue import (
@@ -68,14 +68,14 @@ class ScriptedUser:
         self.seed = seed
         self.max_turns = max_turns
         self.behaviours = canonical(behaviours)
-        instructions = task.user_scenario.instructions
-        if isinstance(instructions, Instructions):
-            self.reason = instructions.reason_for_call.strip()
-            facts = [instructions.known_info or "", instructions.task_instructions]
-        else:
-            self.reason, facts = instructions.strip(), []
-        # Facts to reveal, in order; task_instructions of "." (tau2 placeholders) is none.
-        self.facts = [f.strip() for f in facts if len(f.strip()) > 1]
+        # The scenario is written to the simulated user ("You want to cancel ..."; "If
+        # asked, say ..."): the user says its facts in the first person, the reason for
+        # calling first and then, one per question, the known info and the instructions
+        # that state facts, never the directions on how to play (fact_units).
+        reason, known, extra = fact_units(task)
+        self.reason = " ".join(first_person(unit) for unit in reason)
+        self.facts = [" ".join(first_person(unit) for unit in part)
+                      for part in (known, extra) if part]
         self._telling = (_Telling(task, seed, self.behaviours, domain) if self.behaviours
                          else None)
 
