@@ -377,6 +377,54 @@ async def test_closed_and_reset_connections_fail_and_are_replaced() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_kept_alive_connection_the_server_closed_is_replaced_once(stream: bool
+                                                                          ) -> None:
+    # As llama.cpp's llama-server does under its keep-alive policy: a connection that
+    # served a request is closed when the next one comes, with no byte of answer. The
+    # request never reached the server; it goes again, once, on a new connection.
+    answered: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        answered.append(head)
+        if stream:
+            events = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,'
+                      b'"model":"m","choices":[{"index":0,"delta":{"content":"hi"},'
+                      b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(events), events))
+        else:
+            writer.write(reply(completion()))
+        await writer.drain()
+        await read_request(reader)  # the next request on this connection: closed unread
+
+    async with scripted_server(script) as (url, counts):
+        c = client(url, stream=stream)
+        for _ in range(3):
+            result = await c.complete(REQUEST)
+            assert result.completion.choices[0].message.content == "hi"
+        c.close()
+    assert len(answered) == 3 and counts["connections"] == 3
+    assert c.stale_resends == 2  # the 2nd and 3rd requests met a closed connection first
+
+
+@pytest.mark.asyncio
+async def test_a_connection_closed_on_its_first_request_is_an_error() -> None:
+    # Nothing back on a new connection is the server's failure, not a stale connection:
+    # it is not sent again.
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with scripted_server(script) as (url, counts):
+        c = client(url)
+        with pytest.raises(TransientError, match="closed by the server before the response"):
+            await c.complete(REQUEST)
+        c.close()
+    assert counts["connections"] == 1 and c.stale_resends == 0
+
+
+@pytest.mark.asyncio
 async def test_streams_in_chunked_encoding_split_into_tiny_writes() -> None:
     events = [
         {"id": "c", "created": 1, "model": "m",

@@ -112,6 +112,12 @@ class TransientError(ModelCallError):
     """5xx, 408, a reset connection: worth retrying after a backoff."""
 
 
+class StaleConnection(TransientError):
+    """A kept-alive connection the server had closed: the request sent on it got no byte
+    back. The server never saw the request (as HTTP clients do, it is sent again once on
+    a new connection)."""
+
+
 class CallTimeout(TransientError):
     """A timeout; ``phase`` is connect, first_token, idle (gap between chunks) or total."""
 

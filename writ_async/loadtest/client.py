@@ -23,7 +23,13 @@ from time import perf_counter as _now
 
 import msgspec
 
-from writ_async.errors import CallTimeout, ModelCallError, NotSent, TransientError
+from writ_async.errors import (
+    CallTimeout,
+    ModelCallError,
+    NotSent,
+    StaleConnection,
+    TransientError,
+)
 from writ_async.llm import responses_wire
 from writ_async.llm.assemble import StreamAssembler, check_completion, chunk_decoder
 from writ_async.llm.client import MAX_ERROR_BODY, CallResult, Timeouts, decode_completion
@@ -289,6 +295,7 @@ class LoadClient:
         self.pool = Pool(self.origin, limit=max_connections,
                          connect_timeout=self.timeouts.connect, name=name)
         self.usage_estimated = 0  # completions whose usage the server did not report
+        self.stale_resends = 0  # requests sent again after a stale kept-alive connection
         head = (f"POST {self.origin.path} HTTP/1.1\r\nHost: {self.origin.authority}\r\n"
                 "Content-Type: application/json\r\nAccept: application/json, "
                 "text/event-stream\r\n")
@@ -314,13 +321,11 @@ class LoadClient:
         rid = b"" if request_id is None else b"X-Request-Id: %s\r\n" % request_id.encode()
         return b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, rid, len(body), body)
 
-    async def complete(self, request: ChatRequest, request_id: str | None = None, *,
-                       gate: Gate | None = None) -> CallResult:
-        """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header. With a
-        ``gate`` the request is prepared and sent when the gate says (``NotSent`` if it
-        is withdrawn)."""
-        payload = self.encode(request, request_id)
-        conn = await self.pool.acquire()
+    async def _send(self, payload: bytes, gate: Gate | None, *,
+                    fresh: bool = False) -> _Call:
+        """Send ``payload`` on a pooled connection (``fresh``: a new one), now or when
+        ``gate`` says; the call's ``future`` gives the answer."""
+        conn = await self.pool.acquire(fresh=fresh)
         future: asyncio.Future[tuple[ChatCompletion, float, Assembler | None]] = \
             asyncio.get_running_loop().create_future()
         call = _Call(self, conn, 0.0, future)
@@ -329,8 +334,12 @@ class LoadClient:
             call.fire(_now())
         else:
             gate.arm(call.fire, call.withdraw)
+        return call
+
+    async def _answer(self, call: _Call, gate: Gate | None
+                      ) -> tuple[ChatCompletion, float, Assembler | None]:
         try:
-            completion, end, assembler = await future
+            return await call.future
         except asyncio.CancelledError:
             if call.start:
                 call.fail(TransientError("cancelled", endpoint=self.name))
@@ -338,7 +347,28 @@ class LoadClient:
                 gate.disarm()
                 call.hand_back()
             raise
-        start = call.start
+
+    async def complete(self, request: ChatRequest, request_id: str | None = None, *,
+                       gate: Gate | None = None) -> CallResult:
+        """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header. With a
+        ``gate`` the request is prepared and sent when the gate says (``NotSent`` if it
+        is withdrawn)."""
+        payload = self.encode(request, request_id)
+        call = await self._send(payload, gate)
+        start = 0.0
+        try:
+            completion, end, assembler = await self._answer(call, gate)
+        except StaleConnection:
+            # The server had closed the kept-alive connection (its keep-alive policy):
+            # it never saw the request. Sent again, once, on a new connection, timed
+            # from the first send, and counted (``stale_resends``).
+            self.stale_resends += 1
+            start = call.start
+            call = await self._send(payload, None, fresh=True)
+            completion, end, assembler = await self._answer(call, None)
+            if assembler is not None:
+                assembler.started = start
+        start = start or call.start
         # offered tools: a tool call the server left in the text is a parse failure
         check_completion(completion, require_usage=False, endpoint=self.name,
                          cut_is_usable=True, offered_tools=bool(request.tools))

@@ -32,7 +32,7 @@ from time import perf_counter as _now
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from writ_async.errors import CallTimeout, ConfigError, TransientError
+from writ_async.errors import CallTimeout, ConfigError, StaleConnection, TransientError
 
 MAX_HEAD = 64 * 1024  # a status line and headers longer than this are not HTTP we accept
 
@@ -75,7 +75,7 @@ class Connection(asyncio.Protocol):
     """One keep-alive connection, carrying one exchange at a time."""
 
     __slots__ = ("_buf", "_chunk_left", "_exchange", "_left", "_pool", "_state",
-                 "_status", "closed", "keep_alive", "transport")
+                 "_status", "closed", "keep_alive", "served", "transport")
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self.keep_alive = True
         self.closed = False
+        self.served = 0  # exchanges completed on it: a reused connection may be stale
 
     def __repr__(self) -> str:
         return f"<Connection state={self._state} closed={self.closed}>"
@@ -108,11 +109,14 @@ class Connection(asyncio.Protocol):
             return
         self._exchange = None
         what = "reset" if exc is not None else "closed"
-        stage = "before the response" if self._state == _HEAD and not self._buf else \
-            "mid-response"
+        early = self._state == _HEAD and not self._buf
+        stage = "before the response" if early else "mid-response"
         detail = f": {exc}" if exc is not None else ""
-        exchange.on_error(TransientError(f"connection {what} by the server {stage}{detail}",
-                                         endpoint=self._pool.name))
+        # On a connection that had served before, nothing back means the server closed
+        # it while idle (its keep-alive policy) as the request went out.
+        kind = StaleConnection if early and self.served else TransientError
+        exchange.on_error(kind(f"connection {what} by the server {stage}{detail}",
+                               endpoint=self._pool.name))
 
     def data_received(self, data: bytes) -> None:
         now = _now()
@@ -274,6 +278,7 @@ class Connection(asyncio.Protocol):
         exchange = self._exchange
         self._exchange = None
         self._state = _IDLE
+        self.served += 1
         if self.closed:
             pass
         elif not self.keep_alive:
@@ -329,12 +334,12 @@ class Pool:
         return (f"<Pool {self.origin!r} open={self._open} idle={len(self._idle)} "
                 f"opened={self.opened}>")
 
-    async def acquire(self) -> Connection:
-        """An idle connection, else a new one; waits while ``limit`` are open, or while
-        ``max_connecting`` are being opened (then a released one is as likely to come
-        first: past an endpoint's capacity, opening a connection per late request would
-        only add work on both sides)."""
-        idle = self._idle
+    async def acquire(self, *, fresh: bool = False) -> Connection:
+        """An idle connection, else a new one (``fresh``: always a new one); waits while
+        ``limit`` are open, or while ``max_connecting`` are being opened (then a released
+        one is as likely to come first: past an endpoint's capacity, opening a connection
+        per late request would only add work on both sides)."""
+        idle = [] if fresh else self._idle
         while True:
             while idle:
                 conn = idle.pop()
