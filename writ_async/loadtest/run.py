@@ -693,6 +693,8 @@ class LoadRun:
                 "measured": c.requests, "ok": c.ok, "failed": c.requests - c.ok,
                 "warmup_and_measured": self.finished, "cancelled_at_drain": self.cancelled,
                 "responses_429": self.responses_429, "retries": c.retries,
+                # sent again on a new connection: the kept-alive one had been closed
+                "stale_connection_resends": self.client.stale_resends,
                 "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                 "errors": dict(sorted(c.errors.items())),
                 "error_examples": dict(sorted(self.error_examples.items())),
