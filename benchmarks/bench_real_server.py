@@ -63,6 +63,7 @@ from typing import Any
 
 from _common import SHARED_TAU2, table
 
+from writ_async.conversation.episode import ARGUMENTS_REFUSED
 from writ_async.engine.journal import ModelCalled, read_journal
 
 VENV = Path(os.environ.get("WRIT_LLAMA_VENV", Path.home() / ".cache" / "writ" / "llama-venv"))
@@ -82,9 +83,6 @@ CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSS
 # call. train_effect's Gemma-style template (ours) writes <tool_call>{json}</tool_call>.
 sys.path.insert(0, str(Path(__file__).with_name("train_effect")))
 from render import CHAT_TEMPLATE as TOOLS_TEMPLATE  # noqa: E402
-
-# How writ words the result of a call whose arguments could not be held (episode.py).
-BAD_ARGUMENTS = "Error: the arguments of "
 
 
 def phase_settings(label: str) -> tuple[str, bool, bool]:
@@ -285,7 +283,7 @@ def episode_rows(run: Path, verdicts: dict[str, str]) -> tuple[list[list[Any]], 
         tools = [m for m in sim["messages"] if m["role"] == "tool"]
         errors = sum(1 for m in tools if m.get("error"))
         bad_arguments = sum(1 for m in tools
-                            if str(m.get("content") or "").startswith(BAD_ARGUMENTS))
+                            if str(m.get("content") or "").startswith(ARGUMENTS_REFUSED))
         malformed = Counter(e.malformed for e in journal.events(ep)
                             if isinstance(e, ModelCalled) and e.malformed)
         retried = sum(1 for e in journal.events(ep)

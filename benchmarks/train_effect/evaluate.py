@@ -45,12 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from arms import _table, domain_table  # noqa: E402  (same config writer as the arms)
 
+from writ_async.conversation.episode import ARGUMENTS_REFUSED  # noqa: E402
+
 DOMAINS = ("airline", "retail")
 SETS = ("test", "read_heavy")
 SET_LABELS = {"test": "tau2 test", "read_heavy": "read-heavy (held out)"}
 INFRA = "infrastructure_error"  # writ_async.grading.results.NOT_EVALUABLE
-# How writ words the result of a call whose arguments could not be held (episode.py).
-BAD_ARGUMENTS = "Error: the arguments of "
 ENDPOINT = "finetuned"
 GRACE = 30.0  # seconds a stopped run may take to finish its episodes in flight
 
@@ -126,7 +126,7 @@ def tool_use(sims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
                 answers += 1
                 calls += len(message.get("tool_calls") or [])
             elif message.get("role") == "tool" and message.get("requestor") != "user":
-                if str(message.get("content") or "").startswith(BAD_ARGUMENTS):
+                if str(message.get("content") or "").startswith(ARGUMENTS_REFUSED):
                     bad_arguments += 1
                 elif message.get("error"):
                     errors += 1

@@ -120,6 +120,11 @@ class Refused:
     error: bool = True
 
 
+# How the result of a call whose arguments the run cannot hold begins (benchmarks count
+# such calls by it).
+ARGUMENTS_REFUSED = "Error: the arguments of "
+
+
 def refusal(call: ToolCall) -> Refused | None:
     """The error result of ``call`` if it must not run, else None: its arguments were not
     a JSON object the run can hold (NaN, 1e400, an integer beyond 64 bits, nesting too
@@ -132,7 +137,7 @@ def refusal(call: ToolCall) -> Refused | None:
         problem = TOOL_CALL_PARSE_PROBLEMS.get(call.parse_failure, call.parse_failure)
         return Refused(f"Error: {problem}; it was not run. Make the call again as a tool "
                        f"call: {raw[:200]!r}")
-    return Refused(f"Error: the arguments of {call.name} {arguments_problem(raw)}: "
+    return Refused(f"{ARGUMENTS_REFUSED}{call.name} {arguments_problem(raw)}: "
                    f"{raw[:200]!r}")
 
 

@@ -336,18 +336,6 @@ class LoadClient:
             gate.arm(call.fire, call.withdraw)
         return call
 
-    async def _answer(self, call: _Call, gate: Gate | None
-                      ) -> tuple[ChatCompletion, float, Assembler | None]:
-        try:
-            return await call.future
-        except asyncio.CancelledError:
-            if call.start:
-                call.fail(TransientError("cancelled", endpoint=self.name))
-            elif gate is not None:
-                gate.disarm()
-                call.hand_back()
-            raise
-
     async def complete(self, request: ChatRequest, request_id: str | None = None, *,
                        gate: Gate | None = None) -> CallResult:
         """One attempt; ``request_id`` goes out as the ``X-Request-Id`` header. With a
@@ -355,20 +343,27 @@ class LoadClient:
         is withdrawn)."""
         payload = self.encode(request, request_id)
         call = await self._send(payload, gate)
-        start = 0.0
         try:
-            completion, end, assembler = await self._answer(call, gate)
-        except StaleConnection:
-            # The server had closed the kept-alive connection (its keep-alive policy):
-            # it never saw the request. Sent again, once, on a new connection, timed
-            # from the first send, and counted (``stale_resends``).
-            self.stale_resends += 1
-            start = call.start
-            call = await self._send(payload, None, fresh=True)
-            completion, end, assembler = await self._answer(call, None)
-            if assembler is not None:
-                assembler.started = start
-        start = start or call.start
+            try:
+                completion, end, assembler = await call.future
+                start = call.start
+            except StaleConnection:
+                # The server had closed the kept-alive connection (its keep-alive
+                # policy): it never saw the request. Sent again, once, on a new
+                # connection, timed from the first send, and counted (stale_resends).
+                self.stale_resends += 1
+                start, gate = call.start, None
+                call = await self._send(payload, None, fresh=True)
+                completion, end, assembler = await call.future
+                if assembler is not None:
+                    assembler.started = start
+        except asyncio.CancelledError:
+            if call.start:
+                call.fail(TransientError("cancelled", endpoint=self.name))
+            elif gate is not None:
+                gate.disarm()
+                call.hand_back()
+            raise
         # offered tools: a tool call the server left in the text is a parse failure
         check_completion(completion, require_usage=False, endpoint=self.name,
                          cut_is_usable=True, offered_tools=bool(request.tools))

@@ -126,19 +126,13 @@ def _facts_only(line: str) -> str:
     for sentence in _SENTENCE.split(line):
         if sentence.lower().startswith(_META_STARTS):
             continue
-        clauses = _CLAUSE.split(sentence)
-        cut = next((i for i, c in enumerate(clauses)
-                    if i and c.lower().startswith(_DIRECTIVE_STARTS)), None)
-        if cut is not None:
-            head = sentence[:_clause_start(sentence, cut)].rstrip()
-            sentence = head if head.endswith((".", "!", "?")) else head + "."
+        for separator in _CLAUSE.finditer(sentence):
+            if sentence[separator.end():].lower().startswith(_DIRECTIVE_STARTS):
+                head = sentence[:separator.start()].rstrip()
+                sentence = head if head.endswith((".", "!", "?")) else head + "."
+                break
         kept.append(sentence)
     return " ".join(kept)
-
-
-def _clause_start(sentence: str, index: int) -> int:
-    """Where the ``index``-th clause's separator begins in ``sentence``."""
-    return [m.start() for m in _CLAUSE.finditer(sentence)][index - 1]
 
 
 def _sentences(lines: list[str]) -> list[str]:
