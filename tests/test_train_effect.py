@@ -127,6 +127,28 @@ def test_generation_prompt_content_parts_and_truncation() -> None:
         render.render([{"role": "narrator", "content": "x"}])
 
 
+def test_batched_encoding_gives_each_rows_example() -> None:
+    """train.encode_rows (one batched tokenizer call) makes the same examples as
+    render.encode_row one row at a time."""
+    import train
+
+    class FakeTokenizer:
+        bos_token = render.BOS
+
+        def __call__(self, texts: list[str], **_: Any) -> dict[str, list[Any]]:
+            encoded = [fake_encode(t) for t in texts]
+            return {"input_ids": [ids for ids, _ in encoded],
+                    "offset_mapping": [offsets for _, offsets in encoded]}
+
+    short = {**ROW, "messages": ROW["messages"][:4]}
+    cut = len(render.encode_row(ROW, fake_encode).input_ids) - 3
+    batched = train.encode_rows(FakeTokenizer(), [ROW, short], max_tokens=cut)
+    assert batched == [render.encode_row(ROW, fake_encode, max_tokens=cut),
+                       render.encode_row(short, fake_encode, max_tokens=cut)]
+    assert batched[0].truncated and not batched[1].truncated
+    assert all(e.trained_tokens > 0 for e in batched)
+
+
 def test_token_mask_rules() -> None:
     # zero-width tokens never trained; a token is trained when it starts inside a span
     assert render.token_mask([(0, 0), (0, 2), (2, 4), (4, 6), (6, 8)], [(2, 6)]) == [

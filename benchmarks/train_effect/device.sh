@@ -9,6 +9,7 @@
 #   assemble         join the chunks and check the SHA-256 the packages publish
 #   check            train.py --check on one arm (format, one step, memory), then the base model
 #   train ARM...     train.py on each arm, same steps, seed and hyper-parameters
+#   probe [LABEL]    serve one model and time one evaluation-shaped request
 #   eval LABEL...    serve each model with `transformers serve` and run evaluate.py on it
 set -euo pipefail
 
@@ -27,6 +28,27 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
 EVAL_FLAGS=${EVAL_FLAGS:-}
 SERVE_FLAGS=${SERVE_FLAGS---continuous-batching}
+
+# Start `transformers serve` on one model folder (in its own process group, so unserve
+# stops its workers too) and wait until it answers at all: with a preloaded model,
+# transformers 5.17's /v1/models fails (500, scanning the Hugging Face cache) while chat
+# completions work.
+serve() {
+  setsid transformers serve $MODELS/$1 $SERVE_FLAGS --host 127.0.0.1 --port 8000 \
+    > /tmp/logs/serve_$1.log 2>&1 &
+  server=$!
+  local started=$SECONDS code
+  for _ in $(seq 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
+    [ "$code" != 000 ] && break
+    sleep 1
+  done
+  echo "serving $1 after $((SECONDS - started)) s"
+}
+unserve() {
+  kill -- -$server 2>/dev/null || kill $server || true
+  wait $server 2>/dev/null || true
+}
 
 step=${1:?a step: setup, part N, assemble, check, train ARM..., eval LABEL...}
 shift
@@ -82,26 +104,30 @@ EOF
     # sets run at once (--parallel), and EVAL_FLAGS' --deadline bounds each.
     mkdir -p $OUT /tmp/logs
     for label in "$@"; do
-      setsid transformers serve $MODELS/$label $SERVE_FLAGS --host 127.0.0.1 --port 8000 \
-        > /tmp/logs/serve_$label.log 2>&1 &
-      server=$!
-      # Up once it answers at all: with a preloaded model, transformers 5.17's /v1/models
-      # fails (500, scanning the Hugging Face cache) while chat completions work.
-      for _ in $(seq 300); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
-        [ "$code" != 000 ] && break
-        sleep 1
-      done
+      serve $label
       python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
         --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json --parallel \
         $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log \
         || echo "evaluate.py failed for $label (see logs/eval_$label.log)" >&2
       tail -6 /tmp/logs/eval_$label.log
-      kill -- -$server 2>/dev/null || kill $server || true
-      wait $server 2>/dev/null || true
+      unserve
     done
     # At most 8 files come back: the logs and every run (journals aside) as one archive.
     tar czf $OUT/eval_runs.tgz --exclude=journal.bin -C /tmp logs eval
+    ;;
+  probe)
+    # One served model, one short episode per domain (the evaluation's path end to end),
+    # timed: confirms the server and its tool-call parsing before the long evaluation call.
+    mkdir -p /tmp/logs
+    serve ${1:-base}
+    started=$SECONDS
+    python3 $T/evaluate.py --label probe --agent-url http://127.0.0.1:8000/v1 \
+      --agent-model $MODELS/${1:-base} --data $DATA --out /tmp/probe --sets test \
+      --limit 1 --max-steps 8 --max-tokens 128 --deadline 90 --timeout 60 --parallel \
+      2> /tmp/logs/probe.log || tail -20 /tmp/logs/probe.log
+    echo "probe took $((SECONDS - started)) s"
+    tail -5 /tmp/logs/serve_${1:-base}.log
+    unserve
     ;;
   *)
     echo "unknown step: $step" >&2

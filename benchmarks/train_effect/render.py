@@ -185,6 +185,13 @@ def encode_row(row: Mapping[str, Any], encode: Encode, *, max_tokens: int | None
     """Token ids and loss mask of one row, cut to ``max_tokens`` (the end is dropped)."""
     rendered = render_row(row, bos=bos)
     ids, offsets = encode(rendered.text)
+    return example(rendered, ids, offsets, max_tokens=max_tokens)
+
+
+def example(rendered: Rendered, ids: Sequence[int], offsets: Sequence[tuple[int, int]], *,
+            max_tokens: int | None = None) -> Example:
+    """The example of a rendered row from its tokens (``encode_row`` in two halves, so a
+    caller can tokenize many rows in one batched call)."""
     if len(ids) != len(offsets):
         raise RenderError(f"tokenizer gave {len(ids)} ids but {len(offsets)} offsets")
     mask = token_mask(offsets, rendered.trained)
