@@ -330,8 +330,9 @@ def test_evaluate_reads_the_grader_rewards(arms_out: Path) -> None:
     done, summary = evaluate(arms_out, "--label", "scripted", "--agent", "scripted-http",
                              "--max-steps", "200")
     assert done.returncode == 0, done.stderr
-    assert {k: (v["episodes"], v["pass_1"]) for k, v in summary["overall"].items()} == {
-        "test": (4, 1.0), "read_heavy": (4, 1.0)}
+    assert {k: (v["episodes"], v["pass_1"], v["pass_1_of_tasks"])
+            for k, v in summary["overall"].items()} == {
+        "test": (4, 1.0, 1.0), "read_heavy": (4, 1.0, 1.0)}
     for part in summary["sets"].values():  # the gold plan's calls, every one well formed
         assert part["tool_calls"] >= part["episodes"] and part["tool_calls_bad_arguments"] == 0
         assert part["replay_exit"] == 0
@@ -347,6 +348,8 @@ def test_evaluate_leaves_infrastructure_errors_out(arms_out: Path) -> None:
     assert done.returncode == 0, done.stderr
     part = summary["sets"]["airline/test"]
     assert (part["episodes"], part["infrastructure_errors"], part["pass_1"]) == (0, 2, None)
+    # the stricter reading counts the lost episodes as failures
+    assert (part["unfinished"], part["pass_1_of_tasks"]) == (0, 0.0)
     assert part["exit"] != 0  # writ said no episode could run
     assert "n/a" in done.stdout
 
@@ -361,5 +364,6 @@ def test_evaluate_stops_at_its_deadline_and_scores_what_finished(
     assert part["stopped_at_deadline"] is True
     assert part["exit"] == 130  # writ's exit for a run stopped by Ctrl-C
     # the episode in flight finished and is scored; the second was never admitted
-    assert (part["tasks"], part["episodes"]) == (2, 1)
+    assert (part["tasks"], part["episodes"], part["unfinished"]) == (2, 1, 1)
+    assert part["pass_1_of_tasks"] == 0.0
     assert part["replay_exit"] == 1  # what finished verifies; the run is incomplete

@@ -10,7 +10,7 @@
 #   base             convert the GGUF into the base model folder (with the templates)
 #   check            train.py --check on one arm (format, one step, memory)
 #   train ARM...     train.py on each arm, same steps, seed and hyper-parameters
-#   probe [LABEL]    serve one model and time one evaluation-shaped request
+#   probe [LABEL]    serve one model and measure its throughput at the evaluation's prompt size
 #   eval LABEL...    serve each model with `transformers serve` and run evaluate.py on it
 set -euo pipefail
 
@@ -116,21 +116,25 @@ EOF
       tail -6 /tmp/logs/eval_$label.log
       unserve
     done
-    # At most 8 files come back: the logs and every run (journals aside) as one archive.
-    tar czf $OUT/eval_runs.tgz --exclude=journal.bin -C /tmp logs eval
+    # At most 8 files come back, 16 MiB each: the logs and every run as one archive, with
+    # the journals (the episodes a deadline cut live only there) when they fit.
+    tar czf $OUT/eval_runs.tgz -C /tmp logs eval
+    if [ $(stat -c %s $OUT/eval_runs.tgz) -gt 16000000 ]; then
+      tar czf $OUT/eval_runs.tgz --exclude=journal.bin -C /tmp logs eval
+    fi
     ;;
   probe)
-    # One served model, one short episode per domain (the evaluation's path end to end),
-    # timed: confirms the server and its tool-call parsing before the long evaluation call.
-    mkdir -p /tmp/logs
+    # The served model's throughput at the evaluation's prompt size, before the long
+    # evaluation call: `writ loadtest` sweeps conversations in flight with synthetic turns
+    # the size of the evaluation's (a ~6,500-token system turn of policy and tools), 15 s
+    # a step. SERVE_FLAGS picks the server's settings, so two probes compare two.
+    mkdir -p /tmp/logs $OUT
     serve ${1:-base}
-    started=$SECONDS
-    python3 $T/evaluate.py --label probe --agent-url http://127.0.0.1:8000/v1 \
-      --agent-model $MODELS/${1:-base} --data $DATA --out /tmp/probe --sets test \
-      --limit 1 --max-steps 8 --max-tokens 128 --deadline 90 --timeout 60 --parallel \
-      2> /tmp/logs/probe.log || tail -20 /tmp/logs/probe.log
-    echo "probe took $((SECONDS - started)) s"
-    tail -5 /tmp/logs/serve_${1:-base}.log
+    python3 -m writ_async loadtest --base-url http://127.0.0.1:8000/v1 \
+      --model $MODELS/${1:-base} --traffic synthetic --system-tokens 6500 --turns 1-3 \
+      --output-tokens 128 --no-stream --sweep ${PROBE_SWEEP:-1,8,40} --duration 15 \
+      --drain 20 --report /tmp/probe --quiet
+    cp /tmp/probe/report.json $OUT/probe_${1:-base}.json
     unserve
     ;;
   *)

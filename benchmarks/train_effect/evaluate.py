@@ -134,14 +134,26 @@ def tool_use(sims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
             "tool_calls_bad_arguments": bad_arguments, "tool_errors": errors}
 
 
+def of_tasks(part: Mapping[str, Any], tasks: int) -> dict[str, Any]:
+    """The stricter reading beside Pass^1: every task of the set counted, the ones a
+    deadline left unfinished and the ones lost to the infrastructure as failures (a
+    deadline admits the quick episodes first, and a server that fails on what the model
+    wrote is the model's failure too)."""
+    total = (part["pass_1"] or 0.0) * part["episodes"]
+    return {"unfinished": tasks - part["episodes"] - part["infrastructure_errors"],
+            "pass_1_of_tasks": total / tasks if tasks else None}
+
+
 def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pass^1 over several sets: the episodes pooled (each episode weighs the same)."""
     episodes = sum(p["episodes"] for p in parts)
     total = sum((p["pass_1"] or 0.0) * p["episodes"] for p in parts)
-    return {"episodes": episodes,
-            "infrastructure_errors": sum(p["infrastructure_errors"] for p in parts),
-            "passed": sum(p["passed"] for p in parts),
-            "pass_1": total / episodes if episodes else None}
+    pooled = {"episodes": episodes,
+              "infrastructure_errors": sum(p["infrastructure_errors"] for p in parts),
+              "passed": sum(p["passed"] for p in parts),
+              "pass_1": total / episodes if episodes else None}
+    tasks = sum(p["tasks"] for p in parts)
+    return {"tasks": tasks, **pooled, **of_tasks(pooled, tasks)}
 
 
 def _wait_until(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
@@ -189,7 +201,7 @@ def run_set(domain: str, which: str, args: argparse.Namespace) -> dict[str, Any]
     # writ exits non-zero when no episode could run: the result says so (all infra errors)
     out = score(json.loads(results_path.read_text(encoding="utf-8")))
     out.update({"tasks": len(tasks), "run": str(run), "exit": done.returncode,
-                "stopped_at_deadline": stopped})
+                "stopped_at_deadline": stopped, **of_tasks(out, len(tasks))})
     # Every journaled episode re-run from its journal and compared (0: complete, verified).
     replay = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), "--all"],
                             cwd=REPO, capture_output=True, text=True)
@@ -221,12 +233,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(summary: Mapping[str, Any]) -> str:
-    rows = [("set", "domain", "episodes", "passed", "Pass^1", "infra errors")]
+    rows = [("set", "domain", "tasks", "episodes", "passed", "Pass^1", "infra errors",
+             "unfinished", "Pass^1 of tasks")]
 
     def line(which: str, domain: str, part: Mapping[str, Any]) -> None:
-        p = part["pass_1"]
-        rows.append((SET_LABELS[which], domain, str(part["episodes"]), str(part["passed"]),
-                     "n/a" if p is None else f"{p:.4f}", str(part["infrastructure_errors"])))
+        p, strict = part["pass_1"], part["pass_1_of_tasks"]
+        rows.append((SET_LABELS[which], domain, str(part["tasks"]), str(part["episodes"]),
+                     str(part["passed"]), "n/a" if p is None else f"{p:.4f}",
+                     str(part["infrastructure_errors"]), str(part["unfinished"]),
+                     "n/a" if strict is None else f"{strict:.4f}"))
 
     for key, part in summary["sets"].items():
         domain, which = key.split("/")
