@@ -50,6 +50,8 @@ from writ_async.participants.behaviours.phrasing import fact_units, first_person
 from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.inprocess import run_scripted_episode
 from writ_async.participants.scripted.markers import (
+    _ASK_FOR,
+    PLURAL_ASKS,
     TRANSFER_LINE,
     ask_for,
     intent_of,
@@ -716,6 +718,32 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
                 for value in later:  # acknowledged, and then acted on
                     assert any(value in str(c.arguments) for j, c in calls(messages) if j > i)
     assert noted, "no conversation had a later booking named during a re-ask"
+
+
+def test_a_re_ask_agrees_in_number_with_what_it_asks_for() -> None:
+    """"I need the airports — could you share them?", never "share it": the re-ask's
+    tail follows what it names (the main job's users who hold facts back meet these)."""
+    domain = get_domain("airline")
+    base = domain.generate_db(seed=0)
+    tasks = generate_tasks(domain, base, 40, seed=0)
+    ASKS = set(_ASK_FOR.values())
+    singular = re.compile(r"(what is it|share it|sharing it|give it to me|send it over)\?")
+    plural = re.compile(r"(what are they|share them|sharing them|give them to me|"
+                        r"send them over)\?")
+    seen = Counter()
+    for task in tasks:
+        for behaviours in (("one_fact_when_asked",), ("vague_then_narrows",)):
+            episode, _, _ = run_scripted_episode(domain, base, task, derive_seed(0, task.id, 0),
+                                                 behaviours=behaviours)
+            for m in episode.messages:
+                text = m.content or "" if isinstance(m, AssistantMessage) else ""
+                if not text.startswith(pb.REASK_LEADS):
+                    continue
+                named = {a for a in ASKS if a in text.split("—")[0]}
+                many = len(named) > 1 or bool(named & PLURAL_ASKS)
+                seen[many] += 1
+                assert not (singular if many else plural).search(text), text
+    assert seen[True] and seen[False], seen
 
 
 def test_every_forbidden_request_has_a_reason() -> None:

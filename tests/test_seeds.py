@@ -124,48 +124,49 @@ def _digests(run: Path) -> dict[str, str]:
 
 _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 
-# The main job's outputs at commit 5e967e8 (before seeds.py), one dict per command.
+# The main job's outputs, one dict per command: first pinned at 5e967e8 (before seeds.py)
+# and re-pinned only where a commit changes the agent's or user's wording on purpose.
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "f19dadb62a53107f86fa622e5dfca2ccd237bcd8ab8a2e0e5e083d2c757d4338",
-        "results": "fbac548132bc32ba0c7fe58e20f1115d082abc08dbd8f9c6e238ee610fb0d651",
+        "journal": "76834f803000abc91f9dd1f6e334bd52793d8d651f86b367509ea99d86520506",
+        "results": "2f48500df0e4d8b718c5747352769cd5d334af46b806c1ab960bade60cac12f4",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "6679d2c68e1de38ba74fde7ec7e48958c7fa427200ae9d886c1f8bbca79e35ee",
+            "35247f815b7594dc70baa8bdc39884ba0027512c14349757abcc016b29133229",
         "export/sft_sharegpt.jsonl":
-            "103eff8fcf24b86ba3e9f2f4d57ccec0894b4ca2765b554dc2558f2e5427ae08",
+            "6260f8ce67d7b57f54a51192ce42e31e12af4e262b3e80656fa0e0fc1fcf6b48",
         "export/sft_trl.jsonl":
-            "5e52acd35fcd8d0c1910616820a7cf84af8dc354de049c9ff3e8ef22ceffeee8",
-        "export/stats.json": "cc518a1d63553d9351da0ac89048470cd4b0d638b941d39316b3acdd3486e159",
+            "8a0f52bab7b2d051dc7d5d590b66d7c290ff9aed4f4328a4362d9a7bb2c17271",
+        "export/stats.json": "fbd4f95ba936692d38554b7f8b7f7ddc0e52079c46edb9ae27026a23624d0e32",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "b262619a4956946b10195045320a077fe892edfdaa6ea4c731bc8a32cac6fac1",
-        "results": "8970eb98dcb474508b6ef617dce582ebb78373ca09a3d18d8382d6f7797543f6",
+        "journal": "2c5982ea83288c3a25f0abb502127ab49935abae40252938da57ec3532ea09d4",
+        "results": "c51be21b886a6e01473a0f28e1452e9fd4cd65faebe814ad11ba9de22886e910",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "a9ab5e58e4b949009c9be4e9f37acc8c9a31f3774dad09c07e6e3229163a959f",
+            "2e36e80acc7533f04a72c03744f51adaa561dc28d6e55f0709c7c1c5d7bcfc22",
         "export/sft_sharegpt.jsonl":
-            "5137b8bde37f0544c3b6e96623d5739271ff22c3f184c9c8f6effea3cda97bc6",
+            "68b55cfeb5d58f81043c1c40f031fc870c443ab6f9214be86a3a75639417d4e1",
         "export/sft_trl.jsonl":
-            "c985b08e6e632f376fad54696bdb5fd9642900490e5d27b3219eb00c343438c9",
-        "export/stats.json": "764c88e86b57f43f8fe1a3c6fce1557020045d0e75ea25c9a5de26cefc7e1b2c",
+            "400ea78b4eaae46f14bd2a1f4685371d253ddaa2ece91f752883692985675ec6",
+        "export/stats.json": "b1a4275d7718f325a68fd2a9245b25d1f97ddd5c4ac293b41a5fe339831e7807",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",
                        "--mistake-rate", "0.3", "--agent", "scripted-http",
                        "--user", "scripted-http"], {
-        "journal": "ac96039eed5fc4b8cf22be03d9bd8127b988f1ddc8ab31cd08818f7d4e30b6d5",
-        "results": "7cfa193d7775ed4907793d120ba434f77ddf0b668a130de3a359b879f584f454",
+        "journal": "b306b1561d3b2e3d76495006de34f1b4afa00cad403e1a6bdb5701d2bc8bd75d",
+        "results": "5f6b1feb2ca0701737693c06cffbd344ce7d000613923e54e5ad2326cf8d5ddf",
         "tasks.json": "cf945974a1a45ab353d328268e5a827f2cc01f6a8082695daea2a0a1eff1cc3d",
         "export/sft_openai.jsonl":
-            "52344f9549b4bd63d5f204cc5d41398d5301a54ba346c771cacd09c193f021ff",
+            "b311bdaabeb1b7f256dd9c500b6ea6b551537166a47c4674d32e32bc6c36a37b",
         "export/sft_sharegpt.jsonl":
-            "2acd60053f2c918a4fd4203f1d01afd382239cb72d8cc01984c3acb18d5fe221",
+            "85db2c20664ac8f422e0d1cd82ca77e80f47c170939fbc9da4b30e3b3df0e484",
         "export/sft_trl.jsonl":
-            "09cf9204d9fa2ca8cb509abfd1c850d6d17cd0ebfc8fc1e465268a545a17ff8b",
-        "export/stats.json": "4b4d79f6b69df1e7b91642ca89cb713bdb0b4ce86e79c1cc03ddc1c65c199643",
+            "9984e037244ee507f127afd617a563292cca464aecb25edc23d4c4d80ca1dd0b",
+        "export/stats.json": "d93d482d125cc7dcfb1fbaa56d8b4e9e9125093963a5784e4a0fbcdeaf443853",
     }),
 }
 

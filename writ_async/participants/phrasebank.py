@@ -459,6 +459,16 @@ REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "first — would you mind telling me?", "so I can finish this — what is it?",
                "— could you send it over?", "before I can do anything with it — what is it?",
                "— would you mind sharing it?", "to get this done — could you tell me?")
+# The same tails, one for one, for what is asked in the plural ("the airports", two
+# things at once): same length, so the seeded draw is the same either way.
+REASK_TAILS_PLURAL = ("— could you tell me?", "— could you share them?",
+                      "before I can continue — could you give them to me?",
+                      "to carry on — what are they?", "— would you tell me?",
+                      "to go further — could you share them?", "— what should I put down?",
+                      "— can you let me know?", "first — would you mind telling me?",
+                      "so I can finish this — what are they?", "— could you send them over?",
+                      "before I can do anything with it — what are they?",
+                      "— would you mind sharing them?", "to get this done — could you tell me?")
 REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
                  "here")
 REASK_NOTED = (("I've noted", "I have", "I've written down", "I'm keeping", "Thanks, I've got",
@@ -501,6 +511,7 @@ def fixed_wording() -> list[str]:
                          VALUE_OPENERS, VALUE_MORE, VALUE_FORMS_MONEY, VALUE_FORMS,
                          VALUE_UNLABELLED, *DONE, *NOTHING,
                          CLOSING_PREFIXES, CLOSERS, REASK_LEADS, REASK_MIDDLES, REASK_TAILS,
+                         REASK_TAILS_PLURAL,
                          *REASK_NOTED, NOT_FOUND_LEADS, NOT_FOUND_WHERE, NOT_FOUND_TAILS,
                          REFUSAL_LEADS, REFUSAL_BODIES, REFUSAL_REASONS, REFUSED_FORMS]
     return [s.replace("{label}", "").replace("{value}", "").replace("{reason}", "")
@@ -512,7 +523,8 @@ def asking_words() -> frozenset[str]:
     """The words (3+ letters) of the bank's questions for facts: none of them says which
     fact is wanted, so a user simulator matching a question to its facts skips them."""
     parts: list[Part] = [ASK_OPENERS, ASK_VERBS, ASK_THEN, ASK_DETAILS, ASK_MORE_OPENERS,
-                         ASK_MORE, REASK_LEADS, REASK_MIDDLES, REASK_TAILS, NOT_FOUND_LEADS,
+                         ASK_MORE, REASK_LEADS, REASK_MIDDLES, REASK_TAILS, REASK_TAILS_PLURAL,
+                         NOT_FOUND_LEADS,
                          NOT_FOUND_WHERE, NOT_FOUND_TAILS]
     return frozenset(w for text in alternatives(*parts)
                      for w in re.findall(r"[a-z]{3,}", text.lower()))

@@ -48,6 +48,7 @@ from writ_async.participants.behaviours.content import (
 )
 from writ_async.participants.scripted.markers import (
     IDENTITY_DEFAULT,
+    PLURAL_ASKS,
     TRANSFER_LINE,
     TRANSFER_TOOL,
     ask_for,
@@ -250,8 +251,10 @@ class ScriptedAgent:
                     return AssistantMessage(tool_calls=(call,), turn_idx=turn)
         if reasks_since_step(messages) >= REASK_LIMIT:
             return None
-        what = pb.listing(list(dict.fromkeys(ask_for(key) for key, _ in missing)))
-        parts = [pb.compose(rng, pb.REASK_LEADS, what, pb.REASK_MIDDLES, pb.REASK_TAILS)]
+        asks = list(dict.fromkeys(ask_for(key) for key, _ in missing))
+        tails = (pb.REASK_TAILS_PLURAL if len(asks) > 1 or asks[0] in PLURAL_ASKS
+                 else pb.REASK_TAILS)
+        parts = [pb.compose(rng, pb.REASK_LEADS, pb.listing(asks), pb.REASK_MIDDLES, tails)]
         # What the user just told for a later step is acknowledged, not asked for again.
         latest = last.content if isinstance(last, UserMessage) else ""
         current = {value for _, value in self._needed[index]}
@@ -405,18 +408,20 @@ class ScriptedAgent:
         by_tool: dict[str, list[pb.Record]] = {}
         for r in reads:
             by_tool.setdefault(r.name, []).append(r)
-        said: list[str] = []
+        # Each sentence keyed by where its first read stands, so the user hears them in
+        # the order the agent read (the profile before the reservations it lists).
+        said: list[tuple[int, str]] = []
         surveyed: set[str] = set()
         for name, group in by_tool.items():
             if len(group) >= 3 and (told := self._phrases.survey(group, seen, rng, about)):
-                said.append(told)
+                said.append((reads.index(group[0]), told))
                 surveyed.add(name)
         others = [r for r in reads if r not in target and r.name not in surveyed]
         related = [r for r in others if any(v in r.text for v in leaves)]
         chosen = (related or others)[-rng.choice((1, 2, 3)):]
-        said += [text for r in others if r in chosen
+        said += [(reads.index(r), text) for r in others if r in chosen
                  if (text := self._phrases.summary(r, seen, rng, about))]
-        return [(text, None) for text in dict.fromkeys(said)]
+        return [(text, None) for text in dict.fromkeys(t for _, t in sorted(said))]
 
     def _confirm(self, index: int, messages: Sequence[Message], rng: random.Random) -> str:
         action = self.actions[index]

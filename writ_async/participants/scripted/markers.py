@@ -52,6 +52,10 @@ FIXED_TEXT = (*pb.fixed_wording(), IDENTITY_DEFAULT, *_ASK_FOR.values(), ASK_MAR
                CONFIRM_LINE, CLOSING_LINE, TRANSFER_LINE, DEFAULT_GREETING)
 
 
+# The asks that name things in the plural (a question about them says "them", not "it").
+PLURAL_ASKS = frozenset({"the airports", "the passenger details"})
+
+
 def ask_for(key: str) -> str:
     return _ASK_FOR.get(key, "the " + key.replace("_", " "))
 
