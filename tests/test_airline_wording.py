@@ -156,3 +156,31 @@ def test_searches_are_summarised_by_what_was_compared() -> None:
         assert text is not None and "five" in text, text
         # Not every option read out.
         assert len(_FLIGHT.findall(text)) <= 2, text
+
+
+# Pairings a phrase bank composed from independent parts can produce, none of them English.
+_BROKEN = re.compile(r"saved you \$[\d.,]+ (?:less|cheaper)|\btotal totals\b|"
+                     r"\b(\w+)\b[^.?!]*\bbefore I can \1\b|make the [a-z ]+ change for")
+
+
+def test_no_composed_sentence_contradicts_itself(episodes: list[list[Message]]) -> None:
+    """Each alternative reads well alone; these are the joins that did not."""
+    texts = [m.content for messages in episodes for m in messages
+             if isinstance(m, AssistantMessage) and m.content]
+    assert texts
+    for text in texts:
+        assert not _BROKEN.search(text), text
+
+
+def test_a_certificate_is_described_told_and_reported_with_its_amount() -> None:
+    text = "Certificate certificate_1 added to user mia_li_3668 with amount 150."
+    record = pb.Record("send_certificate", {"user_id": "mia_li_3668", "amount": 150}, text,
+                       None, False)
+    rng = random.Random(0)
+    seen = pb.Seen([record])
+    for _ in range(8):
+        described = PHRASES.describe("send_certificate", record.arguments, seen, rng) or ""
+        assert "$150" in described and "certificate" in described, described
+        told = PHRASES.outcome(record, seen, rng) or ""
+        assert "certificate" in told and "change is in place" not in told
+    assert [amount for amount, _ in PHRASES.amounts(record, seen)] == [150]

@@ -129,44 +129,44 @@ _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "76834f803000abc91f9dd1f6e334bd52793d8d651f86b367509ea99d86520506",
-        "results": "2f48500df0e4d8b718c5747352769cd5d334af46b806c1ab960bade60cac12f4",
+        "journal": "4ccd32595965f9d1ceb1d8740a1d0d492f44541d5772c23a582b086f731bc404",
+        "results": "8265824dd37c2e4b8501cc95ffcce79acca7388099f23f4002ddcb37dfd88c4a",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "35247f815b7594dc70baa8bdc39884ba0027512c14349757abcc016b29133229",
+            "85b371543385ebbcdb2b46b7b9663edf6de56a8a80a3b6676085b475ec482c2f",
         "export/sft_sharegpt.jsonl":
-            "6260f8ce67d7b57f54a51192ce42e31e12af4e262b3e80656fa0e0fc1fcf6b48",
+            "90757e770b4ad791b7de174c7739de810cf96240e54ac8f94869e663caf09144",
         "export/sft_trl.jsonl":
-            "8a0f52bab7b2d051dc7d5d590b66d7c290ff9aed4f4328a4362d9a7bb2c17271",
-        "export/stats.json": "fbd4f95ba936692d38554b7f8b7f7ddc0e52079c46edb9ae27026a23624d0e32",
+            "97bce5056f93fb815f5d7788c832c70276fd87a12968bab83fd6febefd857725",
+        "export/stats.json": "c595ca8402d3639cfcae0362019f3ba26bf789f684b68cba9bca5f22b2c063c1",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "2c5982ea83288c3a25f0abb502127ab49935abae40252938da57ec3532ea09d4",
-        "results": "c51be21b886a6e01473a0f28e1452e9fd4cd65faebe814ad11ba9de22886e910",
+        "journal": "62838c6890d2d4346c4543666ab388c702b3f83718a192c698bdec6f0c12b396",
+        "results": "a746c0ec97305747f0727e46d8c2f960f4437069974624ded054f221aca1aeee",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "2e36e80acc7533f04a72c03744f51adaa561dc28d6e55f0709c7c1c5d7bcfc22",
+            "a3eda15e7e436911fbf6cfaf74c39f3db4a6fb6b175b7f2588797acdb38d3caf",
         "export/sft_sharegpt.jsonl":
-            "68b55cfeb5d58f81043c1c40f031fc870c443ab6f9214be86a3a75639417d4e1",
+            "f4d4d1fa7e353a36d04f411c0857698317d3d95240ca5bb0efc82c03f1d8414f",
         "export/sft_trl.jsonl":
-            "400ea78b4eaae46f14bd2a1f4685371d253ddaa2ece91f752883692985675ec6",
-        "export/stats.json": "b1a4275d7718f325a68fd2a9245b25d1f97ddd5c4ac293b41a5fe339831e7807",
+            "5fb1769f5b761be21374e08991456760a6ed012bd4ebd62356e0ae586e46a642",
+        "export/stats.json": "4160b57284fa845352aeb03ac78c0426c955ff7c41e10973d5c7ad4fd2fe98a3",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",
                        "--mistake-rate", "0.3", "--agent", "scripted-http",
                        "--user", "scripted-http"], {
-        "journal": "b306b1561d3b2e3d76495006de34f1b4afa00cad403e1a6bdb5701d2bc8bd75d",
-        "results": "5f6b1feb2ca0701737693c06cffbd344ce7d000613923e54e5ad2326cf8d5ddf",
+        "journal": "81252f3a219c9cf955203d47d9f12a7ff4b4fb5a63301c0e657b89659d527869",
+        "results": "a87cb262539bfc568e08b2df0fb49a5589e734cda45a05879efa6594e374f3c3",
         "tasks.json": "cf945974a1a45ab353d328268e5a827f2cc01f6a8082695daea2a0a1eff1cc3d",
         "export/sft_openai.jsonl":
-            "b311bdaabeb1b7f256dd9c500b6ea6b551537166a47c4674d32e32bc6c36a37b",
+            "e94f10a21dbd22fe8d392d24db0d3f4758eddcc18e6063a1e1c6138f7f12a9fa",
         "export/sft_sharegpt.jsonl":
-            "85db2c20664ac8f422e0d1cd82ca77e80f47c170939fbc9da4b30e3b3df0e484",
+            "e1c302b212ae19117f1728c6c129d767f0c8d54533cdc3586e85c83e0bce30f6",
         "export/sft_trl.jsonl":
-            "9984e037244ee507f127afd617a563292cca464aecb25edc23d4c4d80ca1dd0b",
-        "export/stats.json": "d93d482d125cc7dcfb1fbaa56d8b4e9e9125093963a5784e4a0fbcdeaf443853",
+            "e6d6d542cc501b986fee9e44c83d229964410d69109f39d7763a4b05a6c0c1fb",
+        "export/stats.json": "f6abe08510ba915065d38100f3a21421cfdc1fb3e844c892a6555e0c1b300758",
     }),
 }
 

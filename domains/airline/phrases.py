@@ -364,6 +364,14 @@ class AirlinePhrases(DomainPhrases):
             if pay:
                 text = extend(text, rng, (", paying", ", charging", ", paid with"), pay)
             return text
+        if name == "send_certificate":
+            amount = args.get("amount")
+            what = (clause(rng, ("a travel certificate worth", "a certificate for",
+                                 "a certificate of"), money(amount))
+                    if isinstance(amount, int | float) else "a travel certificate")
+            return clause(rng, ("send", "issue", "add"), what,
+                          ("to your account", "to your profile",
+                           f"to the account {args.get('user_id')}"))
         if name == "cancel_reservation":
             trip = _trip(res, rng) if res else ""
             text = clause(rng, ("cancel reservation", "cancel your reservation",
@@ -441,6 +449,11 @@ class AirlinePhrases(DomainPhrases):
         """What the write did that its confirmation did not already say: the new code, the
         money that actually moved (where to, with its sign), who replaced whom."""
         out, args, name = record.output, record.arguments, record.name
+        if name == "send_certificate" and not record.error:
+            return clause(rng, ("the certificate is on your account",
+                                "the certificate has been added to your profile",
+                                "your certificate is issued",
+                                "the certificate went through"))
         if not isinstance(out, Mapping) or "reservation_id" not in out:
             return None
         rid = out["reservation_id"]
@@ -515,10 +528,14 @@ class AirlinePhrases(DomainPhrases):
                               ("more, charged to", "more, which went on",
                                "more, taken from"), pay)
             if moved < 0:
-                return extend(text, rng, ("; the new flights are", ", and it came out",
-                                          "; the change saved you"), money(-moved),
-                              ("cheaper, refunded to", "less, going back to",
-                               "cheaper, back on"), pay)
+                # lead and tail drawn together: "saved you $87 less" is not English
+                lead, tail = rng.choice(((("; the new flights are", ", and it came out"),
+                                          ("cheaper, refunded to", "less, going back to",
+                                           "cheaper, back on")),
+                                         (("; the change saved you",),
+                                          (", refunded to", ", going back to",
+                                           ", back on"))))
+                return extend(text, rng, lead, money(-moved), tail, pay)
             return extend(text, rng, (", at the same fare", ", with no price difference",
                                       "; the fare did not change"))
         if name == "update_reservation_passengers":
@@ -587,7 +604,7 @@ class AirlinePhrases(DomainPhrases):
         if name == "get_reservation_details" and isinstance(out, Mapping):
             text = compose(rng, ("Reservation", "Booking", "Your booking"),
                            str(out.get("reservation_id")),
-                           ("is a", "is your", "shows a", "holds a"), _trip(out, rng))
+                           ("is a", "is the", "shows a", "holds a"), _trip(out, rng))
             flights = [f for f in out.get("flights", []) if isinstance(f, Mapping)]
             numbers = listing([str(f.get("flight_number")) for f in flights])
             if numbers and rng.random() < 0.6:
@@ -656,6 +673,10 @@ class AirlinePhrases(DomainPhrases):
 
     def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:
         out, name = record.output, record.name
+        amount = record.arguments.get("amount")
+        if name == "send_certificate" and isinstance(amount, int | float):
+            return [(amount, "the certificate|the certificate's value|the certificate I "
+                             "sent you|the travel certificate on your account")]
         if not isinstance(out, Mapping) or "reservation_id" not in out:
             return []
         rid = out["reservation_id"]

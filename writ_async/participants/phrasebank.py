@@ -406,7 +406,7 @@ VALUE_MORE = ("Also,", "And", "", "", "In addition,", "On top of that,", "As for
 VALUE_FORMS_MONEY = ("{label} is {value}.", "{label} comes to {value}.",
                      "{label} works out to {value}.", "{label} is exactly {value}.",
                      "{label} amounts to {value}.", "{label} was {value}.",
-                     "{label} came to {value}.", "{label} totals {value}.",
+                     "{label} came to {value}.",
                      "{label} ends up at {value}.", "{label} stands at {value}.")
 VALUE_FORMS = ("{label} is {value}.", "{label} reads {value}.",
                "{label} shows as {value}.", "{label} on file is {value}.")
@@ -449,7 +449,7 @@ CLOSERS = ("is there anything else I can help you with?",
 
 # Detours: each opens with a lead of its own set, which no plan message opens with.
 REASK_LEADS = ("I still need", "I'll still need", "One more thing, I need",
-               "Before I go on, I need", "To continue, I'll need", "I'm still missing",
+               "Before I go on, I need", "At this point I'll need", "I'm still missing",
                "I just need", "I'm going to need", "Sorry to ask again, I need",
                "Now I need")
 REASK_TAILS = ("— could you tell me?", "— could you share it?",
