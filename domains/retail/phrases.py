@@ -31,10 +31,25 @@ def _ref(oid: Any) -> tuple[str, ...]:
             f"order number {oid}")
 
 
+# Options that qualify (waterproof, dimmable) rather than name a part (visor, mop).
+_QUALITY_ENDINGS = ("able", "ized", "proof")
+
+
+def _option(key: str, value: Any) -> str:
+    """One option as a person says it: its value, or for a yes/no option what it means
+    ("with visor", "not waterproof"), since a bare "yes" says nothing."""
+    if value not in ("yes", "no"):
+        return str(value)
+    quality = key.endswith(_QUALITY_ENDINGS)
+    if value == "yes":
+        return key if quality else f"with {key}"
+    return f"not {key}" if quality else f"no {key}"
+
+
 def _options(options: Any) -> str:
     if not isinstance(options, Mapping):
         return ""
-    return ", ".join(str(v) for v in options.values())
+    return ", ".join(_option(str(k), v) for k, v in options.items())
 
 
 def _items(order: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
