@@ -160,7 +160,10 @@ def test_searches_are_summarised_by_what_was_compared() -> None:
 
 # Pairings a phrase bank composed from independent parts can produce, none of them English.
 _BROKEN = re.compile(r"saved you \$[\d.,]+ (?:less|cheaper)|\btotal totals\b|"
-                     r"\b(\w+)\b[^.?!]*\bbefore I can \1\b|make the [a-z ]+ change for")
+                     r"\b(\w+)\b[^.?!]*\bbefore I can \1\b|make the [a-z ]+ change for|"
+                     r"\bThere are one\b")
+_TWELVE = re.compile(r"\b\d{1,2}:\d\d (?:AM|PM)\b")
+_TWENTY_FOUR = re.compile(r"(?<![\d:])\d\d:\d\d\b(?! (?:AM|PM))")
 
 
 def test_no_composed_sentence_contradicts_itself(episodes: list[list[Message]]) -> None:
@@ -184,3 +187,26 @@ def test_a_certificate_is_described_told_and_reported_with_its_amount() -> None:
         told = PHRASES.outcome(record, seen, rng) or ""
         assert "certificate" in told and "change is in place" not in told
     assert [amount for amount, _ in PHRASES.amounts(record, seen)] == [150]
+
+
+def test_a_conversation_keeps_one_clock_style(episodes: list[list[Message]]) -> None:
+    styles = []
+    for messages in episodes:
+        text = " ".join(m.content for m in messages if isinstance(m, AssistantMessage)
+                        and m.content)
+        found = (bool(_TWELVE.search(text)), bool(_TWENTY_FOUR.search(text)))
+        assert found != (True, True), text
+        styles.append(found)
+    assert (True, False) in styles and (False, True) in styles  # both, across conversations
+
+
+def test_a_report_uses_each_connective_once(episodes: list[list[Message]]) -> None:
+    connectives = [c for c in pb.VALUE_MORE if c]
+    reports = 0
+    for messages in episodes:
+        for m in messages:
+            if isinstance(m, AssistantMessage) and m.content and "anything else" in m.content:
+                reports += 1
+                for c in connectives:
+                    assert m.content.count(f"{c} ") <= 1 or c == "And", m.content
+    assert reports

@@ -129,44 +129,44 @@ _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "4ccd32595965f9d1ceb1d8740a1d0d492f44541d5772c23a582b086f731bc404",
-        "results": "8265824dd37c2e4b8501cc95ffcce79acca7388099f23f4002ddcb37dfd88c4a",
+        "journal": "8395ba4487c3a341bc2279b71951526ef67cf8d546129a6107e7332620cc1699",
+        "results": "ad8ddc1b5c280d6758d8b7da5865b35e98cb1af7b688ead5189dc417a179c8ad",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "85b371543385ebbcdb2b46b7b9663edf6de56a8a80a3b6676085b475ec482c2f",
+            "d2370fe280c16ddcc72a9b45658e9f094e477f5aab1b1bfbf923916573734bc9",
         "export/sft_sharegpt.jsonl":
-            "90757e770b4ad791b7de174c7739de810cf96240e54ac8f94869e663caf09144",
+            "e36c8dd03700be007bf9e14d89bebdba7c11b990be988b04c7fc427c59553187",
         "export/sft_trl.jsonl":
-            "97bce5056f93fb815f5d7788c832c70276fd87a12968bab83fd6febefd857725",
-        "export/stats.json": "c595ca8402d3639cfcae0362019f3ba26bf789f684b68cba9bca5f22b2c063c1",
+            "665e33c1463c8183094029e309b5bbe94b02f0940e193a2d46e8b3bdd4b4a9f7",
+        "export/stats.json": "b1f362d625a260705ff1842613ce42c7267e6fcf65a6e95ff996e49303fbbcf0",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "62838c6890d2d4346c4543666ab388c702b3f83718a192c698bdec6f0c12b396",
-        "results": "a746c0ec97305747f0727e46d8c2f960f4437069974624ded054f221aca1aeee",
+        "journal": "68219a05c92b8eea4ce42020939eea1ecfa196f2b11c1dc1e924250b85237875",
+        "results": "49cf590a39c0c7f583c1f253e7465c951744cc2c18e2da72957355f51f4a701c",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "a3eda15e7e436911fbf6cfaf74c39f3db4a6fb6b175b7f2588797acdb38d3caf",
+            "f34ec82d2deee1af7affa4fa7f00a0ebbbc75cab82dbb13706a6b5c36a65316c",
         "export/sft_sharegpt.jsonl":
-            "f4d4d1fa7e353a36d04f411c0857698317d3d95240ca5bb0efc82c03f1d8414f",
+            "9a5a84576290dfa7ee2e829ea858383f10b5460220a2cfe6a8f55b8b009c44ae",
         "export/sft_trl.jsonl":
-            "5fb1769f5b761be21374e08991456760a6ed012bd4ebd62356e0ae586e46a642",
-        "export/stats.json": "4160b57284fa845352aeb03ac78c0426c955ff7c41e10973d5c7ad4fd2fe98a3",
+            "b1985f44ae790a798602be2cc1493f731349900f4cb020bb04b226339eb34717",
+        "export/stats.json": "9282cb707d4b5044631d877b18f87c77a48f14490ff35fa0e0bcd175ba178084",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",
                        "--mistake-rate", "0.3", "--agent", "scripted-http",
                        "--user", "scripted-http"], {
-        "journal": "81252f3a219c9cf955203d47d9f12a7ff4b4fb5a63301c0e657b89659d527869",
-        "results": "a87cb262539bfc568e08b2df0fb49a5589e734cda45a05879efa6594e374f3c3",
+        "journal": "bd27ba9086721617aeeef047e0ca0d061fdc9f5353b93d24870136b8ed213b58",
+        "results": "c4a29d44a73e0b99f7d69b288af93e7fa2aa60274e6d5d41505da0a247be172c",
         "tasks.json": "cf945974a1a45ab353d328268e5a827f2cc01f6a8082695daea2a0a1eff1cc3d",
         "export/sft_openai.jsonl":
-            "e94f10a21dbd22fe8d392d24db0d3f4758eddcc18e6063a1e1c6138f7f12a9fa",
+            "55b04282060b46cc9dc484388f66df59a4b21f9e616a0f1ced3b5bc39bafca1e",
         "export/sft_sharegpt.jsonl":
-            "e1c302b212ae19117f1728c6c129d767f0c8d54533cdc3586e85c83e0bce30f6",
+            "5e829876725ee46f9b487d7ffc97f6c46542b98bab29563308187ee6db266aca",
         "export/sft_trl.jsonl":
-            "e6d6d542cc501b986fee9e44c83d229964410d69109f39d7763a4b05a6c0c1fb",
-        "export/stats.json": "f6abe08510ba915065d38100f3a21421cfdc1fb3e844c892a6555e0c1b300758",
+            "92beb7d88eb4a052a1d065e71d4fc00a3b315e32c3b18ce586a700519f3aadb1",
+        "export/stats.json": "85daa04aca73c67dd9af205f06afee689fa663a4f79f4e88195c888c78952748",
     }),
 }
 

@@ -81,7 +81,7 @@ def _legs(flights: Any, seen: Seen, cabin: Any, rng: random.Random,
         text += f" on {day(date, rng)}"
         departs = leg.get("scheduled_departure_time_est")
         if departs:
-            text += f" at {clock(departs, rng)}"
+            text += f" at {clock(departs, rng, twelve=seen.twelve_hour)}"
         price = f.get("price")
         if price is None and isinstance(leg.get("prices"), Mapping):
             price = leg["prices"].get(cabin)
@@ -296,7 +296,7 @@ def tidy_join(text: str, parts: Sequence[str]) -> str:
     return text + " " + "; ".join(parts)
 
 
-def _option(entry: Any, cabin: Any, rng: random.Random) -> str:
+def _option(entry: Any, cabin: Any, seen: Seen, rng: random.Random) -> str:
     """One search result as a person reads it out: 'HAT118 at 17:30, landing 20:45 ($234
     in economy)'; a connection names both flights and where it changes."""
     legs = [leg for leg in (entry if isinstance(entry, list) else [entry])
@@ -311,13 +311,14 @@ def _option(entry: Any, cabin: Any, rng: random.Random) -> str:
     departs, lands = (first.get("scheduled_departure_time_est"),
                       last.get("scheduled_arrival_time_est"))
     text = numbers
+    twelve = seen.twelve_hour
     if departs and lands and rng.random() < 0.5:
-        text += rng.choice((f", {clock(departs, rng)} to {clock(lands, rng)}",
-                            f" leaving {clock(departs, rng)} and landing {clock(lands, rng)}",
-                            f" ({clock(departs, rng)}–{clock(lands, rng)})"))
+        out, back = clock(departs, rng, twelve=twelve), clock(lands, rng, twelve=twelve)
+        text += rng.choice((f", {out} to {back}", f" leaving {out} and landing {back}",
+                            f" ({out}–{back})"))
     elif departs:
-        text += rng.choice((f" at {clock(departs, rng)}", f" departing {clock(departs, rng)}",
-                            f", out at {clock(departs, rng)}"))
+        out = clock(departs, rng, twelve=twelve)
+        text += rng.choice((f" at {out}", f" departing {out}", f", out at {out}"))
     prices = [leg.get("prices", {}).get(cabin) for leg in legs
               if isinstance(leg.get("prices"), Mapping)]
     if cabin and prices and all(isinstance(p, int | float) for p in prices):
@@ -573,11 +574,13 @@ class AirlinePhrases(DomainPhrases):
                                      "Our schedule has no", "I found no"),
                                f"{rng.choice(kind)}s", route, when + ".")
             cabin = (about or {}).get("cabin")
-            text = compose(rng, ("I see", "The search shows", "There are", "I have",
+            text = compose(rng, ("I see", "The search shows",
+                                 "There are" if len(out) > 1 else "There is", "I have",
                                  "I found", "The schedule lists"),
                            count(len(out), rng.choice(kind)), route, when)
             if len(out) <= 2 or rng.random() < 0.3:
-                options = [o for o in (_option(entry, cabin, rng) for entry in out[:2]) if o]
+                options = [o for o in (_option(entry, cabin, seen, rng) for entry in out[:2])
+                           if o]
                 lead = (":" if len(options) == len(out) else
                         ("; the first is", ", including", ", starting with", "— among them"))
                 return extend(text, rng, lead, listing(options)) + "."
@@ -595,9 +598,11 @@ class AirlinePhrases(DomainPhrases):
             if timed:
                 t, entry = min(timed, key=lambda x: x[0])
                 facts.append(rng.choice((
-                    f"the earliest leaves at {clock(t, rng)} ({_numbers(entry)})",
-                    f"{_numbers(entry)} is the first out, at {clock(t, rng)}",
-                    f"the first departure is {clock(t, rng)}")))
+                    f"the earliest leaves at {clock(t, rng, twelve=seen.twelve_hour)} "
+                    f"({_numbers(entry)})",
+                    f"{_numbers(entry)} is the first out, at "
+                    f"{clock(t, rng, twelve=seen.twelve_hour)}",
+                    f"the first departure is {clock(t, rng, twelve=seen.twelve_hour)}")))
             if not facts:
                 return text + "."
             return extend(text, rng, (";", "—", ":"), "; ".join(facts)) + "."
@@ -647,7 +652,9 @@ class AirlinePhrases(DomainPhrases):
                            (f"your {len(outputs)} reservations",
                             f"all {len(outputs)} bookings on your profile",
                             f"the {len(outputs)} trips on your account"),
-                           (":", "—", ", among them"), listing(items))
+                           # "among them" only where some are left out
+                           (":", "—", ", among them") if more else (":", "—"),
+                           listing(items))
             if more:
                 text = extend(text, rng, (", and", ", plus"),
                               (count(more, "more", "more"), count(more, "other")))

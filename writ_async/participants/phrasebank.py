@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date as _date
@@ -139,15 +140,16 @@ def _month_said(month: str, said: str) -> bool:
     return re.search(rf"\b{m} \d{{1,2}}\b|\bof {m}\b|\d {m}\b", said) is not None
 
 
-def clock(time: Any, rng: random.Random) -> str:
-    """'17:30:00' -> '17:30' or '5:30 PM'; a next-day mark ('+1') is kept as words."""
+def clock(time: Any, rng: random.Random, *, twelve: bool | None = None) -> str:
+    """'17:30:00' -> '17:30' or '5:30 PM'; a next-day mark ('+1') is kept as words.
+    ``twelve`` fixes the style (``Seen.twelve_hour``: one per conversation); None draws it."""
     text = str(time)
     match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::\d{2})?(\+\d)?", text)
     if not match:
         return text
     hour, minute = int(match[1]), match[2]
     later = " the next day" if match[3] else ""
-    if rng.random() < 0.5:
+    if not (rng.random() >= 0.5 if twelve is None else twelve):
         return f"{hour:02d}:{minute}{later}"
     suffix = "AM" if hour < 12 else "PM"
     return f"{(hour % 12) or 12}:{minute} {suffix}{later}"
@@ -247,6 +249,14 @@ class Seen:
 
     def get(self, key: Any) -> dict[str, Any] | None:
         return self.by_id.get(key) if isinstance(key, str) else None
+
+    @property
+    def twelve_hour(self) -> bool:
+        """Whether this conversation's agent writes times as '5:30 PM' (else '17:30'): a
+        person keeps to one style, so it is drawn from the conversation's first tool
+        result, the same for every message of it, with no state to carry."""
+        first = self.records[0].text if self.records else ""
+        return zlib.crc32(first.encode("utf-8")) % 2 == 1
 
     def user(self) -> dict[str, Any] | None:
         """The last user profile seen (it carries payment methods)."""

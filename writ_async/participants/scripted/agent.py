@@ -449,8 +449,13 @@ class ScriptedAgent:
         parts += refused
         values = self.reported_values()
         records = self._records(messages)
+        used: set[str] = set()
         for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
-            opener = rng.choice(pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
+            # No connective twice in one message ("As for the rest, ... As for the rest,").
+            openers = [o for o in (pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
+                       if not o or o not in used]
+            opener = rng.choice(openers)
+            used.add(opener)
             unlabelled = pb.compose(rng, opener, pb.VALUE_UNLABELLED, value=value)
             found = self._label(true, records, rng)
             if found is None:
