@@ -187,6 +187,13 @@ def test_a_certificate_is_described_told_and_reported_with_its_amount() -> None:
         told = PHRASES.outcome(record, seen, rng) or ""
         assert "certificate" in told and "change is in place" not in told
     assert [amount for amount, _ in PHRASES.amounts(record, seen)] == [150]
+    # a model's arguments: a number in a string is one, True is not, no user is no "None"
+    for args, said in (({"amount": "150"}, "$150"), ({"amount": True}, "certificate"),
+                       ({"amount": 150}, "certificate")):
+        for _ in range(6):
+            described = PHRASES.describe("send_certificate", args, seen, rng) or ""
+            assert said in described and "$True" not in described, described
+            assert "None" not in described, described
 
 
 def test_a_conversation_keeps_one_clock_style(episodes: list[list[Message]]) -> None:

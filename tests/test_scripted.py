@@ -51,12 +51,12 @@ from writ_async.participants.scripted.agent import ScriptedAgent
 from writ_async.participants.scripted.inprocess import run_scripted_episode
 from writ_async.participants.scripted.markers import (
     _ASK_FOR,
-    PLURAL_ASKS,
     TRANSFER_LINE,
     ask_for,
     intent_of,
     is_closing,
     is_confirmation,
+    is_plural,
 )
 from writ_async.participants.scripted.mistakes import MistakeConfig, MistakeKind
 from writ_async.participants.scripted.user import ScriptedUser
@@ -720,6 +720,13 @@ def test_a_record_told_for_a_later_step_is_acknowledged_not_asked_again() -> Non
     assert noted, "no conversation had a later booking named during a re-ask"
 
 
+def test_plural_asks_are_told_from_singular_ones() -> None:
+    plural = ["the airports", "the passenger details", "the flights", "the new item ids"]
+    singular = ["the address", "the status", "your user id", "the payment method",
+                "your first and last name", "the email address on your account"]
+    assert all(is_plural(a) for a in plural) and not any(is_plural(a) for a in singular)
+
+
 def test_a_re_ask_agrees_in_number_with_what_it_asks_for() -> None:
     """"I need the airports — could you share them?", never "share it": the re-ask's
     tail follows what it names (the main job's users who hold facts back meet these)."""
@@ -740,7 +747,7 @@ def test_a_re_ask_agrees_in_number_with_what_it_asks_for() -> None:
                 if not text.startswith(pb.REASK_LEADS):
                     continue
                 named = {a for a in ASKS if a in text.split("—")[0]}
-                many = len(named) > 1 or bool(named & PLURAL_ASKS)
+                many = len(named) > 1 or any(is_plural(a) for a in named)
                 seen[many] += 1
                 assert not (singular if many else plural).search(text), text
     assert seen[True] and seen[False], seen

@@ -142,16 +142,16 @@ CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "68219a05c92b8eea4ce42020939eea1ecfa196f2b11c1dc1e924250b85237875",
-        "results": "49cf590a39c0c7f583c1f253e7465c951744cc2c18e2da72957355f51f4a701c",
+        "journal": "d1c8b8974b1d0c4d2d3ef4d7bb74985709275fa11dad36de55654c45dfcfcf12",
+        "results": "53a04273ce40475afb56affc79e3a583b1597603c89173a0242f5eeb0a65fbaf",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "f34ec82d2deee1af7affa4fa7f00a0ebbbc75cab82dbb13706a6b5c36a65316c",
+            "dc6e7339b20da47dca27ce0f57dcfcbe0b4c9d8154161b9a78fc4d77df0868ea",
         "export/sft_sharegpt.jsonl":
-            "9a5a84576290dfa7ee2e829ea858383f10b5460220a2cfe6a8f55b8b009c44ae",
+            "112aef669e82533c0cfee9b96d9e4f47fdc75a318efe17966ce92bb7d04f90cf",
         "export/sft_trl.jsonl":
-            "b1985f44ae790a798602be2cc1493f731349900f4cb020bb04b226339eb34717",
-        "export/stats.json": "9282cb707d4b5044631d877b18f87c77a48f14490ff35fa0e0bcd175ba178084",
+            "266564c21022d2f29296bb09747f2babbd2b97dc6221c0e9195911b8754c5a8b",
+        "export/stats.json": "2d10bef795dd4ad965c5c88231d0a67d710cc9fa2ffcf2251a6514f213c0ef6c",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",

@@ -330,9 +330,18 @@ def test_evaluate_reads_the_grader_rewards(arms_out: Path) -> None:
     done, summary = evaluate(arms_out, "--label", "scripted", "--agent", "scripted-http",
                              "--max-steps", "200")
     assert done.returncode == 0, done.stderr
-    assert {k: (v["episodes"], v["pass_1"], v["pass_1_of_tasks"])
+    assert {k: (v["episodes"], v["pass_1"], v["pass_1_of_tasks"], v["unfinished"])
             for k, v in summary["overall"].items()} == {
-        "test": (4, 1.0, 1.0), "read_heavy": (4, 1.0, 1.0)}
+        "test": (4, 1.0, 1.0, 0), "read_heavy": (4, 1.0, 1.0, 0)}
+
+
+def test_every_trial_is_an_expected_episode(arms_out: Path) -> None:
+    done, summary = evaluate(arms_out, "--label", "twice", "--agent", "scripted",
+                             "--sets", "test", "--domains", "retail", "--trials", "2")
+    assert done.returncode == 0, done.stderr
+    part = summary["sets"]["retail/test"]
+    assert (part["tasks"], part["expected_episodes"], part["episodes"]) == (2, 4, 4)
+    assert (part["unfinished"], part["pass_1_of_tasks"]) == (0, 1.0)
     for part in summary["sets"].values():  # the gold plan's calls, every one well formed
         assert part["tool_calls"] >= part["episodes"] and part["tool_calls_bad_arguments"] == 0
         assert part["replay_exit"] == 0

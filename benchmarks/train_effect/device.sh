@@ -33,25 +33,43 @@ SERVE_FLAGS=${SERVE_FLAGS---continuous-batching}
 # Start `transformers serve` on one model folder (in its own process group, so unserve
 # stops its workers too) and wait until it answers at all: with a preloaded model,
 # transformers 5.17's /v1/models fails (500, scanning the Hugging Face cache) while chat
-# completions work.
+# completions work. Fails (status 1) when the port is taken, the server dies or it never
+# answers, so no model is scored against a server that is not its own.
 serve() {
+  local code started=$SECONDS
+  code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
+  if [ "$code" != 000 ]; then
+    echo "port 8000 already answers (HTTP $code): a server left running?" >&2
+    return 1
+  fi
   setsid transformers serve $MODELS/$1 $SERVE_FLAGS --host 127.0.0.1 --port 8000 \
     > /tmp/logs/serve_$1.log 2>&1 &
   server=$!
-  local started=$SECONDS code
   for _ in $(seq 300); do
     code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
     [ "$code" != 000 ] && break
+    if ! kill -0 $server 2>/dev/null; then
+      echo "the server for $1 exited; its log ends:" >&2
+      tail -20 /tmp/logs/serve_$1.log >&2
+      return 1
+    fi
     sleep 1
   done
+  if [ "$code" = 000 ]; then
+    echo "the server for $1 did not answer in 300 s" >&2
+    return 1
+  fi
   echo "serving $1 after $((SECONDS - started)) s"
 }
 unserve() {
-  kill -- -$server 2>/dev/null || kill $server || true
+  [ -n "$server" ] || return 0
+  kill -- -$server 2>/dev/null || kill $server 2>/dev/null || true
   wait $server 2>/dev/null || true
+  server=""
 }
+server=""
 
-step=${1:?a step: setup, part N, assemble, check, train ARM..., eval LABEL...}
+step=${1:?a step: setup, data, part N, assemble, base, check [ARM], train ARM..., probe [LABEL], eval LABEL...}
 shift
 case $step in
   setup)
@@ -106,9 +124,12 @@ EOF
     # One model at a time: a continuous-batching server reserves most of the GPU for its KV
     # cache (a second one beside it fails with CUDA out of memory). Within a model, the four
     # sets run at once (--parallel), and EVAL_FLAGS' --deadline bounds each.
-    mkdir -p $OUT /tmp/logs
+    mkdir -p $OUT /tmp/logs /tmp/eval
     for label in "$@"; do
-      serve $label
+      if ! serve $label; then
+        unserve
+        continue
+      fi
       python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
         --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json --parallel \
         $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log \
@@ -129,12 +150,14 @@ EOF
     # the size of the evaluation's (a ~6,500-token system turn of policy and tools), 15 s
     # a step. SERVE_FLAGS picks the server's settings, so two probes compare two.
     mkdir -p /tmp/logs $OUT
-    serve ${1:-base}
+    serve ${1:-base} || { unserve; exit 1; }
+    rm -rf /tmp/probe
+    # loadtest exits non-zero when nothing was answered: the report still comes back
     python3 -m writ_async loadtest --base-url http://127.0.0.1:8000/v1 \
       --model $MODELS/${1:-base} --traffic synthetic --system-tokens 6500 --turns 1-3 \
       --output-tokens 128 --no-stream --sweep ${PROBE_SWEEP:-1,8,40} --duration 15 \
-      --drain 20 --report /tmp/probe --quiet
-    cp /tmp/probe/report.json $OUT/probe_${1:-base}.json
+      --drain 20 --report /tmp/probe --quiet || echo "loadtest exited $?" >&2
+    [ -f /tmp/probe/report.json ] && cp /tmp/probe/report.json $OUT/probe_${1:-base}.json
     unserve
     ;;
   *)

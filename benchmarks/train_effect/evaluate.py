@@ -134,14 +134,14 @@ def tool_use(sims: Sequence[Mapping[str, Any]]) -> dict[str, int]:
             "tool_calls_bad_arguments": bad_arguments, "tool_errors": errors}
 
 
-def of_tasks(part: Mapping[str, Any], tasks: int) -> dict[str, Any]:
-    """The stricter reading beside Pass^1: every task of the set counted, the ones a
-    deadline left unfinished and the ones lost to the infrastructure as failures (a
-    deadline admits the quick episodes first, and a server that fails on what the model
-    wrote is the model's failure too)."""
+def of_tasks(part: Mapping[str, Any], expected: int) -> dict[str, Any]:
+    """The stricter reading beside Pass^1: every episode the set asked for (tasks times
+    trials) counted, the ones a deadline left unfinished and the ones lost to the
+    infrastructure as failures (a deadline admits the quick episodes first, and a server
+    that fails on what the model wrote is the model's failure too)."""
     total = (part["pass_1"] or 0.0) * part["episodes"]
-    return {"unfinished": tasks - part["episodes"] - part["infrastructure_errors"],
-            "pass_1_of_tasks": total / tasks if tasks else None}
+    return {"unfinished": expected - part["episodes"] - part["infrastructure_errors"],
+            "pass_1_of_tasks": total / expected if expected else None}
 
 
 def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -152,8 +152,9 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
               "infrastructure_errors": sum(p["infrastructure_errors"] for p in parts),
               "passed": sum(p["passed"] for p in parts),
               "pass_1": total / episodes if episodes else None}
-    tasks = sum(p["tasks"] for p in parts)
-    return {"tasks": tasks, **pooled, **of_tasks(pooled, tasks)}
+    expected = sum(p["expected_episodes"] for p in parts)
+    return {"tasks": sum(p["tasks"] for p in parts), "expected_episodes": expected,
+            **pooled, **of_tasks(pooled, expected)}
 
 
 def _wait_until(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
@@ -200,8 +201,10 @@ def run_set(domain: str, which: str, args: argparse.Namespace) -> dict[str, Any]
                         f"without results.json:\n{done.stderr[-2000:]}")
     # writ exits non-zero when no episode could run: the result says so (all infra errors)
     out = score(json.loads(results_path.read_text(encoding="utf-8")))
-    out.update({"tasks": len(tasks), "run": str(run), "exit": done.returncode,
-                "stopped_at_deadline": stopped, **of_tasks(out, len(tasks))})
+    expected = len(tasks) * args.trials
+    out.update({"tasks": len(tasks), "expected_episodes": expected, "run": str(run),
+                "exit": done.returncode, "stopped_at_deadline": stopped,
+                **of_tasks(out, expected)})
     # Every journaled episode re-run from its journal and compared (0: complete, verified).
     replay = subprocess.run([sys.executable, "-m", "writ_async", "replay", str(run), "--all"],
                             cwd=REPO, capture_output=True, text=True)

@@ -48,6 +48,19 @@ def _flights_seen(seen: Seen) -> dict[tuple[str, str], dict[str, Any]]:
     return found
 
 
+def _amount(value: Any) -> float | None:
+    """A write's amount argument as a number (a model may send "150"); None if it is not
+    one (True is not 1 dollar)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _ref(rid: Any) -> tuple[str, ...]:
     """Ways to name a reservation (choices avoid the ones already said)."""
     return (f"reservation {rid}", f"booking {rid}", f"your booking {rid}", f"trip {rid}",
@@ -366,13 +379,14 @@ class AirlinePhrases(DomainPhrases):
                 text = extend(text, rng, (", paying", ", charging", ", paid with"), pay)
             return text
         if name == "send_certificate":
-            amount = args.get("amount")
+            amount = _amount(args.get("amount"))
             what = (clause(rng, ("a travel certificate worth", "a certificate for",
                                  "a certificate of"), money(amount))
-                    if isinstance(amount, int | float) else "a travel certificate")
+                    if amount is not None else "a travel certificate")
+            user = args.get("user_id")
             return clause(rng, ("send", "issue", "add"), what,
                           ("to your account", "to your profile",
-                           f"to the account {args.get('user_id')}"))
+                           *((f"to the account {user}",) if user else ())))
         if name == "cancel_reservation":
             trip = _trip(res, rng) if res else ""
             text = clause(rng, ("cancel reservation", "cancel your reservation",
@@ -680,8 +694,8 @@ class AirlinePhrases(DomainPhrases):
 
     def amounts(self, record: Record, seen: Seen) -> list[tuple[float, str]]:
         out, name = record.output, record.name
-        amount = record.arguments.get("amount")
-        if name == "send_certificate" and isinstance(amount, int | float):
+        amount = _amount(record.arguments.get("amount"))
+        if name == "send_certificate" and amount is not None:
             return [(amount, "the certificate|the certificate's value|the certificate I "
                              "sent you|the travel certificate on your account")]
         if not isinstance(out, Mapping) or "reservation_id" not in out:

@@ -106,7 +106,7 @@ def _swap(args: Mapping[str, Any], order: Mapping[str, Any] | None,
     for a, b in zip(old, new, strict=False):
         before, after = items.get(str(a)), variants.get(str(b))
         target = _options(after.get("options")) if after else str(b)
-        parts.append(f"{_item(before, 'item ' + str(a))} for the {target} one")
+        parts.append(f"{_item(before, 'item ' + str(a))} for the {target} version")
         if before and after and isinstance(before.get("price"), int | float) \
                 and isinstance(after.get("price"), int | float):
             diff += after["price"] - before["price"]

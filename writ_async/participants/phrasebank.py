@@ -467,7 +467,8 @@ REASK_TAILS = ("— could you tell me?", "— could you share it?",
                "— would you tell me?", "to go further — could you share it?",
                "— what should I put down?", "— can you let me know?",
                "first — would you mind telling me?", "so I can finish this — what is it?",
-               "— could you send it over?", "before I can do anything with it — what is it?",
+               "— could you send it over?",
+               "before I can do anything with this request — what is it?",
                "— would you mind sharing it?", "to get this done — could you tell me?")
 # The same tails, one for one, for what is asked in the plural ("the airports", two
 # things at once): same length, so the seeded draw is the same either way.
@@ -477,7 +478,7 @@ REASK_TAILS_PLURAL = ("— could you tell me?", "— could you share them?",
                       "to go further — could you share them?", "— what should I put down?",
                       "— can you let me know?", "first — would you mind telling me?",
                       "so I can finish this — what are they?", "— could you send them over?",
-                      "before I can do anything with it — what are they?",
+                      "before I can do anything with this request — what are they?",
                       "— would you mind sharing them?", "to get this done — could you tell me?")
 REASK_MIDDLES = ("", "", "from you", "for this step", "for the next part", "on this one",
                  "here")

@@ -48,10 +48,10 @@ from writ_async.participants.behaviours.content import (
 )
 from writ_async.participants.scripted.markers import (
     IDENTITY_DEFAULT,
-    PLURAL_ASKS,
     TRANSFER_LINE,
     TRANSFER_TOOL,
     ask_for,
+    is_plural,
 )
 from writ_async.participants.scripted.mistakes import (
     NO_MISTAKES,
@@ -252,7 +252,7 @@ class ScriptedAgent:
         if reasks_since_step(messages) >= REASK_LIMIT:
             return None
         asks = list(dict.fromkeys(ask_for(key) for key, _ in missing))
-        tails = (pb.REASK_TAILS_PLURAL if len(asks) > 1 or asks[0] in PLURAL_ASKS
+        tails = (pb.REASK_TAILS_PLURAL if len(asks) > 1 or is_plural(asks[0])
                  else pb.REASK_TAILS)
         parts = [pb.compose(rng, pb.REASK_LEADS, pb.listing(asks), pb.REASK_MIDDLES, tails)]
         # What the user just told for a later step is acknowledged, not asked for again.

@@ -52,8 +52,11 @@ FIXED_TEXT = (*pb.fixed_wording(), IDENTITY_DEFAULT, *_ASK_FOR.values(), ASK_MAR
                CONFIRM_LINE, CLOSING_LINE, TRANSFER_LINE, DEFAULT_GREETING)
 
 
-# The asks that name things in the plural (a question about them says "them", not "it").
-PLURAL_ASKS = frozenset({"the airports", "the passenger details"})
+def is_plural(ask: str) -> bool:
+    """Whether an ask names things in the plural ("the airports", "the new item ids"), so
+    a question about them says "them", not "it"; "the address", "the status" are one."""
+    last = ask.rsplit(" ", 1)[-1]
+    return last.endswith("s") and not last.endswith(("ss", "us", "is"))
 
 
 def ask_for(key: str) -> str:
