@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,26 @@ def test_evaluate_against_the_mock_endpoint(arms_out: Path, mock_url: str) -> No
         assert part["replay_exit"] == 0  # every episode re-ran from its journal, the same
     assert summary["overall"]["test"]["episodes"] == 4
     assert "Pass^1" in done.stdout and "read-heavy (held out) | both" in done.stdout
+
+
+@pytest.fixture
+def second_mock_url() -> Iterator[str]:
+    yield from _serve_mock()
+
+
+def test_evaluate_spreads_one_agent_over_several_servers(
+        arms_out: Path, mock_url: str, second_mock_url: str) -> None:
+    """Servers that answer one request at a time serve one model together: every one of
+    them takes calls (`--agent-url` again, or comma-separated)."""
+    done, summary = evaluate(arms_out, "--label", "two", "--agent-url",
+                             f"{mock_url},{second_mock_url}", "--agent-model", "writ-mock",
+                             "--sets", "test", "--domains", "airline", "--concurrency", "2")
+    assert done.returncode == 0, done.stderr
+    assert summary["sets"]["airline/test"]["episodes"] == 2
+    assert mock_url in summary["agent"] and second_mock_url in summary["agent"]
+    for url in (mock_url, second_mock_url):
+        stats = json.loads(urllib.request.urlopen(url.removesuffix("/v1") + "/stats").read())
+        assert stats["completions"] > 0, url
 
 
 def test_evaluate_reads_the_grader_rewards(arms_out: Path) -> None:

@@ -30,44 +30,63 @@ TRAIN_FLAGS=${TRAIN_FLAGS:-}
 EVAL_FLAGS=${EVAL_FLAGS:-}
 SERVE_FLAGS=${SERVE_FLAGS---continuous-batching}
 
-# Start `transformers serve` on one model folder (in its own process group, so unserve
-# stops its workers too) and wait until it answers at all: with a preloaded model,
-# transformers 5.17's /v1/models fails (500, scanning the Hugging Face cache) while chat
-# completions work. Fails (status 1) when the port is taken, the server dies or it never
-# answers, so no model is scored against a server that is not its own.
+# Start $SERVERS copies of `transformers serve` on one model folder, on ports 8000, 8001,
+# ... (each in its own process group, so unserve stops its workers too), and wait until
+# each answers at all: with a preloaded model, transformers 5.17's /v1/models fails (500,
+# scanning the Hugging Face cache) while chat completions work. Several servers suit
+# SERVE_FLAGS="" (one request at a time each); writ spreads the calls over them. Fails
+# (status 1) when a port is taken, a server dies or never answers, so no model is scored
+# against a server that is not its own.
+answers() {
+  curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$1/v1/models || true
+}
 serve() {
-  local code started=$SECONDS
-  code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
-  if [ "$code" != 000 ]; then
-    echo "port 8000 already answers (HTTP $code): a server left running?" >&2
-    return 1
-  fi
-  setsid transformers serve $MODELS/$1 $SERVE_FLAGS --host 127.0.0.1 --port 8000 \
-    > /tmp/logs/serve_$1.log 2>&1 &
-  server=$!
-  for _ in $(seq 300); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/v1/models || true)
-    [ "$code" != 000 ] && break
-    if ! kill -0 $server 2>/dev/null; then
-      echo "the server for $1 exited; its log ends:" >&2
-      tail -20 /tmp/logs/serve_$1.log >&2
+  local code port i started=$SECONDS
+  for ((i = 0; i < SERVERS; i++)); do
+    port=$((8000 + i))
+    code=$(answers $port)
+    if [ "$code" != 000 ]; then
+      echo "port $port already answers (HTTP $code): a server left running?" >&2
       return 1
     fi
-    sleep 1
+    setsid transformers serve $MODELS/$1 $SERVE_FLAGS --host 127.0.0.1 --port $port \
+      > /tmp/logs/serve_$1_$port.log 2>&1 &
+    servers+=($!)
   done
-  if [ "$code" = 000 ]; then
-    echo "the server for $1 did not answer in 300 s" >&2
-    return 1
-  fi
-  echo "serving $1 after $((SECONDS - started)) s"
+  for ((i = 0; i < SERVERS; i++)); do
+    port=$((8000 + i))
+    for _ in $(seq 300); do
+      code=$(answers $port)
+      [ "$code" != 000 ] && break
+      if ! kill -0 ${servers[$i]} 2>/dev/null; then
+        echo "the server for $1 on port $port exited; its log ends:" >&2
+        tail -20 /tmp/logs/serve_$1_$port.log >&2
+        return 1
+      fi
+      sleep 1
+    done
+    if [ "$code" = 000 ]; then
+      echo "the server for $1 on port $port did not answer in 300 s" >&2
+      return 1
+    fi
+  done
+  echo "serving $1 ($SERVERS server(s)) after $((SECONDS - started)) s"
 }
 unserve() {
-  [ -n "$server" ] || return 0
-  kill -- -$server 2>/dev/null || kill $server 2>/dev/null || true
-  wait $server 2>/dev/null || true
-  server=""
+  local pid
+  for pid in "${servers[@]}"; do
+    kill -- -$pid 2>/dev/null || kill $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+  done
+  servers=()
 }
-server=""
+servers=()
+SERVERS=${SERVERS:-1}
+urls() {
+  local i out=""
+  for ((i = 0; i < SERVERS; i++)); do out+="${out:+,}http://127.0.0.1:$((8000 + i))/v1"; done
+  echo $out
+}
 
 step=${1:?a step: setup, data, part N, assemble, base, check [ARM], train ARM..., probe [LABEL], eval LABEL...}
 shift
@@ -130,7 +149,7 @@ EOF
         unserve
         continue
       fi
-      python3 $T/evaluate.py --label $label --agent-url http://127.0.0.1:8000/v1 \
+      python3 $T/evaluate.py --label $label --agent-url $(urls) \
         --agent-model $MODELS/$label --data $DATA --out /tmp/eval --json --parallel \
         $EVAL_FLAGS > $OUT/eval_$label.json 2> /tmp/logs/eval_$label.log \
         || echo "evaluate.py failed for $label (see logs/eval_$label.log)" >&2
@@ -148,7 +167,8 @@ EOF
     # The served model's throughput at the evaluation's prompt size, before the long
     # evaluation call: `writ loadtest` sweeps conversations in flight with synthetic turns
     # the size of the evaluation's (a ~6,500-token system turn of policy and tools), 15 s
-    # a step. SERVE_FLAGS picks the server's settings, so two probes compare two.
+    # a step, against one server (port 8000). SERVE_FLAGS picks the server's settings, so
+    # two probes compare two.
     mkdir -p /tmp/logs $OUT
     serve ${1:-base} || { unserve; exit 1; }
     rm -rf /tmp/probe

@@ -82,12 +82,17 @@ def eval_config(domain: str, tasks_file: Path, args: argparse.Namespace) -> str:
     agent = args.agent
     if args.agent_url:
         agent = "agent"
-        text += _table(f"models.endpoints.{ENDPOINT}", {
-            "base_url": args.agent_url, "model": args.agent_model, "stream": False,
-            "initial_concurrency": args.concurrency, "max_concurrency": args.concurrency})
-        text += _table(f"models.endpoints.{ENDPOINT}.timeouts",
-                       {"first_token": args.timeout, "total": args.timeout})
-        text += _table("models.roles", {"agent": [ENDPOINT]})
+        # Several servers of one model (each answering one request at a time, say) are one
+        # agent: writ's pool sends each call to the one with the fewest in flight.
+        names = [ENDPOINT] if len(args.agent_url) == 1 else [
+            f"{ENDPOINT}_{i}" for i in range(len(args.agent_url))]
+        for name, url in zip(names, args.agent_url, strict=True):
+            text += _table(f"models.endpoints.{name}", {
+                "base_url": url, "model": args.agent_model, "stream": False,
+                "initial_concurrency": args.concurrency, "max_concurrency": args.concurrency})
+            text += _table(f"models.endpoints.{name}.timeouts",
+                           {"first_token": args.timeout, "total": args.timeout})
+        text += _table("models.roles", {"agent": names})
         text += _table("models.retry", {"max_attempts": 3})
     simulate: dict[str, Any] = {"tasks": str(tasks_file), "trials": args.trials,
                                 "concurrency": args.concurrency, "agent": agent,
@@ -230,7 +235,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {domain} {which}: {part['episodes']} episodes, {part['tool_calls']} tool "
               f"calls, replay exit {part['replay_exit']}", file=sys.stderr, flush=True)
     overall = {which: combine([per[f"{d}/{which}"] for d in domains]) for which in sets}
-    agent = f"{args.agent_url} ({args.agent_model})" if args.agent_url else args.agent
+    agent = (f"{', '.join(args.agent_url)} ({args.agent_model})" if args.agent_url
+             else args.agent)
     return {"label": args.label, "agent": agent,
             "sets": per, "overall": overall}
 
@@ -262,8 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", required=True,
                         help="the model's name in the output (base, write_only, ...)")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--agent-url", help="the agent model's OpenAI-compatible base URL "
-                                         "(.../v1)")
+    who.add_argument("--agent-url", action="append",
+                     help="the agent model's OpenAI-compatible base URL (.../v1); again, or "
+                          "comma-separated, for several servers of the same model")
     who.add_argument("--agent", choices=("scripted", "scripted-http"),
                      help="writ's scripted agent instead of a model")
     parser.add_argument("--agent-model", default="model",
@@ -289,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the domains' sets at once (one writ run each)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
+    if args.agent_url:
+        args.agent_url = [u for given in args.agent_url for u in given.split(",") if u]
     if args.deadline is not None:  # from here on, an absolute time
         args.deadline = time.monotonic() + args.deadline
     args.data = args.data.resolve()
