@@ -217,3 +217,24 @@ def test_a_report_uses_each_connective_once(episodes: list[list[Message]]) -> No
                 for c in connectives:
                     assert m.content.count(f"{c} ") <= 1 or c == "And", m.content
     assert reports
+
+
+def test_a_report_does_not_restate_a_figure_its_outcome_just_gave() -> None:
+    """"…$85 refunded to your card. The refund for cancelling X is $85." says it twice: the
+    recap is left out where the outcome already gave the figure (tau2 still finds it)."""
+    domain = get_domain("airline")
+    base = domain.generate_db(seed=0)
+    reports = 0
+    for task in generate_tasks(domain, base, TASKS, seed=7):
+        criteria = task.evaluation_criteria
+        values = (criteria.communicate_info or []) if criteria else []
+        if not values:
+            continue
+        messages = run_scripted_episode(domain, base, task, derive_seed(0, task.id, 0))[0].messages
+        report = next(m.content for m in reversed(messages)
+                      if isinstance(m, AssistantMessage) and m.content)
+        reports += 1
+        for value in values:
+            said = re.findall(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", report or "")
+            assert len(said) <= 1, report
+    assert reports

@@ -129,29 +129,29 @@ _TASKS_20 = "6e3bed0ac631d101a8f33fa1d2005a4d4c97020d193488ca9faec63c69cb1abd"
 CASES: dict[str, tuple[list[str], dict[str, str]]] = {
     # the embedded default (no config file), with trials and seeded mistakes
     "embedded-default": (["--task-count", "20", "--trials", "2", "--mistake-rate", "0.3"], {
-        "journal": "8395ba4487c3a341bc2279b71951526ef67cf8d546129a6107e7332620cc1699",
-        "results": "ad8ddc1b5c280d6758d8b7da5865b35e98cb1af7b688ead5189dc417a179c8ad",
+        "journal": "978e6fc78f1194cf170fe536351c4ed91cb8733892251a3bd4d59cf79ed400b3",
+        "results": "5aaff2016c976367c162d8062178c7c8f8d13b24b46f4a1ec6f46deabcf45b37",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "d2370fe280c16ddcc72a9b45658e9f094e477f5aab1b1bfbf923916573734bc9",
+            "ea7faab75b4e130c877c53990512589a761b32f0614caed0df1b1b7c92d0d4c8",
         "export/sft_sharegpt.jsonl":
-            "e36c8dd03700be007bf9e14d89bebdba7c11b990be988b04c7fc427c59553187",
+            "146467210499f4a20d0a86cea6b186f161ac0cbd13cc6913d9e31d65fbb63a60",
         "export/sft_trl.jsonl":
-            "665e33c1463c8183094029e309b5bbe94b02f0940e193a2d46e8b3bdd4b4a9f7",
-        "export/stats.json": "b1f362d625a260705ff1842613ce42c7267e6fcf65a6e95ff996e49303fbbcf0",
+            "cef165360a6633134d2f4abf6186fc25c7e2110f492984ef07435cde84e37bb8",
+        "export/stats.json": "857a15643dfc14563b80f0683b053c7e4c2e0651e554f465a29a541b7c6603cf",
     }),
     # the README's main command (config.toml: user behaviours), at 20 tasks
     "main-job": (["--config", "config.toml", "--task-count", "20"], {
-        "journal": "d1c8b8974b1d0c4d2d3ef4d7bb74985709275fa11dad36de55654c45dfcfcf12",
-        "results": "53a04273ce40475afb56affc79e3a583b1597603c89173a0242f5eeb0a65fbaf",
+        "journal": "f729b39d8f7011c6ff225618626a174c27c8f38d17b5b2c2f31ef772ecc8c549",
+        "results": "6501e59a8bb7f7416108422f4c3eda5f497897b9afcf6f89a6435d372f0852c3",
         "tasks.json": _TASKS_20,
         "export/sft_openai.jsonl":
-            "dc6e7339b20da47dca27ce0f57dcfcbe0b4c9d8154161b9a78fc4d77df0868ea",
+            "a8f6fa3735a681baeb72a5d4aca44109f5660fb0134de6417a935ee530be25ac",
         "export/sft_sharegpt.jsonl":
-            "112aef669e82533c0cfee9b96d9e4f47fdc75a318efe17966ce92bb7d04f90cf",
+            "ca1c70a48e01ea89cbe110a7a8e8e06b2a88be0adb822181409cabc649811250",
         "export/sft_trl.jsonl":
-            "266564c21022d2f29296bb09747f2babbd2b97dc6221c0e9195911b8754c5a8b",
-        "export/stats.json": "2d10bef795dd4ad965c5c88231d0a67d710cc9fa2ffcf2251a6514f213c0ef6c",
+            "4d0079337caef25f92d0263c480e717c8894047d64ed168089c8bfd1d922311b",
+        "export/stats.json": "02cb168aa95d0d69d78a60ab7a89712c8f90f49c653ac9d211da4b168b9c354d",
     }),
     # the same participants behind the mock server: pool and mock request seeds too
     "scripted-http": (["--config", "config.toml", "--task-count", "8", "--trials", "2",

@@ -151,7 +151,8 @@ class RetailPhrases(DomainPhrases):
                                f"move the charge for order {oid} to {pay}"))
         if name in ("modify_pending_order_items", "exchange_delivered_order_items"):
             swap, diff = _swap(args, order, seen)
-            verb = (("swap", "change", "replace") if name == "modify_pending_order_items"
+            # each verb takes "X for Y" ("replace X for Y" does not)
+            verb = (("swap", "switch") if name == "modify_pending_order_items"
                     else ("exchange", "swap", "trade"))
             text = clause(rng, verb, swap, ("in order", "on order", "from order"), str(oid))
             if diff is not None and diff > 0:
@@ -254,7 +255,9 @@ class RetailPhrases(DomainPhrases):
             return None
         if name.startswith("find_user_id") and out is None and record.text:
             return compose(rng, ("I found your account", "That matches the account",
-                                 "Your account comes up as", "I've located your account"),
+                                 "Your account comes up as", "I've located your account",
+                                 "Your details match the account", "Thanks, that's the account",
+                                 "The account on file is"),
                            f"({record.text})." if rng.random() < 0.5 else record.text + ".")
         if name == "get_user_details" and isinstance(out, Mapping):
             first = seen.first_name(out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -449,8 +450,15 @@ class ScriptedAgent:
         parts += refused
         values = self.reported_values()
         records = self._records(messages)
+        # What this message's outcomes already say ("$85.36 refunded to your gift card") is
+        # not said again as a figure; not when a made-up value hides a true one, since the
+        # outcomes stating that one give way to their plain fallbacks (``_say``).
+        told = "" if self._hidden() else " ".join(
+            text for text, _ in outcomes if isinstance(text, str))
         used: set[str] = set()
         for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
+            if told and value == true and _says_figure(told, value):
+                continue
             # No connective twice in one message ("As for the rest, ... As for the rest,").
             openers = [o for o in (pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
                        if not o or o not in used]
@@ -569,6 +577,12 @@ def _replace_leaves(value: Any, old: str, new: str) -> Any:
     if isinstance(value, list):
         return [_replace_leaves(v, old, new) for v in value]
     return value
+
+
+def _says_figure(text: str, value: str) -> bool:
+    """Whether ``text`` states ``value`` as a figure of its own ("$85.36", not the "50" in
+    "$506" or "HAT050")."""
+    return re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
 
 
 def _describe(name: str, args: dict[str, Any]) -> str:
