@@ -108,15 +108,8 @@ def prepare_tokenizer(tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def encoder(tokenizer: Any) -> render.Encode:
-    def encode(text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
-    return encode
-
-
 def encode_rows(tokenizer: Any, rows: Sequence[dict[str, Any]], *,
-                max_tokens: int) -> list[render.Example]:
+                max_tokens: int | None = None) -> list[render.Example]:
     """Every row's example, tokenized in one batched call: the fast tokenizer spreads a
     batch over the cores (one row at a time took minutes per arm)."""
     rendered = [render.render_row(r, bos=tokenizer.bos_token) for r in rows]
@@ -142,7 +135,7 @@ def check_format(tokenizer: Any, row: dict[str, Any]) -> dict[str, Any]:
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise TrainError(f"{marker!r} is {len(ids)} tokens, not one")
-    example = render.encode_row(row, encoder(tokenizer), bos=tokenizer.bos_token)
+    example = encode_rows(tokenizer, [row])[0]
     trained = tokenizer.decode([i for i, m in zip(example.input_ids, example.loss_mask,
                                                   strict=True) if m])
     expected = "".join(ours.text[a:b] for a, b in ours.trained)

@@ -149,7 +149,9 @@ def clock(time: Any, rng: random.Random, *, twelve: bool | None = None) -> str:
         return text
     hour, minute = int(match[1]), match[2]
     later = " the next day" if match[3] else ""
-    if not (rng.random() >= 0.5 if twelve is None else twelve):
+    if twelve is None:
+        twelve = rng.random() >= 0.5
+    if not twelve:
         return f"{hour:02d}:{minute}{later}"
     suffix = "AM" if hour < 12 else "PM"
     return f"{(hour % 12) or 12}:{minute} {suffix}{later}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -79,6 +78,7 @@ from writ_async.participants.scripted.reading import (
     said_text,
     said_yes,
     same_shape,
+    says_figure,
     states_value,
 )
 
@@ -411,16 +411,17 @@ class ScriptedAgent:
             by_tool.setdefault(r.name, []).append(r)
         # Each sentence keyed by where its first read stands, so the user hears them in
         # the order the agent read (the profile before the reservations it lists).
+        at = {id(r): i for i, r in enumerate(reads)}
         said: list[tuple[int, str]] = []
         surveyed: set[str] = set()
         for name, group in by_tool.items():
             if len(group) >= 3 and (told := self._phrases.survey(group, seen, rng, about)):
-                said.append((reads.index(group[0]), told))
+                said.append((at[id(group[0])], told))
                 surveyed.add(name)
         others = [r for r in reads if r not in target and r.name not in surveyed]
         related = [r for r in others if any(v in r.text for v in leaves)]
         chosen = (related or others)[-rng.choice((1, 2, 3)):]
-        said += [(reads.index(r), text) for r in others if r in chosen
+        said += [(at[id(r)], text) for r in others if r in chosen
                  if (text := self._phrases.summary(r, seen, rng, about))]
         return [(text, None) for text in dict.fromkeys(t for _, t in sorted(said))]
 
@@ -457,7 +458,7 @@ class ScriptedAgent:
             text for text, _ in outcomes if isinstance(text, str))
         used: set[str] = set()
         for i, (value, true) in enumerate(zip(values, self._reported, strict=True)):
-            if told and value == true and _says_figure(told, value):
+            if told and value == true and says_figure(told, value):
                 continue
             # No connective twice in one message ("As for the rest, ... As for the rest,").
             openers = [o for o in (pb.VALUE_OPENERS if i == 0 else pb.VALUE_MORE)
@@ -577,12 +578,6 @@ def _replace_leaves(value: Any, old: str, new: str) -> Any:
     if isinstance(value, list):
         return [_replace_leaves(v, old, new) for v in value]
     return value
-
-
-def _says_figure(text: str, value: str) -> bool:
-    """Whether ``text`` states ``value`` as a figure of its own ("$85.36", not the "50" in
-    "$506" or "HAT050")."""
-    return re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
 
 
 def _describe(name: str, args: dict[str, Any]) -> str:

@@ -80,6 +80,12 @@ def states_value(text: str, value: str) -> bool:
     return _norm(value) in _norm(text)
 
 
+def says_figure(text: str, value: str) -> bool:
+    """Whether ``text`` states ``value`` as a figure of its own ("$85.36", not the "50" in
+    "$506" or "HAT050")."""
+    return re.search(rf"(?<![\w.]){re.escape(value)}(?!\w|\.\d)", text) is not None
+
+
 def as_number(text: str) -> float | None:
     try:
         return float(text.replace(",", "").removeprefix("$"))
